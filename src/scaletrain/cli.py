@@ -1,0 +1,82 @@
+"""``python -m scaletrain`` / ``scaletrain``: a Hydra app whose user errors end in one sentence and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+from scaletrain import config
+from scaletrain.errors import ConfigError, ScaletrainError
+
+_exit_codes: list[int] = []  # one per job: a multirun exits with the worst
+
+
+def _report(exc: ScaletrainError) -> None:
+    print(f"scaletrain: error: {exc}", file=sys.stderr)
+
+
+def check_group_overrides(argv: list[str]) -> None:
+    """Unknown strategy/launcher/workload names, and `strategy=` without its '+', fail here with the choices."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    try:
+        args, _ = get_args_parser().parse_known_args(argv)
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except (SystemExit, HydraException):
+        return  # Hydra reports malformed command lines itself
+    for override in overrides:
+        group = override.key_or_group
+        if group not in config.GROUPS or override.is_delete():
+            continue
+        if group == "strategy" and override.type == OverrideType.CHANGE:
+            raise ConfigError(
+                f"strategy={override.get_value_element_as_str()} needs a leading '+' because no strategy is chosen "
+                f"by default: write +strategy={override.get_value_element_as_str()}."
+            )
+        names = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        known = config.choices(group)
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"{group}={name} does not exist; choose one of: {', '.join(known)}.")
+
+
+def _task(cfg) -> None:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from scaletrain.run import run_job
+
+    try:
+        try:
+            raw = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"the configuration does not resolve: {str(exc).splitlines()[0]}.") from None
+        code = run_job(config.load(raw))
+    except ScaletrainError as exc:
+        _report(exc)
+        code = exc.exit_code
+    _exit_codes.append(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import hydra
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        check_group_overrides(argv)
+        conf = config.conf_dir()
+    except ScaletrainError as exc:
+        _report(exc)
+        sys.exit(exc.exit_code)
+    sys.argv = [sys.argv[0], *argv]
+    try:
+        hydra.main(version_base="1.3", config_path=str(conf), config_name="config")(_task)()
+    except SystemExit as exc:
+        # Hydra exits 1 after printing why it could not compose the config (e.g. an unknown key):
+        # that is bad input, so it gets the same exit code as our own config errors.
+        if exc.code == 1 and not _exit_codes:
+            sys.exit(ConfigError.exit_code)
+        raise
+    sys.exit(max(_exit_codes, default=0))

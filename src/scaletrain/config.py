@@ -1,0 +1,184 @@
+"""Typed job configuration: Hydra's output validated into dataclasses, with every user-facing message here.
+
+The strategy, launcher and workload groups are plugins: the YAML file ``conf/<group>/<name>.yaml`` names the module
+``scaletrain.<strategies|launchers|workloads>.<name>``, whose ``Config`` dataclass is the schema for that group's settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+
+from scaletrain.errors import ConfigError
+
+PACKAGES = {"strategy": "strategies", "launcher": "launchers", "workload": "workloads"}
+GROUPS = tuple(PACKAGES)
+DEFAULT_STRATEGY = "ddp"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    max_steps: int | None = None  # stop after this many optimizer steps, even mid-epoch
+    global_batch_size: int = 32  # samples per optimizer step over all ranks
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    log_every_n_steps: int = 10
+
+
+@dataclass
+class CheckpointConfig:
+    dir: str = "checkpoints"
+    every_n_steps: int = 100  # 0: only at the end of training
+    keep_last: int = 2
+
+
+@dataclass
+class Job:
+    """One fully resolved, validated job: what every launcher and every rank works from."""
+
+    strategy: Any  # the strategy module's Config instance
+    launcher: Any
+    workload: Any
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    seed: int = 0
+    resume: bool = False
+    max_restarts: int = 0
+    script: str | None = None  # an unmodified torchrun-style script run instead of a workload
+    script_args: list[str] = field(default_factory=list)
+    output_dir: str = "."
+    strategy_was_picked: bool = False  # True when no +strategy was given and scaletrain chose one
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def conf_dir() -> Path:
+    """The Hydra config directory: inside the package in a wheel, at the top of a source checkout otherwise."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise ConfigError(f"scaletrain's configs were not found in {here / 'conf'}; reinstall scaletrain.")
+
+
+def choices(group: str) -> list[str]:
+    """The names a user may give for a config group (the YAML files under conf/<group>/)."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def plugin_module(group: str, name: str) -> ModuleType:
+    """The module implementing ``name`` in ``group``; a name with no YAML file is a user error."""
+    known = choices(group)
+    if name not in known:
+        raise ConfigError(f"{group} '{name}' does not exist; choose one of: {', '.join(known)}.")
+    return importlib.import_module(f"scaletrain.{PACKAGES[group]}.{name}")
+
+
+def typed(schema: type, values: Mapping[str, Any] | None, where: str) -> Any:
+    """Merge ``values`` onto the dataclass ``schema``; wrong keys or types become one-sentence ConfigErrors."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(values or {})))
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_describe_omegaconf_error(exc, schema, where)) from None
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        check()
+    return obj
+
+
+def _describe_omegaconf_error(exc: OmegaConfBaseException, schema: type, where: str) -> str:
+    key = str(getattr(exc, "full_key", None) or getattr(exc, "key", None) or "")
+    fields = {f.name: f.type for f in dataclasses.fields(schema)}
+    if isinstance(exc, MissingMandatoryValue):
+        return f"{where}.{key} must be set; pass {where}.{key}=VALUE."
+    top = key.split(".")[0]
+    if isinstance(exc, ConfigKeyError) or top not in fields:
+        return f"{where}.{key} is not a setting of {where}; valid settings are: {', '.join(fields)}."
+    return (
+        f"{where}.{key}={getattr(exc, 'value', None)!r} is not valid ({fields[top]} expected); "
+        f"fix the value of {where}.{key}."
+    )
+
+
+def load(raw: Mapping[str, Any]) -> Job:
+    """Validate a resolved config mapping (from Hydra or a saved job.json) into a Job."""
+    raw = dict(raw)
+    picked = raw.get("strategy") is None
+    strategy_raw = dict(raw.get("strategy") or {"name": DEFAULT_STRATEGY})
+    groups: dict[str, Any] = {}
+    for group, values in (("strategy", strategy_raw), ("launcher", raw.get("launcher")), ("workload", raw.get("workload"))):
+        values = dict(values or {})
+        name = values.get("name")
+        if not name:
+            raise ConfigError(f"no {group} was chosen; pass {group}=NAME, one of: {', '.join(choices(group))}.")
+        groups[group] = typed(plugin_module(group, name).Config, values, group)
+
+    job = Job(
+        **groups,
+        train=typed(TrainConfig, raw.get("train"), "train"),
+        checkpoint=typed(CheckpointConfig, raw.get("checkpoint"), "checkpoint"),
+        **_top_level(raw),
+        strategy_was_picked=bool(raw.get("strategy_was_picked", picked)),
+    )
+    _validate(job)
+    return job
+
+
+def _top_level(raw: Mapping[str, Any]) -> dict[str, Any]:
+    scalars = {"seed": int, "resume": bool, "max_restarts": int, "script": (str, type(None)), "output_dir": str}
+    out: dict[str, Any] = {}
+    for key, kind in scalars.items():
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"{key}={value!r} has the wrong type; give {key} as in conf/config.yaml.")
+            out[key] = value
+    if "script_args" in raw:
+        out["script_args"] = [str(a) for a in (raw["script_args"] or [])]
+    return out
+
+
+def _validate(job: Job) -> None:
+    t = job.train
+    if t.epochs < 1:
+        raise ConfigError(f"train.epochs={t.epochs} must be at least 1.")
+    if t.max_steps is not None and t.max_steps < 1:
+        raise ConfigError(f"train.max_steps={t.max_steps} must be at least 1 (or null for no limit).")
+    if t.global_batch_size < 1:
+        raise ConfigError(f"train.global_batch_size={t.global_batch_size} must be at least 1.")
+    if t.optimizer not in ("sgd", "adam", "adamw"):
+        raise ConfigError(f"train.optimizer='{t.optimizer}' is not known; use sgd, adam or adamw.")
+    if t.lr <= 0:
+        raise ConfigError(f"train.lr={t.lr} must be positive.")
+    if t.log_every_n_steps < 1:
+        raise ConfigError(f"train.log_every_n_steps={t.log_every_n_steps} must be at least 1.")
+    if job.checkpoint.every_n_steps < 0 or job.checkpoint.keep_last < 1:
+        raise ConfigError(
+            f"checkpoint.every_n_steps={job.checkpoint.every_n_steps} must be >= 0 and "
+            f"checkpoint.keep_last={job.checkpoint.keep_last} >= 1."
+        )
+    if job.max_restarts < 0:
+        raise ConfigError(f"max_restarts={job.max_restarts} must be 0 or more.")
+    if job.script is not None and not Path(job.script).is_file():
+        raise ConfigError(f"script={job.script} does not exist; give the path of a Python training script.")
+
+
+def load_json(path: Path) -> Job:
+    return load(json.loads(Path(path).read_text()))

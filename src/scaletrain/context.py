@@ -1,0 +1,103 @@
+"""RunContext: what a training function gets on each rank — who it is, how to report, how to checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from scaletrain import checkpoint
+from scaletrain.config import Job
+from scaletrain.env import ClusterEnv
+from scaletrain.strategies.base import Strategy
+
+log = logging.getLogger("scaletrain")
+
+
+class RunContext:
+    """Per-rank handle given to built-in loops and to user training functions alike."""
+
+    def __init__(self, job: Job, env: ClusterEnv, strategy: Strategy, restart_count: int = 0) -> None:
+        self.job = job
+        self.env = env
+        self.strategy = strategy
+        self.restart_count = restart_count
+        self.output_dir = Path(job.output_dir)
+        self.checkpoint_dir = Path(job.checkpoint.dir)
+        self._metrics_file = None
+        if self.is_rank_zero:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._metrics_file = open(self.output_dir / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115
+
+    @property
+    def rank(self) -> int:
+        return self.env.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.env.world_size
+
+    @property
+    def is_rank_zero(self) -> bool:
+        return self.env.rank == 0
+
+    @property
+    def should_resume(self) -> bool:
+        """True when this run continues earlier work: resume=true, or a restart after a failure."""
+        return self.job.resume or self.restart_count > 0
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        """Record metrics for ``step`` (rank 0 writes them; other ranks' calls are no-ops)."""
+        if self._metrics_file is None:
+            return
+        record = {"step": step, "time_unix_s": time.time(), "attempt": self.restart_count, **metrics}
+        self._metrics_file.write(json.dumps(record) + "\n")
+
+    def save_checkpoint(self, state: Mapping[str, Any], step: int) -> Path | None:
+        """Rank 0 writes ``state`` atomically as the checkpoint of ``step``; other ranks return None."""
+        if not self.is_rank_zero:
+            return None
+        payload = {**state, "step": step}
+        path = checkpoint.save(
+            self.checkpoint_dir,
+            step,
+            lambda f: self.strategy.save_state(payload, f),
+            keep_last=self.job.checkpoint.keep_last,
+        )
+        log.debug("checkpoint saved: %s", path)
+        return path
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The latest checkpoint's state when this run resumes, else None. Every rank reads the same file."""
+        if not self.should_resume:
+            return None
+        path = checkpoint.latest(self.checkpoint_dir)
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            state = self.strategy.load_state(f)
+        log.info("resumed from %s (step %d)", path, state["step"])
+        return state
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if not self.is_rank_zero:
+            return
+        record = {
+            "workload": self.job.workload.name,
+            "strategy": self.job.strategy.name,
+            "world_size": self.world_size,
+            "attempt": self.restart_count,
+            **summary,
+        }
+        tmp = self.output_dir / f".summary.json.{os.getpid()}"
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.output_dir / "summary.json")
+
+    def close(self) -> None:
+        if self._metrics_file is not None:
+            self._metrics_file.close()
+            self._metrics_file = None

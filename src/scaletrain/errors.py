@@ -1,0 +1,19 @@
+"""Errors a user can cause. Each message is one sentence naming the bad value and the fix."""
+
+
+class ScaletrainError(Exception):
+    """A user-caused error: the CLI prints its message without a traceback and exits 2."""
+
+    exit_code = 2
+
+
+class ConfigError(ScaletrainError):
+    """A configuration value is wrong or missing."""
+
+
+class ClusterEnvError(ScaletrainError):
+    """The launcher or cluster handed this process a malformed environment."""
+
+
+class LaunchError(ScaletrainError):
+    """Processes, jobs or clusters could not be started as asked."""

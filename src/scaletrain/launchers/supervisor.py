@@ -1,0 +1,149 @@
+"""Start a group of rank processes, stream their output with a rank prefix, stop them all when one fails."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TAIL_LINES = 20
+_LINE_END = re.compile(rb"(?<=[\r\n])")  # split after each terminator, keeping it (progress bars use \r)
+
+
+@dataclass
+class Outcome:
+    """How a group of ranks ended."""
+
+    ok: bool
+    interrupted: bool = False
+    rank: int | None = None  # the first rank seen to fail
+    returncode: int | None = None
+    tail: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.returncode is not None and self.returncode < 0:
+            how = f"was killed by signal {signal.Signals(-self.returncode).name}"
+        else:
+            how = f"exited with code {self.returncode}"
+        lines = "\n".join(f"    {line}" for line in self.tail) or "    (it printed nothing)"
+        return f"rank {self.rank} {how}; its last lines of output:\n{lines}"
+
+
+class _RankProcess:
+    def __init__(self, rank: int, argv: list[str], env: dict[str, str], log_path: Path | None, lock: threading.Lock):
+        self.rank = rank
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.exited_at: float | None = None
+        # Own session: a terminal's Ctrl-C reaches only the launcher, which stops the ranks in order.
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._lock = lock
+        self._log_path = log_path
+        self.pump = threading.Thread(target=self._pump, name=f"rank-{rank}-output", daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        prefix = f"[rank {self.rank}] ".encode()
+        log = open(self._log_path, "ab") if self._log_path else None  # noqa: SIM115
+        pending = b""
+        try:
+            while chunk := os.read(self.proc.stdout.fileno(), 65536):
+                if log:
+                    log.write(chunk)
+                *lines, pending = _LINE_END.split((pending + chunk).replace(b"\r\n", b"\n"))
+                self._emit(prefix, lines)
+            if pending:
+                self._emit(prefix, [pending + b"\n"])
+        finally:
+            if log:
+                log.close()
+
+    def _emit(self, prefix: bytes, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        with self._lock:
+            for line in lines:
+                sys.stdout.buffer.write(prefix + line)
+            sys.stdout.buffer.flush()
+        for line in lines:
+            text = line.decode(errors="replace").strip()
+            if text:
+                self.tail.append(text)
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+class Supervisor:
+    """One attempt of a job on this host: N rank processes watched together."""
+
+    def __init__(self, stop_grace_s: float = 5.0, log_dir: Path | None = None, poll_s: float = 0.05) -> None:
+        self.stop_grace_s = stop_grace_s
+        self.log_dir = log_dir
+        self.poll_s = poll_s
+        self.ranks: list[_RankProcess] = []
+        self._lock = threading.Lock()
+        self._interrupted = threading.Event()
+        if log_dir:
+            log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, rank: int, argv: list[str], env: dict[str, str]) -> None:
+        log_path = self.log_dir / f"rank_{rank}.log" if self.log_dir else None
+        self.ranks.append(_RankProcess(rank, argv, env, log_path, self._lock))
+
+    def interrupt(self) -> None:
+        """Safe from a signal handler: the wait loop notices and stops every rank."""
+        self._interrupted.set()
+
+    def wait(self) -> Outcome:
+        """Block until every rank succeeded, one failed (the others are then stopped), or an interrupt."""
+        while True:
+            if self._interrupted.is_set():
+                self.stop(signal.SIGINT)
+                return Outcome(ok=False, interrupted=True)
+            now = time.monotonic()
+            for r in self.ranks:
+                if r.exited_at is None and r.proc.poll() is not None:
+                    r.exited_at = now
+            failed = [r for r in self.ranks if r.exited_at is not None and r.proc.returncode != 0]
+            if failed:
+                # Killed-by-signal ranks first: a rank that lost its peer then errors out is a consequence.
+                first = min(failed, key=lambda r: (r.exited_at, r.proc.returncode >= 0))
+                self.stop(signal.SIGTERM)
+                return Outcome(False, rank=first.rank, returncode=first.proc.returncode, tail=list(first.tail))
+            if all(r.exited_at is not None for r in self.ranks):
+                self._join_pumps()
+                return Outcome(ok=True)
+            time.sleep(self.poll_s)
+
+    def stop(self, first_signal: int = signal.SIGTERM) -> None:
+        """``first_signal`` to every live rank, SIGKILL after the grace period, then collect their output."""
+        live = [r for r in self.ranks if r.proc.poll() is None]
+        for r in live:
+            r.signal_group(first_signal)
+        deadline = time.monotonic() + self.stop_grace_s
+        for r in live:
+            try:
+                r.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                r.signal_group(signal.SIGKILL)
+        for r in self.ranks:
+            r.proc.wait()
+            r.signal_group(signal.SIGKILL)  # anything the rank itself started and left behind
+        self._join_pumps()
+
+    def _join_pumps(self) -> None:
+        for r in self.ranks:
+            r.pump.join(timeout=5)

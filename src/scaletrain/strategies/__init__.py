@@ -1,0 +1,30 @@
+"""How the processes train together. One module per strategy: ``Config``, ``create(config, env)``, ``preflight(job)``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scaletrain.config import Job
+    from scaletrain.env import ClusterEnv
+    from scaletrain.strategies.base import Strategy
+
+
+def create(config, env: ClusterEnv) -> Strategy:
+    return importlib.import_module(f"scaletrain.strategies.{config.name}").create(config, env)
+
+
+def preflight(job: Job) -> None:
+    """Checks the driver makes before anything starts (e.g. a GPU backend on a host without GPUs)."""
+    importlib.import_module(f"scaletrain.strategies.{job.strategy.name}").preflight(job)
+
+
+def describe(job: Job) -> str:
+    return importlib.import_module(f"scaletrain.strategies.{job.strategy.name}").describe(job)
+
+
+def worker_env(job: Job, env: ClusterEnv) -> dict[str, str]:
+    """Extra variables a rank of this strategy needs (e.g. TF_CONFIG), built from its ClusterEnv."""
+    hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "worker_env", None)
+    return hook(job, env) if hook else {}

@@ -1,0 +1,112 @@
+"""PyTorch DistributedDataParallel: one process per device, gradients averaged by all-reduce."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from scaletrain import hardware
+from scaletrain.env import ClusterEnv
+from scaletrain.errors import ConfigError
+from scaletrain.strategies.base import TorchStrategy
+
+BACKENDS = ("auto", "gloo", "nccl")
+
+
+@dataclass
+class Config:
+    name: str = "ddp"
+    backend: str = "auto"  # auto: nccl on GPUs, gloo on CPU
+    timeout_s: float = 300.0
+    find_unused_parameters: bool = False
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"strategy.backend='{self.backend}' is not known; use one of: {', '.join(BACKENDS)}.")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"strategy.timeout_s={self.timeout_s} must be positive.")
+
+
+def resolve_backend(backend: str, gpus: int) -> str:
+    if backend == "auto":
+        return "nccl" if gpus > 0 else "gloo"
+    return backend
+
+
+def preflight(job: Any) -> None:
+    if job.strategy.backend == "nccl" and hardware.gpu_count() == 0:
+        raise ConfigError(
+            "strategy.backend=nccl needs NVIDIA GPUs and none were found on this host; "
+            "use strategy.backend=gloo (or auto)."
+        )
+
+
+def describe(job: Any) -> str:
+    gpus = hardware.gpu_count()
+    backend = resolve_backend(job.strategy.backend, gpus)
+    found = f"{gpus} GPU(s) found" if gpus else "no GPU found"
+    return f"ddp with {backend} ({found})"
+
+
+def create(config: Config, env: ClusterEnv) -> DDPStrategy:
+    return DDPStrategy(config, env)
+
+
+class DDPStrategy(TorchStrategy):
+    def __init__(self, config: Config, env: ClusterEnv) -> None:
+        super().__init__(config, env)
+        import torch  # lazily: strategy modules are imported by the driver for validation
+
+        self.backend = resolve_backend(config.backend, torch.cuda.device_count())
+        if self.backend == "nccl":
+            self._device = torch.device("cuda", env.local_rank % max(1, torch.cuda.device_count()))
+        else:
+            self._device = torch.device("cpu")
+
+    @property
+    def device(self) -> Any:
+        return self._device
+
+    def setup(self) -> None:
+        import torch
+        import torch.distributed as dist
+
+        if self._device.type == "cuda":
+            torch.cuda.set_device(self._device)
+        dist.init_process_group(
+            backend=self.backend,
+            init_method=f"tcp://{self.env.master_addr}:{self.env.master_port}",
+            rank=self.env.rank,
+            world_size=self.env.world_size,
+            timeout=datetime.timedelta(seconds=self.config.timeout_s),
+            device_id=self._device if self._device.type == "cuda" else None,
+        )
+
+    def teardown(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    def wrap_model(self, model: Any) -> Any:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self._device] if self._device.type == "cuda" else None
+        return DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=self.config.find_unused_parameters
+        )
+
+    def all_reduce_sum(self, tensor: Any) -> Any:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        if self._device.type == "cuda":
+            dist.barrier(device_ids=[self._device.index])
+        else:
+            dist.barrier()

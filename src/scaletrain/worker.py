@@ -1,0 +1,66 @@
+"""What every rank runs: ``python -m scaletrain.worker JOB_JSON``, or ``--exec SCRIPT ARGS...`` for scripts."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+from scaletrain.errors import ScaletrainError
+
+log = logging.getLogger("scaletrain")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its launcher dies, so no rank outlives the job."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the launcher's own cleanup still applies
+        pass
+
+
+def _setup_logging(rank: int) -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=logging.INFO if rank == 0 else logging.WARNING)
+
+
+def run(job_file: str) -> int:
+    from scaletrain import config, strategies, workloads
+    from scaletrain.context import RunContext
+    from scaletrain.env import detect
+
+    env = detect(os.environ)
+    _setup_logging(env.rank)
+    job = config.load_json(job_file)
+    restart_count = int(os.environ.get("SCALETRAIN_RESTART_COUNT", "0"))
+    strategy = strategies.create(job.strategy, env)
+    ctx = RunContext(job, env, strategy, restart_count)
+    try:
+        strategy.setup()
+        summary = workloads.run(ctx)
+        ctx.write_summary(summary)
+    except ScaletrainError as exc:
+        log.error("scaletrain: error: %s", exc)
+        return exc.exit_code
+    finally:
+        ctx.close()
+        strategy.teardown()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    if argv[:1] == ["--exec"]:
+        # The parent-death signal survives exec, so an unmodified script inherits it.
+        os.execv(sys.executable, [sys.executable, *argv[1:]])
+    if len(argv) != 1:
+        print("usage: python -m scaletrain.worker JOB_JSON | --exec SCRIPT [ARGS...]", file=sys.stderr)
+        return 2
+    return run(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,43 @@
+"""A user's own training function, named by a Hydra ``_target_`` and called once per rank with a RunContext."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaletrain.errors import ConfigError
+
+
+@dataclass
+class Config:
+    name: str = "function"
+    fn: dict[str, Any] = field(default_factory=dict)  # {_target_: pkg.module.train, **keyword arguments}
+
+    def validate(self) -> None:
+        target = self.fn.get("_target_")
+        if not isinstance(target, str) or target in ("", "???"):
+            raise ConfigError(
+                "workload.fn._target_ is not set; pass workload.fn._target_=your_package.module.train_function."
+            )
+
+
+def preflight(config: Config) -> None:
+    from hydra._internal.utils import _locate  # get_method would also log the failure
+
+    try:
+        _locate(config.fn["_target_"])
+    except Exception as exc:  # Hydra wraps import failures in several types
+        cause = exc.__cause__ or exc
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise ConfigError(
+            f"workload.fn._target_={config.fn['_target_']} cannot be imported ({reason}); "
+            "check the name and that its module is importable."
+        ) from None
+
+
+def run(ctx) -> dict[str, Any]:
+    from hydra.utils import instantiate
+
+    fn = instantiate(ctx.job.workload.fn, _partial_=True)
+    result = fn(ctx)
+    return dict(result) if isinstance(result, dict) else {}

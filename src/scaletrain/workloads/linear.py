@@ -1,0 +1,50 @@
+"""The classic first program: learn y = 2x + 1 from x = 1..5."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaletrain.workloads.task import TorchTask
+
+log = logging.getLogger("scaletrain")
+
+
+@dataclass
+class Config:
+    name: str = "linear"
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    x = np.arange(1, 6, dtype=np.float32).reshape(-1, 1)
+    return x, 2 * x + 1
+
+
+def build_torch(config: Config, seed: int) -> TorchTask:
+    import torch
+
+    torch.manual_seed(seed)
+    x, y = data()
+    return TorchTask(
+        model=torch.nn.Linear(1, 1),
+        train=(torch.from_numpy(x), torch.from_numpy(y)),
+        loss="mse",
+        report=_report_torch,
+    )
+
+
+def _report_torch(model) -> dict[str, float]:
+    import torch
+
+    with torch.no_grad():
+        weight = model.weight.item()
+        bias = model.bias.item()
+        prediction = model(torch.tensor([[6.0]], device=model.weight.device)).item()
+    return report(weight, bias, prediction)
+
+
+def report(weight: float, bias: float, prediction_x6: float) -> dict[str, float]:
+    log.info("linear: weight=%.4f bias=%.4f prediction(x=6)=%.4f", weight, bias, prediction_x6)
+    return {"weight": weight, "bias": bias, "prediction_x6": prediction_x6}

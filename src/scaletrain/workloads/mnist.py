@@ -1,0 +1,21 @@
+"""MNIST from its idx files in a local directory, with the small CNN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaletrain.workloads import image_files, readers
+from scaletrain.workloads.task import TorchTask
+
+
+@dataclass
+class Config(image_files.ImageFilesConfig):
+    name: str = "mnist"
+
+
+def preflight(config: Config) -> None:
+    readers.find_mnist_files(image_files.check_dir(config))
+
+
+def build_torch(config: Config, seed: int) -> TorchTask:
+    return image_files.torch_task(readers.load_mnist(config.data_dir), config, seed, in_channels=1, image_size=28)

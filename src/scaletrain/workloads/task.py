@@ -1,0 +1,16 @@
+"""A built-in workload as the PyTorch loop consumes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class TorchTask:
+    model: Any  # torch.nn.Module, built under the job's seed so every rank starts identical
+    train: tuple[Any, Any]  # (inputs, targets) tensors, the whole training set in memory
+    val: tuple[Any, Any] | None = None
+    loss: str = "cross_entropy"  # cross_entropy | mse
+    report: Callable[[Any], dict[str, float]] | None = None  # extra final figures from the trained model
