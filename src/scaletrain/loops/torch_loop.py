@@ -128,12 +128,14 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     if first_step_unix_s is not None:
         summary["first_step_unix_s"] = first_step_unix_s
     summary.update(meter.totals())
+    summary["replica_fingerprints"] = replica_fingerprints(ctx, model)
     if task.val is not None:
         summary.update(evaluated[1] if evaluated and evaluated[0] == step else evaluate(ctx, model, task, loss_fn))
     if task.report is not None and ctx.is_rank_zero:
         summary.update(task.report(model))
     if ctx.is_rank_zero:
-        log.info("done: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items() if k != "first_step_unix_s"))
+        shown = {k: v for k, v in summary.items() if k not in ("first_step_unix_s", "replica_fingerprints")}
+        log.info("done: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
     return summary
 
 
@@ -159,6 +161,14 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) 
     if ctx.is_rank_zero:
         log.info("validation: loss %.4f accuracy %.4f", figures["val_loss"], figures["val_accuracy"])
     return figures
+
+
+def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]:
+    """One number per rank summarising its weights: equal on every rank when the replicas are in sync."""
+    mine = sum(float((p.detach().double() * (i + 1)).sum()) for i, p in enumerate(model.parameters()))
+    slots = torch.zeros(ctx.world_size, dtype=torch.float64, device=ctx.strategy.device)
+    slots[ctx.rank] = mine
+    return ctx.strategy.all_reduce_sum(slots).tolist()
 
 
 def _global_mean(strategy, value: torch.Tensor, world_size: int) -> float:

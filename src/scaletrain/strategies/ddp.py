@@ -92,6 +92,8 @@ class DDPStrategy(TorchStrategy):
     def wrap_model(self, model: Any) -> Any:
         from torch.nn.parallel import DistributedDataParallel
 
+        if self.env.world_size == 1:  # nothing to average: skip DDP's hooks and bucketing
+            return model
         device_ids = [self._device] if self._device.type == "cuda" else None
         return DistributedDataParallel(
             model, device_ids=device_ids, find_unused_parameters=self.config.find_unused_parameters
