@@ -42,6 +42,8 @@ def run(job_file: str) -> int:
         strategy.setup()
         summary = workloads.run(ctx)
         ctx.write_summary(summary)
+        # Nobody leaves the group while a peer still talks to it: gloo aborts the process if that happens.
+        strategy.barrier()
     except ScaletrainError as exc:
         log.error("scaletrain: error: %s", exc)
         return exc.exit_code

@@ -22,6 +22,10 @@ class Strategy(ABC):
         """Join the group of ranks; blocks until every rank has joined."""
 
     @abstractmethod
+    def barrier(self) -> None:
+        """Wait until every rank reaches this point."""
+
+    @abstractmethod
     def teardown(self) -> None:
         """Leave the group cleanly; safe to call after a failed setup."""
 
@@ -51,10 +55,6 @@ class TorchStrategy(Strategy):
     @abstractmethod
     def all_reduce_sum(self, tensor: Any) -> Any:
         """Sum a tensor over all ranks, in place, and return it."""
-
-    @abstractmethod
-    def barrier(self) -> None:
-        """Wait until every rank reaches this point."""
 
     def optimizer_step(self, optimizer: Any) -> None:
         optimizer.step()

@@ -1,0 +1,133 @@
+"""Shared by the benchmark scripts: clean subprocess runs, interleaved repeats, medians and markdown tables.
+
+Conventions (see RESULTS.md): every figure is the median over repeats; the alternatives are run interleaved,
+A B then B A (so neither always goes first and slow drift of a shared machine cancels); a ratio is taken
+within one round (A and B measured back to back) and the median of those per-round ratios is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: the scaletrain CLI finds conf/ from here
+BENCH_DIR = Path(__file__).resolve().parent
+PYTHON = sys.executable
+
+# Variables that would make a child believe it is already a rank of some job.
+_JOB_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK", "MASTER_ADDR",
+             "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS", "SCALETRAIN_PROGRESS", "SCALETRAIN_RESTART_COUNT")
+
+
+def parse_args(description: str, repeats: int, quick_repeats: int) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=None, help=f"rounds per alternative (default {repeats})")
+    parser.add_argument("--quick", action="store_true", help=f"a ~30 s version ({quick_repeats} rounds, fewer steps)")
+    args = parser.parse_args()
+    if args.repeats is None:
+        args.repeats = quick_repeats if args.quick else repeats
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def bench_env(omp_threads: int) -> dict[str, str]:
+    """This environment without job variables, with an explicit OMP_NUM_THREADS shared by both alternatives."""
+    env = {k: v for k, v in os.environ.items() if k not in _JOB_VARS}
+    env["OMP_NUM_THREADS"] = str(omp_threads)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: Sequence[str], env: Mapping[str, str], timeout_s: float = 600) -> str:
+    """Run ``cmd`` from the checkout; its combined output, or RuntimeError with the tail when it fails."""
+    proc = subprocess.run(
+        list(cmd), cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, timeout=timeout_s, text=True, errors="replace",
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-20:])
+        raise RuntimeError(f"exit code {proc.returncode}: {shlex.join(cmd)}\n{tail}")
+    return proc.stdout
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def interleave(trials: Mapping[str, Callable[[int], dict[str, float]]], repeats: int) -> dict[str, list[dict]]:
+    """Call each trial once per round, A B in even rounds and B A in odd ones; results per trial, per round."""
+    results: dict[str, list[dict]] = {name: [] for name in trials}
+    names = list(trials)
+    for i in range(repeats):
+        for name in names if i % 2 == 0 else reversed(names):
+            started = time.perf_counter()
+            results[name].append(trials[name](i))
+            log(f"  round {i + 1}/{repeats} {name}: {_brief(results[name][-1])} ({time.perf_counter() - started:.1f} s)")
+    return results
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def paired_ratio(a: Sequence[dict], b: Sequence[dict], key: str) -> float:
+    """Median over rounds of a[i][key] / b[i][key]: each ratio compares two runs made back to back."""
+    return median([x[key] / y[key] for x, y in zip(a, b, strict=True)])
+
+
+def spread(values: Sequence[float]) -> str:
+    return f"{min(values):.4g}–{max(values):.4g}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table; floats are shown with 4 significant digits."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def verdict(ratio: float, target: float) -> str:
+    if ratio <= target:
+        return f"met (≤ {target:g})"
+    return f"MISSED by {100 * (ratio / target - 1):.1f}% (target ≤ {target:g})"
+
+
+def machine() -> str:
+    import platform
+
+    import torch
+
+    return (f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()}, "
+            f"torch {torch.__version__}, no GPU used")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _brief(figures: dict[str, float]) -> str:
+    return ", ".join(f"{k}={_cell(v)}" for k, v in figures.items())
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

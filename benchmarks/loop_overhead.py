@@ -1,0 +1,143 @@
+"""Per-step overhead of scaletrain's training loop against a hand-written PyTorch loop (1 rank, CPU).
+
+Each round runs, in separate subprocesses and back to back, the real CLI
+
+    python -m scaletrain +strategy=ddp workload=synthetic launcher.nproc_per_node=1 train.max_steps=N ...
+
+(step_time_s read from summary.json: steady state, the first log window left out) and benchmarks/plain_train.py
+(same arrays, model, seed, SGD momentum 0.9 lr 0.05, batch size, per-epoch randperm; the same first window left
+out). Both get the same OMP_NUM_THREADS. Both runs must end with the same final loss: proof they did the same
+work. The ratio is scaletrain / plain per round, median over rounds; target <= 1.01.
+
+A second figure, the median over the 10-step windows of one run (metrics.jsonl for scaletrain, the same windows
+for the plain loop), shrugs off bursts of load from other processes on a shared machine.
+
+    .venv/bin/python benchmarks/loop_overhead.py [--repeats N] [--quick] [--threads T]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import _common as c
+
+TARGET = 1.01
+NUM_SAMPLES = 8192
+WINDOW = 10  # train.log_every_n_steps of the synthetic workload: scaletrain's timing window
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    input_dim: int
+    width: int
+    depth: int
+    batch: int
+    steps: int
+    quick_steps: int
+
+    def describe(self) -> str:
+        return f"MLP {self.input_dim}→{self.width}×{self.depth}→10, batch {self.batch}"
+
+
+MODELS = (
+    Model("medium", input_dim=256, width=512, depth=4, batch=256, steps=600, quick_steps=150),
+    Model("small", input_dim=32, width=32, depth=1, batch=32, steps=4000, quick_steps=1000),
+)
+
+
+def scaletrain_step(model: Model, steps: int, env: dict[str, str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
+        c.run(scaletrain_cmd(model, steps, tmp), env)
+        summary = c.read_json(Path(tmp) / "summary.json")
+        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    windows = [r["step_time_s"] for r in records if "step_time_s" in r][1:]  # the first window is warm-up
+    assert summary["steps"] == steps, summary
+    return {"step_time_s": summary["step_time_s"], "window_median_s": c.median(windows),
+            "final_loss": summary["final_loss"]}
+
+
+def scaletrain_cmd(model: Model, steps: int, out_dir: str) -> list[str]:
+    epochs = math.ceil(steps * model.batch / NUM_SAMPLES) + 1  # max_steps is what ends the run
+    return [
+        c.PYTHON, "-m", "scaletrain", "+strategy=ddp", "workload=synthetic", "launcher.nproc_per_node=1",
+        f"hydra.run.dir={out_dir}", f"train.max_steps={steps}", f"train.epochs={epochs}",
+        f"train.global_batch_size={model.batch}", "train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.9",
+        f"train.log_every_n_steps={WINDOW}", "checkpoint.every_n_steps=0", "seed=0",
+        f"workload.num_samples={NUM_SAMPLES}", f"workload.input_dim={model.input_dim}",
+        f"workload.width={model.width}", f"workload.depth={model.depth}", "workload.num_classes=10",
+    ]
+
+
+def plain_step(model: Model, steps: int, env: dict[str, str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-plain-") as tmp:
+        out = Path(tmp) / "result.json"
+        c.run(plain_cmd(model, steps, str(out)), env)
+        result = c.read_json(out)
+    return {"step_time_s": result["step_time_s"], "window_median_s": c.median(result["window_step_times_s"]),
+            "final_loss": result["final_loss"]}
+
+
+def plain_cmd(model: Model, steps: int, out: str) -> list[str]:
+    return [
+        c.PYTHON, str(c.BENCH_DIR / "plain_train.py"), f"--num-samples={NUM_SAMPLES}",
+        f"--input-dim={model.input_dim}", f"--width={model.width}", f"--depth={model.depth}", "--num-classes=10",
+        f"--batch-size={model.batch}", "--lr=0.05", "--momentum=0.9", "--seed=0", f"--steps={steps}",
+        f"--window={WINDOW}", f"--out={out}",
+    ]
+
+
+def main() -> None:
+    parser_args = c.parse_args(__doc__.splitlines()[0], repeats=9, quick_repeats=3)
+    threads = _threads(sys.argv)
+    env = c.bench_env(threads)
+    rows, summary_lines = [], []
+    for model in MODELS:
+        steps = model.quick_steps if parser_args.quick else model.steps
+        c.log(f"{model.name}: {model.describe()}, {steps} steps, OMP_NUM_THREADS={threads}, "
+              f"{parser_args.repeats} rounds")
+        res = c.interleave(
+            {
+                "scaletrain": lambda _, m=model, s=steps: scaletrain_step(m, s, env),
+                "plain": lambda _, m=model, s=steps: plain_step(m, s, env),
+            },
+            parser_args.repeats,
+        )
+        st, pl = res["scaletrain"], res["plain"]
+        same_loss = all(a["final_loss"] == b["final_loss"] for a, b in zip(st, pl, strict=True))
+        ratio = c.paired_ratio(st, pl, "step_time_s")
+        window_ratio = c.paired_ratio(st, pl, "window_median_s")
+        rows.append([
+            f"{model.name} ({model.describe()}, {steps} steps)",
+            f"{1e3 * c.median([r['step_time_s'] for r in st]):.4g}",
+            f"{1e3 * c.median([r['step_time_s'] for r in pl]):.4g}",
+            f"{ratio:.4f}",
+            f"{window_ratio:.4f}",
+            "yes" if same_loss else "NO",
+        ])
+        summary_lines.append(f"{model.name}: ratio {ratio:.4f} (per-window {window_ratio:.4f}): {c.verdict(ratio, TARGET)}")
+    print(f"\nloop overhead, 1 rank, OMP_NUM_THREADS={threads}, {parser_args.repeats} interleaved rounds; "
+          f"medians ({c.machine()})\n")
+    print(c.table(["model", "scaletrain step ms", "plain step ms", "ratio", "per-window ratio", "same final loss"],
+                  rows))
+    print()
+    print("\n".join(summary_lines))
+
+
+def _threads(argv: list[str]) -> int:
+    """--threads T (default 2, what scaletrain gives one rank on this 2-core machine)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+    return 2
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Supervision with real processes: a killed rank stops the job, restarts resume, Ctrl-C stops every rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import child_env, scaletrain_argv
+
+pytestmark = pytest.mark.slow
+
+# Slow enough on 2 cores to be killed mid-run: ~120 steps of a few ms each.
+WORKLOAD = (
+    "+strategy=ddp", "workload=synthetic", "launcher.nproc_per_node=2", "workload.num_samples=4096",
+    "workload.width=256", "workload.depth=3", "train.global_batch_size=64", "train.epochs=2",
+    "train.log_every_n_steps=5", "checkpoint.every_n_steps=20", "seed=3",
+)
+
+
+def _rank_pids(launcher_pid: int) -> dict[int, int]:
+    """RANK -> pid of the launcher's worker processes, read from /proc."""
+    ranks = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid != launcher_pid:
+                continue
+            env = dict(
+                item.split("=", 1) for item in (entry / "environ").read_text().split("\0") if "=" in item
+            )
+        except (OSError, ValueError):
+            continue
+        if "RANK" in env:
+            ranks[int(env["RANK"])] = int(entry.name)
+    return ranks
+
+
+def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the job ended before it could be interrupted"
+        if metrics.exists():
+            steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if line.strip()]
+            if steps and max(steps) >= step:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        scaletrain_argv(run_dir, *WORKLOAD, *extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=child_env(),
+    )
+
+
+def _kill_rank(proc: subprocess.Popen, rank: int) -> None:
+    deadline = time.monotonic() + 10
+    while rank not in (pids := _rank_pids(proc.pid)):
+        assert time.monotonic() < deadline, "rank processes not found"
+        time.sleep(0.05)
+    os.kill(pids[rank], signal.SIGKILL)
+
+
+def test_killed_rank_ends_the_job_within_seconds_naming_it(tmp_path):
+    proc = _start(tmp_path / "run")
+    _wait_for_step(tmp_path / "run", 25, proc)
+    _kill_rank(proc, 1)
+    killed_at = time.monotonic()
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - killed_at < 10
+    assert proc.returncode not in (0, None)
+    assert "rank 1 was killed by signal SIGKILL" in out
+    assert not _rank_pids(proc.pid)
+
+
+def test_restart_resumes_from_checkpoint_with_the_uninterrupted_result(tmp_path, scaletrain):
+    reference = scaletrain(*WORKLOAD)
+    assert reference.returncode == 0, reference.output
+
+    run_dir = tmp_path / "restarted"
+    proc = _start(run_dir, "max_restarts=1")
+    _wait_for_step(run_dir, 45, proc)
+    _kill_rank(proc, 1)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    assert "restarting all ranks from the last checkpoint (restart 1 of 1)" in out
+    resumed = [line for line in out.splitlines() if "resumed from" in line]
+    assert resumed and "(step 0)" not in resumed[0]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["attempt"] == 1
+    assert summary["steps"] == reference.summary["steps"]
+    assert summary["final_loss"] == pytest.approx(reference.summary["final_loss"], rel=1e-6, abs=1e-7)
+    assert summary["replica_fingerprints"] == pytest.approx(reference.summary["replica_fingerprints"], rel=1e-6)
+
+
+def test_ctrl_c_stops_every_rank(tmp_path):
+    proc = _start(tmp_path / "run")
+    _wait_for_step(tmp_path / "run", 10, proc)
+    ranks = _rank_pids(proc.pid)
+    assert len(ranks) == 2
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert "interrupted: every rank was stopped" in out
+    for pid in ranks.values():
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
