@@ -29,10 +29,18 @@ _JOB_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK
              "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS", "SCALETRAIN_PROGRESS", "SCALETRAIN_RESTART_COUNT")
 
 
-def parse_args(description: str, repeats: int, quick_repeats: int) -> argparse.Namespace:
+def parse_args(
+    description: str,
+    repeats: int,
+    quick_repeats: int,
+    extra: Callable[[argparse.ArgumentParser], Any] | None = None,
+) -> argparse.Namespace:
+    """--repeats N and --quick for every benchmark; ``extra`` adds a script's own options."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--repeats", type=int, default=None, help=f"rounds per alternative (default {repeats})")
-    parser.add_argument("--quick", action="store_true", help=f"a ~30 s version ({quick_repeats} rounds, fewer steps)")
+    parser.add_argument("--repeats", type=int, help=f"rounds per alternative (default {repeats})")
+    parser.add_argument("--quick", action="store_true", help=f"~30 s: {quick_repeats} rounds, fewer steps")
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args()
     if args.repeats is None:
         args.repeats = quick_repeats if args.quick else repeats
@@ -42,7 +50,7 @@ def parse_args(description: str, repeats: int, quick_repeats: int) -> argparse.N
 
 
 def bench_env(omp_threads: int) -> dict[str, str]:
-    """This environment without job variables, with an explicit OMP_NUM_THREADS shared by both alternatives."""
+    """This environment minus job variables, plus an explicit OMP_NUM_THREADS shared by the alternatives."""
     env = {k: v for k, v in os.environ.items() if k not in _JOB_VARS}
     env["OMP_NUM_THREADS"] = str(omp_threads)
     env["PYTHONUNBUFFERED"] = "1"
@@ -71,15 +79,19 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def interleave(trials: Mapping[str, Callable[[int], dict[str, float]]], repeats: int) -> dict[str, list[dict]]:
-    """Call each trial once per round, A B in even rounds and B A in odd ones; results per trial, per round."""
+Trial = Callable[[int], dict[str, float]]  # round index -> the figures of one run
+
+
+def interleave(trials: Mapping[str, Trial], repeats: int) -> dict[str, list[dict[str, float]]]:
+    """Each trial once per round, A B in even rounds and B A in odd ones; the figures per trial, per round."""
     results: dict[str, list[dict]] = {name: [] for name in trials}
     names = list(trials)
     for i in range(repeats):
         for name in names if i % 2 == 0 else reversed(names):
             started = time.perf_counter()
             results[name].append(trials[name](i))
-            log(f"  round {i + 1}/{repeats} {name}: {_brief(results[name][-1])} ({time.perf_counter() - started:.1f} s)")
+            took = time.perf_counter() - started
+            log(f"  round {i + 1}/{repeats} {name}: {_brief(results[name][-1])} ({took:.1f} s)")
     return results
 
 
@@ -114,11 +126,11 @@ def verdict(ratio: float, target: float) -> str:
 
 def machine() -> str:
     import platform
+    from importlib.metadata import version
 
-    import torch
-
-    return (f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()}, "
-            f"torch {torch.__version__}, no GPU used")
+    cpu = platform.processor() or platform.machine()
+    python = platform.python_version()
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {python}, torch {version('torch')}, no GPU"
 
 
 def log(message: str) -> None:

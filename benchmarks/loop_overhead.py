@@ -4,13 +4,13 @@ Each round runs, in separate subprocesses and back to back, the real CLI
 
     python -m scaletrain +strategy=ddp workload=synthetic launcher.nproc_per_node=1 train.max_steps=N ...
 
-(step_time_s read from summary.json: steady state, the first log window left out) and benchmarks/plain_train.py
-(same arrays, model, seed, SGD momentum 0.9 lr 0.05, batch size, per-epoch randperm; the same first window left
-out). Both get the same OMP_NUM_THREADS. Both runs must end with the same final loss: proof they did the same
-work. The ratio is scaletrain / plain per round, median over rounds; target <= 1.01.
+(step_time_s from summary.json: steady state, the first log window left out) and benchmarks/plain_train.py
+(same arrays, model, seed, SGD momentum 0.9 lr 0.05, batch size and per-epoch randperm; its first window
+left out too), both with the same OMP_NUM_THREADS. Both must end on the same final loss, proof that they
+did the same work. Ratio = scaletrain / plain within a round, median over rounds; target <= 1.01.
 
-A second figure, the median over the 10-step windows of one run (metrics.jsonl for scaletrain, the same windows
-for the plain loop), shrugs off bursts of load from other processes on a shared machine.
+A second ratio uses the median over the 10-step windows of each run (metrics.jsonl for scaletrain, the
+same windows for the plain loop): it shrugs off bursts of load from other processes on a shared machine.
 
     .venv/bin/python benchmarks/loop_overhead.py [--repeats N] [--quick] [--threads T]
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import _common as c
 
 TARGET = 1.01
 NUM_SAMPLES = 8192
-WINDOW = 10  # train.log_every_n_steps of the synthetic workload: scaletrain's timing window
+WINDOW = 10  # the synthetic workload's train.log_every_n_steps: scaletrain's timing window
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class Model:
     quick_steps: int
 
     def describe(self) -> str:
-        return f"MLP {self.input_dim}→{self.width}×{self.depth}→10, batch {self.batch}"
+        return f"MLP {self.input_dim}-{self.width}x{self.depth}-10, batch {self.batch}"
 
 
 MODELS = (
@@ -51,92 +50,94 @@ MODELS = (
 )
 
 
-def scaletrain_step(model: Model, steps: int, env: dict[str, str]) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
-        c.run(scaletrain_cmd(model, steps, tmp), env)
-        summary = c.read_json(Path(tmp) / "summary.json")
-        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-    windows = [r["step_time_s"] for r in records if "step_time_s" in r][1:]  # the first window is warm-up
-    assert summary["steps"] == steps, summary
-    return {"step_time_s": summary["step_time_s"], "window_median_s": c.median(windows),
-            "final_loss": summary["final_loss"]}
-
-
 def scaletrain_cmd(model: Model, steps: int, out_dir: str) -> list[str]:
-    epochs = math.ceil(steps * model.batch / NUM_SAMPLES) + 1  # max_steps is what ends the run
+    epochs = math.ceil(steps * model.batch / NUM_SAMPLES) + 1  # train.max_steps is what ends the run
     return [
         c.PYTHON, "-m", "scaletrain", "+strategy=ddp", "workload=synthetic", "launcher.nproc_per_node=1",
         f"hydra.run.dir={out_dir}", f"train.max_steps={steps}", f"train.epochs={epochs}",
-        f"train.global_batch_size={model.batch}", "train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.9",
-        f"train.log_every_n_steps={WINDOW}", "checkpoint.every_n_steps=0", "seed=0",
+        f"train.global_batch_size={model.batch}", "train.optimizer=sgd", "train.lr=0.05",
+        "train.momentum=0.9", f"train.log_every_n_steps={WINDOW}", "checkpoint.every_n_steps=0", "seed=0",
         f"workload.num_samples={NUM_SAMPLES}", f"workload.input_dim={model.input_dim}",
         f"workload.width={model.width}", f"workload.depth={model.depth}", "workload.num_classes=10",
     ]
 
 
-def plain_step(model: Model, steps: int, env: dict[str, str]) -> dict[str, float]:
+def plain_cmd(model: Model, steps: int, out: str) -> list[str]:
+    return [
+        c.PYTHON, str(c.BENCH_DIR / "plain_train.py"), f"--num-samples={NUM_SAMPLES}",
+        f"--input-dim={model.input_dim}", f"--width={model.width}", f"--depth={model.depth}",
+        "--num-classes=10", f"--batch-size={model.batch}", "--lr=0.05", "--momentum=0.9", "--seed=0",
+        f"--steps={steps}", f"--window={WINDOW}", f"--out={out}",
+    ]
+
+
+def run_scaletrain(model: Model, steps: int, env: dict[str, str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
+        c.run(scaletrain_cmd(model, steps, tmp), env)
+        summary = c.read_json(Path(tmp) / "summary.json")
+        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    if summary["steps"] != steps:
+        raise RuntimeError(f"scaletrain ran {summary['steps']} steps, not {steps}")
+    windows = [r["step_time_s"] for r in records if "step_time_s" in r][1:]  # the first window is warm-up
+    return {
+        "step_time_s": summary["step_time_s"],
+        "window_median_s": c.median(windows),
+        "final_loss": summary["final_loss"],
+    }
+
+
+def run_plain(model: Model, steps: int, env: dict[str, str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-plain-") as tmp:
         out = Path(tmp) / "result.json"
         c.run(plain_cmd(model, steps, str(out)), env)
         result = c.read_json(out)
-    return {"step_time_s": result["step_time_s"], "window_median_s": c.median(result["window_step_times_s"]),
-            "final_loss": result["final_loss"]}
+    return {
+        "step_time_s": result["step_time_s"],
+        "window_median_s": c.median(result["window_step_times_s"]),
+        "final_loss": result["final_loss"],
+    }
 
 
-def plain_cmd(model: Model, steps: int, out: str) -> list[str]:
-    return [
-        c.PYTHON, str(c.BENCH_DIR / "plain_train.py"), f"--num-samples={NUM_SAMPLES}",
-        f"--input-dim={model.input_dim}", f"--width={model.width}", f"--depth={model.depth}", "--num-classes=10",
-        f"--batch-size={model.batch}", "--lr=0.05", "--momentum=0.9", "--seed=0", f"--steps={steps}",
-        f"--window={WINDOW}", f"--out={out}",
-    ]
+def _add_threads(parser) -> None:
+    parser.add_argument(
+        "--threads", type=int, default=2, help="OMP_NUM_THREADS of both (2: scaletrain's for 1 rank)"
+    )
 
 
 def main() -> None:
-    parser_args = c.parse_args(__doc__.splitlines()[0], repeats=9, quick_repeats=3)
-    threads = _threads(sys.argv)
-    env = c.bench_env(threads)
-    rows, summary_lines = [], []
+    args = c.parse_args(__doc__.splitlines()[0], repeats=9, quick_repeats=3, extra=_add_threads)
+    env = c.bench_env(args.threads)
+    rows, verdicts = [], []
     for model in MODELS:
-        steps = model.quick_steps if parser_args.quick else model.steps
-        c.log(f"{model.name}: {model.describe()}, {steps} steps, OMP_NUM_THREADS={threads}, "
-              f"{parser_args.repeats} rounds")
+        steps = model.quick_steps if args.quick else model.steps
+        c.log(f"{model.name}: {model.describe()}, {steps} steps, OMP_NUM_THREADS={args.threads}")
         res = c.interleave(
             {
-                "scaletrain": lambda _, m=model, s=steps: scaletrain_step(m, s, env),
-                "plain": lambda _, m=model, s=steps: plain_step(m, s, env),
+                "scaletrain": lambda _, m=model, s=steps: run_scaletrain(m, s, env),
+                "plain": lambda _, m=model, s=steps: run_plain(m, s, env),
             },
-            parser_args.repeats,
+            args.repeats,
         )
         st, pl = res["scaletrain"], res["plain"]
-        same_loss = all(a["final_loss"] == b["final_loss"] for a, b in zip(st, pl, strict=True))
         ratio = c.paired_ratio(st, pl, "step_time_s")
         window_ratio = c.paired_ratio(st, pl, "window_median_s")
+        same_loss = all(a["final_loss"] == b["final_loss"] for a, b in zip(st, pl, strict=True))
         rows.append([
-            f"{model.name} ({model.describe()}, {steps} steps)",
-            f"{1e3 * c.median([r['step_time_s'] for r in st]):.4g}",
-            f"{1e3 * c.median([r['step_time_s'] for r in pl]):.4g}",
+            f"{model.name}: {model.describe()}, {steps} steps",
+            1e3 * c.median([r["step_time_s"] for r in st]),
+            1e3 * c.median([r["step_time_s"] for r in pl]),
             f"{ratio:.4f}",
             f"{window_ratio:.4f}",
             "yes" if same_loss else "NO",
         ])
-        summary_lines.append(f"{model.name}: ratio {ratio:.4f} (per-window {window_ratio:.4f}): {c.verdict(ratio, TARGET)}")
-    print(f"\nloop overhead, 1 rank, OMP_NUM_THREADS={threads}, {parser_args.repeats} interleaved rounds; "
-          f"medians ({c.machine()})\n")
-    print(c.table(["model", "scaletrain step ms", "plain step ms", "ratio", "per-window ratio", "same final loss"],
-                  rows))
+        verdict = c.verdict(ratio, TARGET)
+        verdicts.append(f"{model.name}: ratio {ratio:.4f} (per-window {window_ratio:.4f}), target {verdict}")
+    print(f"\nloop overhead, 1 rank, OMP_NUM_THREADS={args.threads}, {args.repeats} interleaved rounds, "
+          f"medians; {c.machine()}\n")
+    headers = ["model", "scaletrain ms/step", "plain ms/step", "ratio", "per-window ratio", "same final loss"]
+    print(c.table(headers, rows))
     print()
-    print("\n".join(summary_lines))
-
-
-def _threads(argv: list[str]) -> int:
-    """--threads T (default 2, what scaletrain gives one rank on this 2-core machine)."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-    return 2
+    print("\n".join(verdicts))
 
 
 if __name__ == "__main__":

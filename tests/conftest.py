@@ -90,7 +90,11 @@ def scaletrain(tmp_path: Path):
         run_dir = tmp_path / f"run{next(counter)}"
         proc = subprocess.run(
             scaletrain_argv(run_dir, *overrides),
-            capture_output=True, text=True, timeout=timeout, env=child_env(env), cwd=cwd or tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=child_env(env),
+            cwd=cwd or tmp_path,
         )
         return Run(proc.returncode, proc.stdout, proc.stderr, run_dir)
 

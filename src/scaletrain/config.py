@@ -1,7 +1,8 @@
 """Typed job configuration: Hydra's output validated into dataclasses, with every user-facing message here.
 
-The strategy, launcher and workload groups are plugins: the YAML file ``conf/<group>/<name>.yaml`` names the module
-``scaletrain.<strategies|launchers|workloads>.<name>``, whose ``Config`` dataclass is the schema for that group's settings.
+The strategy, launcher and workload groups are plugins: the YAML file ``conf/<group>/<name>.yaml`` names the
+module ``scaletrain.<strategies|launchers|workloads>.<name>``, whose ``Config`` dataclass is the schema for that
+group's settings.
 """
 
 from __future__ import annotations
@@ -123,7 +124,11 @@ def load(raw: Mapping[str, Any]) -> Job:
     picked = raw.get("strategy") is None
     strategy_raw = dict(raw.get("strategy") or {"name": DEFAULT_STRATEGY})
     groups: dict[str, Any] = {}
-    for group, values in (("strategy", strategy_raw), ("launcher", raw.get("launcher")), ("workload", raw.get("workload"))):
+    for group, values in (
+        ("strategy", strategy_raw),
+        ("launcher", raw.get("launcher")),
+        ("workload", raw.get("workload")),
+    ):
         values = dict(values or {})
         name = values.get("name")
         if not name:

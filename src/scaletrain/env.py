@@ -103,9 +103,7 @@ class _Vars:
             raise self.error(field, "is empty")
         return found[1]
 
-    def integer(
-        self, field: str, default: int | None = None, minimum: int = 0, maximum: int | None = None
-    ) -> int:
+    def integer(self, field: str, default: int | None = None, minimum: int = 0, maximum: int | None = None) -> int:
         if default is not None and self.find(field) is None:
             return default
         raw = self.text(field)
@@ -257,9 +255,7 @@ def detect(environ: Mapping[str, str]) -> ClusterEnv:
 def slurm_master_port(job_id: str) -> int:
     """A rendezvous port in 15000..34999 derived from the job id, so two jobs on one node differ."""
     if not _INT.fullmatch(job_id.strip()):
-        raise ClusterEnvError(
-            f"SLURM_JOB_ID={job_id!r} is not an integer; set MASTER_PORT or run inside a SLURM job."
-        )
+        raise ClusterEnvError(f"SLURM_JOB_ID={job_id!r} is not an integer; set MASTER_PORT or run inside a SLURM job.")
     return 15000 + int(job_id) % 20000
 
 
@@ -298,6 +294,4 @@ def _expand_ranges(spec: str, nodelist: str, label: str) -> list[str]:
 
 
 def _bad_nodelist(label: str, nodelist: str, problem: str) -> ClusterEnvError:
-    return ClusterEnvError(
-        f"{label}={nodelist!r} {problem}; it must be a SLURM node list such as {_NODELIST_EXAMPLE}."
-    )
+    return ClusterEnvError(f"{label}={nodelist!r} {problem}; it must be a SLURM node list such as {_NODELIST_EXAMPLE}.")

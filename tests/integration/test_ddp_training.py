@@ -30,8 +30,14 @@ def test_linear_learns_y_equals_2x_plus_1(scaletrain, nproc):
 
 def test_two_ranks_end_identical_and_loss_decreases(scaletrain):
     run = scaletrain(
-        "+strategy=ddp", "workload=synthetic", "launcher.nproc_per_node=2", "workload.num_samples=1024",
-        "workload.width=64", "workload.depth=2", "train.epochs=3", "train.global_batch_size=64",
+        "+strategy=ddp",
+        "workload=synthetic",
+        "launcher.nproc_per_node=2",
+        "workload.num_samples=1024",
+        "workload.width=64",
+        "workload.depth=2",
+        "train.epochs=3",
+        "train.global_batch_size=64",
         "train.log_every_n_steps=4",
     )
     assert run.returncode == 0, run.output
@@ -81,9 +87,21 @@ def test_multirun_runs_one_job_per_point(tmp_path):
 
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, "-m", "scaletrain", "-m", f"hydra.sweep.dir={sweep}", "+strategy=ddp",
-         "launcher.nproc_per_node=1", "train.epochs=10", "seed=1,2"],
-        capture_output=True, text=True, timeout=240, env=child_env(),
+        [
+            sys.executable,
+            "-m",
+            "scaletrain",
+            "-m",
+            f"hydra.sweep.dir={sweep}",
+            "+strategy=ddp",
+            "launcher.nproc_per_node=1",
+            "train.epochs=10",
+            "seed=1,2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=child_env(),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summaries = sorted(sweep.glob("*/summary.json"))

@@ -16,9 +16,17 @@ pytestmark = pytest.mark.slow
 
 # Slow enough on 2 cores to be killed mid-run: ~120 steps of a few ms each.
 WORKLOAD = (
-    "+strategy=ddp", "workload=synthetic", "launcher.nproc_per_node=2", "workload.num_samples=4096",
-    "workload.width=256", "workload.depth=3", "train.global_batch_size=64", "train.epochs=2",
-    "train.log_every_n_steps=5", "checkpoint.every_n_steps=20", "seed=3",
+    "+strategy=ddp",
+    "workload=synthetic",
+    "launcher.nproc_per_node=2",
+    "workload.num_samples=4096",
+    "workload.width=256",
+    "workload.depth=3",
+    "train.global_batch_size=64",
+    "train.epochs=2",
+    "train.log_every_n_steps=5",
+    "checkpoint.every_n_steps=20",
+    "seed=3",
 )
 
 
@@ -33,9 +41,7 @@ def _rank_pids(launcher_pid: int) -> dict[int, int]:
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             if ppid != launcher_pid:
                 continue
-            env = dict(
-                item.split("=", 1) for item in (entry / "environ").read_text().split("\0") if "=" in item
-            )
+            env = dict(item.split("=", 1) for item in (entry / "environ").read_text().split("\0") if "=" in item)
         except (OSError, ValueError):
             continue
         if "RANK" in env:
@@ -58,8 +64,11 @@ def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: fl
 
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        scaletrain_argv(run_dir, *WORKLOAD, *extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=child_env(),
+        scaletrain_argv(run_dir, *WORKLOAD, *extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=child_env(),
     )
 
 

@@ -16,9 +16,7 @@ import pytest
 pytestmark = pytest.mark.slurm
 
 NODES = ("n1", "n2")
-SKIP_REASON = (
-    "no SLURM cluster: run 'bash slurm/local-cluster.sh start' first (needs root and Debian's slurm packages)"
-)
+SKIP_REASON = "no SLURM cluster: run 'bash slurm/local-cluster.sh start' first (needs root and Debian's slurm packages)"
 
 
 def _run(*cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -72,9 +72,7 @@ def test_torchrun_defaults_with_only_rank_and_world_size() -> None:
 
 
 def test_torchrun_node_rank_falls_back_to_node_rank_and_counts_uneven_nodes() -> None:
-    env = detect(
-        {"RANK": "4", "WORLD_SIZE": "5", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "0", "NODE_RANK": "2"}
-    )
+    env = detect({"RANK": "4", "WORLD_SIZE": "5", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "0", "NODE_RANK": "2"})
     assert (env.node_rank, env.num_nodes) == (2, 3)
 
 
@@ -150,9 +148,7 @@ def test_slurm_uneven_tasks_per_node_gives_this_nodes_count() -> None:
 
 
 def test_slurm_plain_ntasks_per_node_is_used_without_per_node_lists() -> None:
-    env = detect(
-        _srun_step(SLURM_STEP_TASKS_PER_NODE=None, SLURM_TASKS_PER_NODE=None, SLURM_NTASKS_PER_NODE="2")
-    )
+    env = detect(_srun_step(SLURM_STEP_TASKS_PER_NODE=None, SLURM_TASKS_PER_NODE=None, SLURM_NTASKS_PER_NODE="2"))
     assert env.local_world_size == 2
 
 
@@ -271,9 +267,7 @@ def test_malformed_torchrun_value_is_named_in_one_sentence(changes: dict[str, st
         ({"SLURM_JOB_ID": "abc"}, "SLURM_JOB_ID='abc' is not an integer"),
     ],
 )
-def test_malformed_slurm_value_is_named_in_one_sentence(
-    changes: dict[str, str | None], expected: str
-) -> None:
+def test_malformed_slurm_value_is_named_in_one_sentence(changes: dict[str, str | None], expected: str) -> None:
     with pytest.raises(ClusterEnvError) as raised:
         detect(_srun_step(**changes))
     _assert_one_sentence(str(raised.value), expected)
@@ -320,9 +314,7 @@ def _scontrol_works() -> bool:
     if shutil.which("scontrol") is None:
         return False
     try:
-        done = subprocess.run(
-            ["scontrol", "show", "hostnames", "n[1-2]"], capture_output=True, text=True, timeout=10
-        )
+        done = subprocess.run(["scontrol", "show", "hostnames", "n[1-2]"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0 and done.stdout.split() == ["n1", "n2"] and not done.stderr
@@ -331,9 +323,7 @@ def _scontrol_works() -> bool:
 @pytest.mark.skipif(not _scontrol_works(), reason="needs a working `scontrol show hostnames`")
 @pytest.mark.parametrize(("nodelist", "hosts"), HOSTLISTS)
 def test_expand_hostlist_agrees_with_scontrol(nodelist: str, hosts: list[str]) -> None:
-    done = subprocess.run(
-        ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=10
-    )
+    done = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=10)
     assert done.stdout.split() == expand_hostlist(nodelist)
 
 

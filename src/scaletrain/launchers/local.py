@@ -85,8 +85,11 @@ class LocalLauncher(Launcher):
             if outcome.returncode == 2:  # a user error reported by a rank: restarting cannot fix it
                 return 2
             if attempt < self.job.max_restarts:
-                log.warning("restarting all ranks from the last checkpoint (restart %d of %d)",
-                            attempt + 1, self.job.max_restarts)
+                log.warning(
+                    "restarting all ranks from the last checkpoint (restart %d of %d)",
+                    attempt + 1,
+                    self.job.max_restarts,
+                )
         return 1
 
     def _run_attempt(self, job_file: Path, attempt: int) -> Outcome:

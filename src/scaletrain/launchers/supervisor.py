@@ -43,7 +43,11 @@ class _RankProcess:
         self.exited_at: float | None = None
         # Own session: a terminal's Ctrl-C reaches only the launcher, which stops the ranks in order.
         self.proc = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         self._lock = lock

@@ -201,7 +201,12 @@ class _Progress:
             return
         log.info(
             "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f",
-            step, self.total_steps, figures["epoch"], figures["loss"], figures["samples_per_s"], figures["step_time_s"],
+            step,
+            self.total_steps,
+            figures["epoch"],
+            figures["loss"],
+            figures["samples_per_s"],
+            figures["step_time_s"],
         )
 
     def close(self) -> None:

@@ -1,4 +1,8 @@
-"""How the processes train together. One module per strategy: ``Config``, ``create(config, env)``, ``preflight(job)``."""
+"""How the processes train together.
+
+One module per strategy: ``Config``, ``create(config, env)``, ``preflight(job)``, ``describe(job)``, and
+optionally ``worker_env(job, env)`` for variables its ranks need.
+"""
 
 from __future__ import annotations
 

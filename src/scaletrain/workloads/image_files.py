@@ -25,7 +25,9 @@ class ImageFilesConfig:
 def check_dir(config: ImageFilesConfig) -> Path:
     path = Path(config.data_dir)
     if not path.is_dir():
-        raise ConfigError(f"workload.data_dir={path} is not a directory; point it at the extracted {config.name} files.")
+        raise ConfigError(
+            f"workload.data_dir={path} is not a directory; point it at the extracted {config.name} files."
+        )
     return path
 
 

@@ -46,9 +46,7 @@ def find_mnist_files(data_dir: Path) -> dict[str, Path]:
         candidates = [data_dir / n for n in (stem, stem + ".gz", dotted, dotted + ".gz")]
         match = next((c for c in candidates if c.is_file()), None)
         if match is None:
-            raise ConfigError(
-                f"workload.data_dir={data_dir} has no {stem}[.gz]; put the four MNIST idx files there."
-            )
+            raise ConfigError(f"workload.data_dir={data_dir} has no {stem}[.gz]; put the four MNIST idx files there.")
         found[key] = match
     return found
 

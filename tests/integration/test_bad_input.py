@@ -1,0 +1,50 @@
+"""Every user error ends in one sentence naming the value and the fix, exit code 2, before any rank starts."""
+
+from __future__ import annotations
+
+import pytest
+
+CASES = {
+    "unknown strategy": (["+strategy=horovod"], "strategy=horovod does not exist; choose one of: ddp"),
+    "strategy without +": (["strategy=ddp"], "write +strategy=ddp"),
+    "unknown launcher": (["launcher=kubernetes"], "launcher=kubernetes does not exist; choose one of: local"),
+    "unknown workload": (["workload=imagenet"], "workload=imagenet does not exist; choose one of: cifar10, digits"),
+    "nproc < 1": (["launcher.nproc_per_node=0"], "launcher.nproc_per_node=0 must be 'auto' or a whole number"),
+    "batch not divisible": (
+        ["launcher.nproc_per_node=2", "train.global_batch_size=5"],
+        "train.global_batch_size=5 is not divisible by the world size 2; use a multiple of 2",
+    ),
+    "missing script": (["script=/no/such/train.py"], "script=/no/such/train.py does not exist"),
+    "resume without checkpoint": (["resume=true"], "resume=true but"),
+    "wrong type": (["train.lr=fast"], "train.lr='fast' is not valid (float expected)"),
+    "unknown backend": (["+strategy=ddp", "strategy.backend=mpi"], "strategy.backend='mpi' is not known"),
+    "nccl without GPU": (["+strategy=ddp", "strategy.backend=nccl"], "strategy.backend=nccl needs NVIDIA GPUs"),
+    "data dir missing": (["workload=mnist"], "workload.data_dir must be set"),
+    "data dir without files": (["workload=cifar10", "workload.data_dir=."], "lacks data_batch_1"),
+    "function not importable": (
+        ["workload=function", "workload.fn._target_=no_such_pkg.train"],
+        "workload.fn._target_=no_such_pkg.train cannot be imported",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_one_sentence_and_starts_nothing(scaletrain, case):
+    overrides, sentence = CASES[case]
+    if case == "nccl without GPU":
+        from scaletrain import hardware
+
+        if hardware.gpu_count():
+            pytest.skip("this machine has a GPU, so nccl is a valid choice here")
+    run = scaletrain(*overrides, timeout=60)
+    assert run.returncode == 2, run.output
+    errors = [line for line in run.stderr.splitlines() if line.startswith("scaletrain: error: ")]
+    assert len(errors) == 1 and sentence in errors[0], run.output
+    assert "Traceback" not in run.output
+    assert not (run.dir / "logs").exists() and not (run.dir / "job.json").exists()  # no rank was started
+
+
+def test_unknown_config_key_exits_2(scaletrain):
+    run = scaletrain("train.learning_rate=0.1", timeout=60)
+    assert run.returncode == 2
+    assert "train.learning_rate" in run.output
