@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +64,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(cmd: Sequence[str], env: Mapping[str, str], timeout_s: float = 600) -> str:
-    """Run ``cmd`` from the checkout; its combined output, or RuntimeError with the tail when it fails."""
+@dataclass
+class Ran:
+    output: str  # stdout and stderr together
+    started_unix_s: float  # time.time() just before the process was started
+    wall_s: float  # until it exited
+
+
+def run(cmd: Sequence[str], env: Mapping[str, str], timeout_s: float = 600) -> Ran:
+    """Run ``cmd`` from the checkout and wait for it; RuntimeError with its last lines when it fails."""
+    started_unix_s, started = time.time(), time.perf_counter()
     proc = subprocess.run(
         list(cmd), cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, timeout=timeout_s, text=True, errors="replace",
     )
+    wall_s = time.perf_counter() - started
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-20:])
         raise RuntimeError(f"exit code {proc.returncode}: {shlex.join(cmd)}\n{tail}")
-    return proc.stdout
+    return Ran(proc.stdout, started_unix_s, wall_s)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -82,17 +92,62 @@ def read_json(path: Path) -> dict[str, Any]:
 Trial = Callable[[int], dict[str, float]]  # round index -> the figures of one run
 
 
-def interleave(trials: Mapping[str, Trial], repeats: int) -> dict[str, list[dict[str, float]]]:
-    """Each trial once per round, A B in even rounds and B A in odd ones; the figures per trial, per round."""
+def interleave(trials: Mapping[str, Trial], repeats: int, warmup: bool = False) -> dict[str, list[dict[str, float]]]:
+    """Each trial once per round, A B in even rounds and B A in odd ones; the figures per trial, per round.
+
+    ``warmup``: first run each trial once, untimed, so no alternative pays for a cold page cache.
+    Before every run, wait (up to a limit) for other processes to leave the CPUs idle: see wait_for_quiet.
+    """
     results: dict[str, list[dict]] = {name: [] for name in trials}
     names = list(trials)
+    if warmup:
+        for name in names:
+            log(f"  warm-up {name}: {_brief(trials[name](-1))}")
     for i in range(repeats):
         for name in names if i % 2 == 0 else reversed(names):
+            wait_for_quiet()
             started = time.perf_counter()
             results[name].append(trials[name](i))
             took = time.perf_counter() - started
             log(f"  round {i + 1}/{repeats} {name}: {_brief(results[name][-1])} ({took:.1f} s)")
     return results
+
+
+def cpu_busy(sample_s: float = 0.5) -> float:
+    """Fraction of all CPUs busy over ``sample_s`` (from /proc/stat; 0.0 where there is none)."""
+
+    def read() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    try:
+        busy0, total0 = read()
+        time.sleep(sample_s)
+        busy1, total1 = read()
+    except OSError:
+        return 0.0
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+QUIET_BUSY = 0.25  # other processes may use up to this share of the CPUs when a run starts
+QUIET_WAIT_S = 60.0
+
+
+def wait_for_quiet(max_busy: float = QUIET_BUSY, limit_s: float = QUIET_WAIT_S) -> None:
+    """On a shared machine: wait until other processes leave the CPUs (nearly) idle, at most ``limit_s``.
+
+    Called between runs, so our own processes are not running. It cannot stop others starting mid-run;
+    the interleaving and medians deal with that.
+    """
+    started = time.monotonic()
+    busy = cpu_busy()
+    while busy > max_busy and time.monotonic() - started < limit_s:
+        busy = cpu_busy(2.0)
+    waited = time.monotonic() - started
+    if waited > 1.0:
+        note = "" if busy <= max_busy else f", gave up at {busy:.0%} busy"
+        log(f"  (waited {waited:.0f} s for other processes to quiet down{note})")
 
 
 def median(values: Sequence[float]) -> float:

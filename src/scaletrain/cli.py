@@ -28,7 +28,7 @@ def check_group_overrides(argv: list[str]) -> None:
         return  # Hydra reports malformed command lines itself
     for override in overrides:
         group = override.key_or_group
-        if group not in config.GROUPS or override.is_delete():
+        if group not in config.SELECTABLE or override.is_delete():
             continue
         if group == "strategy" and override.type == OverrideType.CHANGE:
             raise ConfigError(

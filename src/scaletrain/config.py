@@ -23,6 +23,7 @@ from scaletrain.errors import ConfigError
 
 PACKAGES = {"strategy": "strategies", "launcher": "launchers", "workload": "workloads"}
 GROUPS = tuple(PACKAGES)
+SELECTABLE = (*GROUPS, "logger")  # config groups a user picks by name on the command line
 DEFAULT_STRATEGY = "ddp"
 
 
@@ -46,6 +47,47 @@ class CheckpointConfig:
 
 
 @dataclass
+class ScalingConfig:
+    world_sizes: list[int] = field(default_factory=list)  # non-empty: run a scaling sweep over these sizes
+    mode: str = "weak"  # weak: fixed per-device batch; strong: fixed global batch
+    per_device_batch_size: int | None = None  # weak mode; default: train.global_batch_size (the 1-rank batch)
+    measure_allreduce: bool = False  # time all-reduces after training to fit the α-β model (sweeps turn it on)
+    allreduce_sizes_bytes: list[int] = field(default_factory=lambda: [4096, 262144, 1048576, 4194304, 16777216])
+    allreduce_repeats: int = 7
+
+    def validate(self) -> None:
+        if self.mode not in ("weak", "strong"):
+            raise ConfigError(f"scaling.mode='{self.mode}' is not known; use weak or strong.")
+        if any(n < 1 for n in self.world_sizes) or len(set(self.world_sizes)) != len(self.world_sizes):
+            raise ConfigError(
+                f"scaling.world_sizes={self.world_sizes} must be distinct whole numbers of at least 1, e.g. [1,2,4]."
+            )
+        if self.per_device_batch_size is not None and self.per_device_batch_size < 1:
+            raise ConfigError(f"scaling.per_device_batch_size={self.per_device_batch_size} must be at least 1.")
+        if len(self.allreduce_sizes_bytes) < 2 or min(self.allreduce_sizes_bytes) < 4 or self.allreduce_repeats < 1:
+            raise ConfigError(
+                f"scaling.allreduce_sizes_bytes={self.allreduce_sizes_bytes} needs two or more sizes of at least 4 "
+                f"bytes and scaling.allreduce_repeats={self.allreduce_repeats} at least 1."
+            )
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"  # none | wandb
+    project: str = "scaletrain"
+    entity: str | None = None
+    mode: str = "auto"  # auto: online when WANDB_API_KEY is set, offline otherwise; online | offline
+    group: str | None = None  # W&B group; a scaling sweep sets one for all its runs
+    tags: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.name not in ("none", "wandb"):
+            raise ConfigError(f"logger='{self.name}' is not known; use logger=wandb or logger=none.")
+        if self.mode not in ("auto", "online", "offline"):
+            raise ConfigError(f"logger.mode='{self.mode}' is not known; use auto, online or offline.")
+
+
+@dataclass
 class Job:
     """One fully resolved, validated job: what every launcher and every rank works from."""
 
@@ -54,6 +96,8 @@ class Job:
     workload: Any
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     resume: bool = False
     max_restarts: int = 0
@@ -139,6 +183,8 @@ def load(raw: Mapping[str, Any]) -> Job:
         **groups,
         train=typed(TrainConfig, raw.get("train"), "train"),
         checkpoint=typed(CheckpointConfig, raw.get("checkpoint"), "checkpoint"),
+        scaling=typed(ScalingConfig, raw.get("scaling"), "scaling"),
+        logger=typed(LoggerConfig, raw.get("logger"), "logger"),
         **_top_level(raw),
         strategy_was_picked=bool(raw.get("strategy_was_picked", picked)),
     )

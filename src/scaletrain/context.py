@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scaletrain import checkpoint
+from scaletrain import checkpoint, tracking
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.strategies.base import Strategy
@@ -29,9 +29,11 @@ class RunContext:
         self.output_dir = Path(job.output_dir)
         self.checkpoint_dir = Path(job.checkpoint.dir)
         self._metrics_file = None
+        self.tracker: tracking.WandbRun | None = None
         if self.is_rank_zero:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._metrics_file = open(self.output_dir / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115
+            self.tracker = tracking.start(job, env.world_size, resume=self.should_resume)
 
     @property
     def rank(self) -> int:
@@ -56,6 +58,8 @@ class RunContext:
             return
         record = {"step": step, "time_unix_s": time.time(), "attempt": self.restart_count, **metrics}
         self._metrics_file.write(json.dumps(record) + "\n")
+        if self.tracker is not None:
+            self.tracker.log(metrics, step)
 
     def save_checkpoint(self, state: Mapping[str, Any], step: int) -> Path | None:
         """Rank 0 writes ``state`` atomically as the checkpoint of ``step``; other ranks return None."""
@@ -90,14 +94,21 @@ class RunContext:
             "workload": self.job.workload.name,
             "strategy": self.job.strategy.name,
             "world_size": self.world_size,
+            "global_batch_size": self.job.train.global_batch_size,
             "attempt": self.restart_count,
             **summary,
         }
+        if self.tracker is not None:
+            record["wandb_run_id"] = self.tracker.id
+            self.tracker.summary(record)
         tmp = self.output_dir / f".summary.json.{os.getpid()}"
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, self.output_dir / "summary.json")
 
-    def close(self) -> None:
+    def close(self, exit_code: int = 0) -> None:
         if self._metrics_file is not None:
             self._metrics_file.close()
             self._metrics_file = None
+        if self.tracker is not None:
+            self.tracker.finish(exit_code)
+            self.tracker = None

@@ -1,16 +1,60 @@
-"""Throughput measured between log points, so no step pays for an extra device sync.
+"""Throughput and where a step's time goes, measured between log points so no step pays for an extra sync.
 
-Units: samples_per_s counts samples over all ranks per second of wall time; samples_per_s_per_device divides
-that by the world size; step_time_s is wall seconds per optimizer step, averaged over the window.
+Units: ``samples_per_s`` counts samples over all ranks per wall second; ``samples_per_s_per_device`` divides that
+by the world size; ``step_time_s`` is wall seconds per optimizer step, averaged over the window.
+
+A step's time is split three ways (per step, averaged over the window):
+- ``data_time_s``: host time to produce the batch and hand it to the device (index, gather, copy launch).
+- ``exposed_comm_s``: communication the step had to wait for — from the moment the last gradient bucket was handed
+  to the all-reduce until every bucket's all-reduce had finished (DDP waits for them before backward returns).
+  ``comm_time_s`` is the all-reduces' total busy time, part of which overlaps the backward pass.
+- ``compute_time_s``: the rest (forward, backward, optimizer). On GPUs this remainder also absorbs kernel time the
+  host did not wait for step by step, which is why it is computed as a remainder and not timed directly.
 """
 
 from __future__ import annotations
 
+import resource
+import threading
 import time
 
 
+class CommTimer:
+    """Collects (start, end) of each asynchronous all-reduce; the strategy's communication hook feeds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._intervals: list[tuple[float, float]] = []
+        self._last_launch = 0.0
+
+    def launched(self) -> float:
+        now = time.perf_counter()
+        with self._lock:
+            self._last_launch = now
+        return now
+
+    def finished(self, started: float) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self._intervals.append((started, now))
+
+    def take(self) -> tuple[float, float]:
+        """(busy seconds, exposed seconds) of the communication since the last call."""
+        with self._lock:
+            intervals, self._intervals = self._intervals, []
+            last_launch = self._last_launch
+        if not intervals:
+            return 0.0, 0.0
+        busy = sum(end - start for start, end in intervals)
+        exposed = max(0.0, max(end for _, end in intervals) - last_launch)
+        return busy, exposed
+
+
+_PARTS = ("data_time_s", "comm_time_s", "exposed_comm_s")
+
+
 class ThroughputMeter:
-    """Counts samples and steps; ``read()`` closes a window and returns its rates.
+    """Counts samples, steps and time parts; ``read()`` closes a window and returns its rates.
 
     The first window carries start-up costs (allocation, kernel selection, compilation), so the run's
     steady-state figures in ``totals()`` leave it out whenever a later window exists.
@@ -19,39 +63,54 @@ class ThroughputMeter:
     def __init__(self, world_size: int) -> None:
         self.world_size = world_size
         self._window_start = time.perf_counter()
-        self._window_samples = 0
-        self._window_steps = 0
+        self._window = self._empty()
         self._windows = 0
-        self._steady = [0.0, 0, 0]  # seconds, samples, steps over windows after the first
-        self._first = [0.0, 0, 0]
+        self._first = self._empty()
+        self._steady = self._empty()
 
-    def add_step(self, global_samples: int) -> None:
-        self._window_samples += global_samples
-        self._window_steps += 1
+    @staticmethod
+    def _empty() -> dict[str, float]:
+        return {"seconds": 0.0, "samples": 0, "steps": 0, **dict.fromkeys(_PARTS, 0.0)}
+
+    def add_step(self, global_samples: int, data_s: float = 0.0, comm_s: float = 0.0, exposed_comm_s: float = 0.0):
+        w = self._window
+        w["samples"] += global_samples
+        w["steps"] += 1
+        w["data_time_s"] += data_s
+        w["comm_time_s"] += comm_s
+        w["exposed_comm_s"] += exposed_comm_s
 
     def read(self) -> dict[str, float]:
         """Rates over the window since the last read (the caller has already synced the device)."""
         now = time.perf_counter()
-        seconds = max(now - self._window_start, 1e-9)
-        figures = self._rates(seconds, self._window_samples, self._window_steps)
+        self._window["seconds"] = max(now - self._window_start, 1e-9)
+        figures = self._rates(self._window)
         bucket = self._first if self._windows == 0 else self._steady
-        bucket[0] += seconds
-        bucket[1] += self._window_samples
-        bucket[2] += self._window_steps
+        for key, value in self._window.items():
+            bucket[key] += value
         self._windows += 1
-        self._window_start, self._window_samples, self._window_steps = now, 0, 0
+        self._window_start, self._window = now, self._empty()
         return figures
 
     def totals(self) -> dict[str, float]:
-        seconds, samples, steps = self._steady if self._steady[2] else self._first
-        if not steps:
-            return {}
-        return self._rates(seconds, samples, steps)
+        counts = self._steady if self._steady["steps"] else self._first
+        return self._rates(counts) if counts["steps"] else {}
 
-    def _rates(self, seconds: float, samples: int, steps: int) -> dict[str, float]:
-        samples_per_s = samples / seconds
+    def _rates(self, c: dict[str, float]) -> dict[str, float]:
+        steps = max(c["steps"], 1)
+        samples_per_s = c["samples"] / c["seconds"]
+        step_time_s = c["seconds"] / steps
+        parts = {key: c[key] / steps for key in _PARTS}
         return {
             "samples_per_s": samples_per_s,
             "samples_per_s_per_device": samples_per_s / self.world_size,
-            "step_time_s": seconds / max(steps, 1),
+            "step_time_s": step_time_s,
+            **parts,
+            "compute_time_s": max(0.0, step_time_s - parts["data_time_s"] - parts["exposed_comm_s"]),
+            "comm_fraction": parts["exposed_comm_s"] / step_time_s,
         }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -12,6 +13,15 @@ log = logging.getLogger("scaletrain")
 
 
 def run_job(job: Job) -> int:
+    """A scaling sweep when scaling.world_sizes is set, else one run."""
+    if job.scaling.world_sizes:
+        from scaletrain.scaling.sweep import run_sweep
+
+        return run_sweep(job, lambda point: run_single(point, report_efficiency=False))
+    return run_single(job)
+
+
+def run_single(job: Job, report_efficiency: bool = True) -> int:
     launcher = launchers.create(job)
     launcher.preflight()  # raises ScaletrainError before any process starts
     if job.strategy_was_picked:
@@ -22,4 +32,26 @@ def run_job(job: Job) -> int:
     out.mkdir(parents=True, exist_ok=True)
     job_file = out / "job.json"
     job.save_json(job_file)
-    return launcher.launch(job_file)
+    code = launcher.launch(job_file)
+    if code == 0 and report_efficiency:
+        _report_efficiency(out)
+    return code
+
+
+def _report_efficiency(run_dir: Path) -> None:
+    """A run beside a 1-rank run of the same config (Hydra multirun) gets its scaling efficiency."""
+    from scaletrain.scaling.baseline import single_run_efficiency
+
+    found = single_run_efficiency(run_dir)
+    if found is None:
+        return
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary.update(found)
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    log.info(
+        "%s scaling efficiency %.1f%% against the 1-rank run in %s",
+        found["efficiency_mode"],
+        100 * found["efficiency"],
+        found["baseline_dir"],
+    )

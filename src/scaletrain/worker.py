@@ -38,19 +38,21 @@ def run(job_file: str) -> int:
     restart_count = int(os.environ.get("SCALETRAIN_RESTART_COUNT", "0"))
     strategy = strategies.create(job.strategy, env)
     ctx = RunContext(job, env, strategy, restart_count)
+    code = 1
     try:
         strategy.setup()
         summary = workloads.run(ctx)
         ctx.write_summary(summary)
         # Nobody leaves the group while a peer still talks to it: gloo aborts the process if that happens.
         strategy.barrier()
+        code = 0
     except ScaletrainError as exc:
         log.error("scaletrain: error: %s", exc)
-        return exc.exit_code
+        code = exc.exit_code
     finally:
-        ctx.close()
+        ctx.close(code)
         strategy.teardown()
-    return 0
+    return code
 
 
 def main(argv: list[str]) -> int:

@@ -44,6 +44,16 @@ def test_bad_input_exits_2_with_one_sentence_and_starts_nothing(scaletrain, case
     assert not (run.dir / "logs").exists() and not (run.dir / "job.json").exists()  # no rank was started
 
 
+def test_unreachable_wandb_server_exits_2_before_anything_starts(scaletrain):
+    env = {"WANDB_API_KEY": "not-a-real-key", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": ""}
+    run = scaletrain("logger=wandb", "logger.mode=auto", env=env, timeout=60)
+    assert run.returncode == 2, run.output
+    assert "the W&B server 127.0.0.1:9 cannot be reached" in run.stderr
+    assert "use logger.mode=offline" in run.stderr
+    assert not (run.dir / "logs").exists()
+    assert "not-a-real-key" not in run.output
+
+
 def test_unknown_config_key_exits_2(scaletrain):
     run = scaletrain("train.learning_rate=0.1", timeout=60)
     assert run.returncode == 2

@@ -6,7 +6,7 @@ import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from scaletrain import checkpoint, strategies, workloads
+from scaletrain import checkpoint, strategies, tracking, workloads
 from scaletrain.config import Job
 from scaletrain.errors import ConfigError
 
@@ -30,6 +30,7 @@ class Launcher(ABC):
         job = self.job
         strategies.preflight(job)
         workloads.preflight(job)
+        tracking.preflight(job)
         batch = job.train.global_batch_size
         if job.script is None and batch % self.world_size:
             fit = self.world_size * max(1, round(batch / self.world_size))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ class Config:
     node_rank: int = 0
     master_addr: str = "127.0.0.1"
     master_port: int = 0  # 0: a free port on this host
+    threads_per_rank: Any = "auto"  # "auto": the cores split evenly between the ranks (OMP_NUM_THREADS)
     stop_grace_s: float = 5.0
 
     def validate(self) -> None:
@@ -47,8 +49,28 @@ class Config:
                 f"launcher.nnodes={self.nnodes} needs a fixed launcher.master_port that every node agrees on, "
                 "e.g. launcher.master_port=29500."
             )
+        t = self.threads_per_rank
+        if t != "auto" and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise ConfigError(f"launcher.threads_per_rank={t!r} must be 'auto' or a whole number of at least 1.")
         if self.stop_grace_s < 0:
             raise ConfigError(f"launcher.stop_grace_s={self.stop_grace_s} must be 0 or more.")
+
+
+def with_world_size(config: Config, world_size: int, largest: int) -> Config:
+    """This launcher's config for a scaling sweep point of ``world_size`` ranks on one host.
+
+    Every point gets the threads per rank of the largest point, so each rank is the same "device" at every
+    size and the sweep measures scaling rather than how the cores were shared out.
+    """
+    if config.nnodes != 1:
+        raise ConfigError(
+            f"scaling sweeps with the local launcher run on one host, but launcher.nnodes={config.nnodes}; "
+            "drop launcher.nnodes or sweep with launcher.nproc_per_node=... under -m."
+        )
+    threads = config.threads_per_rank
+    if threads == "auto":
+        threads = max(1, hardware.cpu_count() // largest)
+    return dataclasses.replace(config, nproc_per_node=world_size, threads_per_rank=threads)
 
 
 def create(job: Job) -> LocalLauncher:
@@ -127,7 +149,10 @@ class LocalLauncher(Launcher):
         child.update(strategies.worker_env(self.job, env))
         child["SCALETRAIN_RESTART_COUNT"] = str(attempt)
         child["PYTHONUNBUFFERED"] = "1"
-        if "OMP_NUM_THREADS" not in os.environ:  # split the cores between the ranks
+        threads = self.job.launcher.threads_per_rank
+        if threads != "auto":
+            child["OMP_NUM_THREADS"] = str(threads)
+        elif "OMP_NUM_THREADS" not in os.environ:  # split the cores between the ranks
             child["OMP_NUM_THREADS"] = str(max(1, hardware.cpu_count() // self.nproc))
         if sys.stdout.isatty():
             child["SCALETRAIN_PROGRESS"] = "1"

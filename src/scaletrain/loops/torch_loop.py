@@ -16,13 +16,14 @@ from torch.utils.data import DistributedSampler
 
 from scaletrain.config import TrainConfig
 from scaletrain.context import RunContext
+from scaletrain.loops import torch_stats
+from scaletrain.loops.torch_stats import evaluate
 from scaletrain.metrics import ThroughputMeter
 from scaletrain.workloads.task import TorchTask
 
 log = logging.getLogger("scaletrain")
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
-EVAL_CHUNK = 1024
 
 
 class ShardedBatches:
@@ -92,8 +93,14 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     while step < total_steps:
         epoch, skip = divmod(step, len(batches))
         wrapped.train()
-        for x, y in batches.epoch(epoch, skip):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        epoch_batches = batches.epoch(epoch, skip)
+        while True:
+            fetch_started = time.perf_counter()
+            batch = next(epoch_batches, None)
+            if batch is None:
+                break
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            data_s = time.perf_counter() - fetch_started
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(wrapped(x), y)
             loss.backward()
@@ -101,7 +108,7 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
             step += 1
             window_loss += loss.detach()
             window_steps += 1
-            meter.add_step(x.shape[0] * ctx.world_size)
+            meter.add_step(x.shape[0] * ctx.world_size, data_s, *strategy.take_comm_times())
             if first_step_unix_s is None:
                 first_step_unix_s = time.time()
             if step % train.log_every_n_steps == 0 or step == total_steps:
@@ -128,47 +135,19 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     if first_step_unix_s is not None:
         summary["first_step_unix_s"] = first_step_unix_s
     summary.update(meter.totals())
-    summary["replica_fingerprints"] = replica_fingerprints(ctx, model)
+    summary.update(torch_stats.model_size(model))
+    summary.update(torch_stats.memory(ctx))
+    summary["replica_fingerprints"] = torch_stats.replica_fingerprints(ctx, model)
+    if job.scaling.measure_allreduce and ctx.world_size > 1:
+        summary["allreduce"] = torch_stats.allreduce_benchmark(ctx)
     if task.val is not None:
         summary.update(evaluated[1] if evaluated and evaluated[0] == step else evaluate(ctx, model, task, loss_fn))
     if task.report is not None and ctx.is_rank_zero:
         summary.update(task.report(model))
     if ctx.is_rank_zero:
-        shown = {k: v for k, v in summary.items() if k not in ("first_step_unix_s", "replica_fingerprints")}
+        shown = {k: v for k, v in summary.items() if not isinstance(v, list | dict) and k != "first_step_unix_s"}
         log.info("done: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
     return summary
-
-
-def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) -> dict[str, float]:
-    """Validation loss and accuracy: each rank scores its shard, the sums are all-reduced."""
-    x, y = task.val
-    device = ctx.strategy.device
-    mine = torch.arange(ctx.rank, len(x), ctx.world_size)
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(mine), EVAL_CHUNK):
-            idx = mine[start : start + EVAL_CHUNK]
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            out = model(xb)
-            totals[0] += loss_fn(out, yb, reduction="sum").double()
-            totals[1] += (out.argmax(dim=1) == yb).sum().double()
-            totals[2] += len(idx)
-    model.train()
-    ctx.strategy.all_reduce_sum(totals)
-    loss_sum, correct, count = totals.tolist()
-    figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
-    if ctx.is_rank_zero:
-        log.info("validation: loss %.4f accuracy %.4f", figures["val_loss"], figures["val_accuracy"])
-    return figures
-
-
-def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]:
-    """One number per rank summarising its weights: equal on every rank when the replicas are in sync."""
-    mine = sum(float((p.detach().double() * (i + 1)).sum()) for i, p in enumerate(model.parameters()))
-    slots = torch.zeros(ctx.world_size, dtype=torch.float64, device=ctx.strategy.device)
-    slots[ctx.rank] = mine
-    return ctx.strategy.all_reduce_sum(slots).tolist()
 
 
 def _global_mean(strategy, value: torch.Tensor, world_size: int) -> float:

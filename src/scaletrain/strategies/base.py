@@ -59,6 +59,10 @@ class TorchStrategy(Strategy):
     def optimizer_step(self, optimizer: Any) -> None:
         optimizer.step()
 
+    def take_comm_times(self) -> tuple[float, float]:
+        """(busy, exposed) seconds of gradient communication since the last call; (0, 0) if not measured."""
+        return 0.0, 0.0
+
     def save_state(self, state: dict[str, Any], f: BinaryIO) -> None:
         import torch  # lazily: the driver never needs torch
 

@@ -1,0 +1,103 @@
+"""End-of-run measurements of the PyTorch loop: validation, replica agreement, memory, all-reduce cost."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from scaletrain.context import RunContext
+from scaletrain.metrics import peak_rss_mb
+from scaletrain.scaling.model import fit_alpha_beta
+from scaletrain.workloads.task import TorchTask
+
+log = logging.getLogger("scaletrain")
+EVAL_CHUNK = 1024
+
+
+def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) -> dict[str, float]:
+    """Validation loss and accuracy: each rank scores its shard, the sums are all-reduced."""
+    x, y = task.val
+    device = ctx.strategy.device
+    mine = torch.arange(ctx.rank, len(x), ctx.world_size)
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(mine), EVAL_CHUNK):
+            idx = mine[start : start + EVAL_CHUNK]
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            out = model(xb)
+            totals[0] += loss_fn(out, yb, reduction="sum").double()
+            totals[1] += (out.argmax(dim=1) == yb).sum().double()
+            totals[2] += len(idx)
+    model.train()
+    ctx.strategy.all_reduce_sum(totals)
+    loss_sum, correct, count = totals.tolist()
+    figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
+    if ctx.is_rank_zero:
+        log.info("validation: loss %.4f accuracy %.4f", figures["val_loss"], figures["val_accuracy"])
+    return figures
+
+
+def gather_per_rank(ctx: RunContext, value: float) -> list[float]:
+    """Every rank's ``value``, in rank order, on every rank (one small all-reduce)."""
+    slots = torch.zeros(ctx.world_size, dtype=torch.float64, device=ctx.strategy.device)
+    slots[ctx.rank] = value
+    return ctx.strategy.all_reduce_sum(slots).tolist()
+
+
+def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]:
+    """One number per rank summarising its weights: equal on every rank when the replicas are in sync."""
+    mine = sum(float((p.detach().double() * (i + 1)).sum()) for i, p in enumerate(model.parameters()))
+    return gather_per_rank(ctx, mine)
+
+
+def memory(ctx: RunContext) -> dict[str, Any]:
+    """Peak memory of every rank's process (and of its GPU, on CUDA)."""
+    per_rank = gather_per_rank(ctx, peak_rss_mb())
+    figures: dict[str, Any] = {"peak_rss_mb": max(per_rank), "peak_rss_mb_per_rank": per_rank}
+    device = ctx.strategy.device
+    if getattr(device, "type", None) == "cuda":
+        gpu = gather_per_rank(ctx, torch.cuda.max_memory_allocated(device) / 2**20)
+        figures.update(peak_gpu_mb=max(gpu), peak_gpu_mb_per_rank=gpu)
+    return figures
+
+
+def model_size(model: torch.nn.Module) -> dict[str, int]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return {
+        "num_parameters": sum(p.numel() for p in params),
+        "gradient_bytes": sum(p.numel() * p.element_size() for p in params),
+    }
+
+
+def allreduce_benchmark(ctx: RunContext) -> dict[str, Any]:
+    """Time all-reduces of several sizes on this group's backend and fit the α-β model (median of repeats)."""
+    cfg = ctx.job.scaling
+    device = ctx.strategy.device
+    medians = []
+    for nbytes in cfg.allreduce_sizes_bytes:
+        buffer = torch.ones(max(1, nbytes // 4), dtype=torch.float32, device=device)
+        times = []
+        for i in range(cfg.allreduce_repeats + 2):  # two warm-ups
+            ctx.strategy.barrier()
+            start = time.perf_counter()
+            ctx.strategy.all_reduce_sum(buffer)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+        # Every rank must agree on the time: the slowest rank's median bounds the collective.
+        medians.append(max(gather_per_rank(ctx, statistics.median(times))))
+    fit = fit_alpha_beta(cfg.allreduce_sizes_bytes, medians, ctx.world_size)
+    return {
+        "sizes_bytes": list(cfg.allreduce_sizes_bytes),
+        "median_time_s": medians,
+        "alpha_s": fit.alpha_s,
+        "beta_s_per_byte": fit.beta_s_per_byte,
+        "bandwidth_gbit_per_s": fit.bandwidth_gbit_per_s,
+        "world_size": ctx.world_size,
+    }

@@ -1,0 +1,1 @@
+"""Scaling efficiency: run a job at several world sizes, measure, and explain the gap with an α-β model."""

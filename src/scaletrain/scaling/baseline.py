@@ -1,0 +1,66 @@
+"""Efficiency of a single run against a 1-rank run of the same config in the same sweep directory.
+
+Hydra multirun puts sibling runs in one sweep directory (``-m launcher.nproc_per_node=1,2``); a run finds its
+baseline there by comparing job.json files with the world-size-dependent settings left out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from scaletrain.scaling.model import efficiency
+
+# Settings that may differ between a run and its baseline without making them different experiments.
+_IGNORED = {
+    ("output_dir",),
+    ("checkpoint", "dir"),
+    ("launcher", "nproc_per_node"),
+    ("launcher", "nproc"),
+    ("launcher", "nodes"),
+    ("launcher", "ntasks_per_node"),
+    ("train", "global_batch_size"),
+    ("logger", "group"),
+    ("strategy_was_picked",),
+}
+
+
+def _comparable(job: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(job))
+    for path in _IGNORED:
+        node = out
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return out
+
+
+def _read(directory: Path) -> tuple[dict, dict] | None:
+    try:
+        return json.loads((directory / "job.json").read_text()), json.loads((directory / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def single_run_efficiency(run_dir: Path) -> dict[str, Any] | None:
+    """{efficiency, efficiency_mode, baseline_dir} when a matching 1-rank sibling run exists, else None."""
+    mine = _read(run_dir)
+    if mine is None or mine[1].get("world_size", 1) == 1:
+        return None
+    job, summary = mine
+    n = summary["world_size"]
+    for sibling in sorted(p for p in run_dir.parent.iterdir() if p.is_dir() and p != run_dir):
+        other = _read(sibling)
+        if other is None or other[1].get("world_size") != 1 or _comparable(other[0]) != _comparable(job):
+            continue
+        base_batch, batch = other[0]["train"]["global_batch_size"], job["train"]["global_batch_size"]
+        mode = "strong" if batch == base_batch else "weak" if batch == base_batch * n else None
+        if mode is None:
+            continue
+        return {
+            "efficiency": efficiency(mode, n, summary, other[1]),
+            "efficiency_mode": mode,
+            "baseline_dir": str(sibling),
+        }
+    return None

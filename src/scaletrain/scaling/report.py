@@ -1,0 +1,96 @@
+"""Write a sweep's scaling table: printed, scaling.json, scaling.csv and scaling.png."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from scaletrain.scaling.analysis import COLUMNS
+
+_HEADERS = {
+    "world_size": "N",
+    "global_batch_size": "global batch",
+    "samples_per_s": "samples/s",
+    "samples_per_s_per_device": "per device",
+    "step_time_s": "step s",
+    "efficiency": "efficiency",
+    "predicted_efficiency": "predicted",
+    "comm_fraction": "comm frac",
+    "data_fraction": "data frac",
+    "compute_slowdown": "compute ×",
+}
+
+
+def table(analysis: dict[str, Any]) -> str:
+    """A markdown table of the columns a reader needs first."""
+    keys = list(_HEADERS)
+    lines = ["| " + " | ".join(_HEADERS[k] for k in keys) + " |", "|" + "---|" * len(keys)]
+    for row in analysis["rows"]:
+        lines.append("| " + " | ".join(_cell(k, row[k]) for k in keys) + " |")
+    ab = analysis.get("alpha_beta")
+    if ab:
+        lines.append("")
+        bandwidth = ab["bandwidth_gbit_per_s"]
+        shown = (
+            f"{bandwidth:.2f} Gbit/s" if bandwidth != float("inf") else "not resolved (times did not grow with size)"
+        )
+        lines.append(
+            f"α-β fit at N={ab['fitted_at_world_size']}: α = {ab['alpha_s'] * 1e6:.1f} µs per ring step, "
+            f"bandwidth = {shown}; gradients {analysis['gradient_bytes'] / 2**20:.2f} MiB"
+        )
+    return "\n".join(lines)
+
+
+def _cell(key: str, value: float) -> str:
+    if key in ("world_size", "global_batch_size"):
+        return str(int(value))
+    if key in ("efficiency", "predicted_efficiency", "comm_fraction", "data_fraction"):
+        return f"{value:.1%}"
+    if key == "step_time_s":
+        return f"{value:.4f}"
+    if key == "compute_slowdown":
+        return f"{value:.2f}"
+    return f"{value:,.0f}"
+
+
+def write(analysis: dict[str, Any], directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {name: directory / f"scaling.{name}" for name in ("json", "csv", "png", "md")}
+    paths["json"].write_text(json.dumps(analysis, indent=2) + "\n")
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in COLUMNS} for row in analysis["rows"])
+    paths["md"].write_text(table(analysis) + "\n")
+    plot(analysis, paths["png"])
+    return paths
+
+
+def plot(analysis: dict[str, Any], path: Path) -> None:
+    """Efficiency and throughput against world size: measured beside ideal and predicted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = analysis["rows"]
+    sizes = [r["world_size"] for r in rows]
+    fig, (eff, thr) = plt.subplots(1, 2, figsize=(10, 4))
+    eff.plot(sizes, [1.0] * len(sizes), "k--", label="ideal")
+    eff.plot(sizes, [r["predicted_efficiency"] for r in rows], "s:", label="predicted (α-β)")
+    eff.plot(sizes, [r["efficiency"] for r in rows], "o-", label="measured")
+    eff.set(xlabel="world size", ylabel="efficiency", title=f"{analysis['mode']} scaling efficiency", ylim=(0, 1.25))
+    ideal = [rows[0]["samples_per_s"] * n for n in sizes]  # weak and strong alike: N × the 1-rank throughput
+    thr.plot(sizes, ideal, "k--", label="ideal (linear)")
+    thr.plot(sizes, [r["predicted_efficiency"] * i for r, i in zip(rows, ideal)], "s:", label="predicted")
+    thr.plot(sizes, [r["samples_per_s"] for r in rows], "o-", label="measured")
+    thr.set(xlabel="world size", ylabel="samples/s (all ranks)", title="throughput")
+    for ax in (eff, thr):
+        ax.set_xticks(sizes)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,77 @@
+"""Run one job at several world sizes, each in fresh processes, then analyse and report how it scaled."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scaletrain import launchers
+from scaletrain.config import Job
+from scaletrain.errors import ConfigError
+from scaletrain.scaling import analysis, report
+
+log = logging.getLogger("scaletrain")
+
+
+def resized_launcher(job: Job, world_size: int, largest: int) -> Any:
+    """The launcher config for ``world_size`` ranks, from the launcher module's ``with_world_size`` hook."""
+    module = importlib.import_module(f"scaletrain.launchers.{job.launcher.name}")
+    hook = getattr(module, "with_world_size", None)
+    if hook is None:
+        raise ConfigError(f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local.")
+    return hook(job.launcher, world_size, largest)
+
+
+def point_job(job: Job, world_size: int, largest: int, group: str) -> Job:
+    """The sweep's job at one world size: its own run directory, batch per the scaling mode, all-reduce timed."""
+    cfg = job.scaling
+    if cfg.mode == "weak":
+        global_batch = (cfg.per_device_batch_size or job.train.global_batch_size) * world_size
+    else:
+        global_batch = job.train.global_batch_size
+    out = Path(job.output_dir) / f"world_size_{world_size}"
+    return dataclasses.replace(
+        job,
+        launcher=resized_launcher(job, world_size, largest),
+        train=dataclasses.replace(job.train, global_batch_size=global_batch),
+        checkpoint=dataclasses.replace(job.checkpoint, dir=str(out / "checkpoints")),
+        scaling=dataclasses.replace(cfg, world_sizes=[], measure_allreduce=True),
+        logger=dataclasses.replace(job.logger, group=job.logger.group or group),
+        output_dir=str(out),
+        resume=False,
+    )
+
+
+def run_sweep(job: Job, run_one: Callable[[Job], int]) -> int:
+    sizes = sorted(job.scaling.world_sizes)
+    if sizes[0] != 1:
+        log.info("adding world size 1: efficiency is measured against the 1-rank run")
+        sizes = [1, *sizes]
+    sweep_dir = Path(job.output_dir)
+    group = f"{job.workload.name}-{job.strategy.name}-{sweep_dir.name}"
+    points = [point_job(job, n, sizes[-1], group) for n in sizes]
+    for point in points:  # every size is checked before the first one starts
+        launchers.create(point).preflight()
+    summaries = []
+    for point in points:
+        log.info("scaling sweep: world size %d", launchers.create(point).world_size)
+        code = run_one(point)
+        if code != 0:
+            log.error("scaling sweep stopped: the run at world size %s failed", point.output_dir)
+            return code
+        summary = json.loads((Path(point.output_dir) / "summary.json").read_text())
+        summaries.append(summary)
+    result = analysis.analyse(job.scaling.mode, summaries)
+    paths = report.write(result, sweep_dir)
+    print(report.table(result), flush=True)
+    log.info("scaling results: %s", ", ".join(str(p) for p in paths.values()))
+    if job.logger.name == "wandb":
+        from scaletrain import tracking
+
+        tracking.log_sweep(dataclasses.replace(job, logger=points[0].logger), result, paths["png"])
+    return 0
