@@ -53,7 +53,7 @@ def fit_alpha_beta(sizes_bytes: Sequence[float], times_s: Sequence[float], world
     xs = [ring_allreduce_factor(world_size) * s for s in sizes_bytes]
     mean_x, mean_y = sum(xs) / len(xs), sum(times_s) / len(times_s)
     sxx = sum((x - mean_x) ** 2 for x in xs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, times_s)) / sxx if sxx else 0.0
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, times_s, strict=True)) / sxx if sxx else 0.0
     intercept = mean_y - slope * mean_x
     return AlphaBeta(max(intercept, 0.0) / (2 * (world_size - 1)), max(slope, 0.0), world_size)
 

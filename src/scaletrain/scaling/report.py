@@ -84,7 +84,7 @@ def plot(analysis: dict[str, Any], path: Path) -> None:
     eff.set(xlabel="world size", ylabel="efficiency", title=f"{analysis['mode']} scaling efficiency", ylim=(0, 1.25))
     ideal = [rows[0]["samples_per_s"] * n for n in sizes]  # weak and strong alike: N × the 1-rank throughput
     thr.plot(sizes, ideal, "k--", label="ideal (linear)")
-    thr.plot(sizes, [r["predicted_efficiency"] * i for r, i in zip(rows, ideal)], "s:", label="predicted")
+    thr.plot(sizes, [r["predicted_efficiency"] * i for r, i in zip(rows, ideal, strict=True)], "s:", label="predicted")
     thr.plot(sizes, [r["samples_per_s"] for r in rows], "o-", label="measured")
     thr.set(xlabel="world size", ylabel="samples/s (all ranks)", title="throughput")
     for ax in (eff, thr):
