@@ -1,7 +1,8 @@
 """Throughput measured between log points, so no step pays for an extra device sync.
 
 Units: samples_per_s counts samples over all ranks per second of wall time; samples_per_s_per_device divides
-that by the world size; step_time_s is wall seconds per optimizer step, averaged over the window.
+that by the number of devices; step_time_s is wall seconds per optimizer step, averaged over the window, not
+counting seconds the runtime spent compiling graphs (reported on their own as compile_time_s).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ class ThroughputMeter:
     """
 
     def __init__(self, world_size: int) -> None:
-        self.world_size = world_size
+        self.world_size = world_size  # devices the samples are split over
         self._window_start = time.perf_counter()
+        self._compile_s = 0.0  # cumulative compile seconds at the last read
         self._window_samples = 0
         self._window_steps = 0
         self._windows = 0
@@ -29,10 +31,15 @@ class ThroughputMeter:
         self._window_samples += global_samples
         self._window_steps += 1
 
-    def read(self) -> dict[str, float]:
-        """Rates over the window since the last read (the caller has already synced the device)."""
+    def read(self, compile_time_s: float = 0.0) -> dict[str, float]:
+        """Rates over the window since the last read (the caller has already synced the device).
+
+        ``compile_time_s``: the runtime's cumulative compile seconds; the window's share is left out of its time.
+        """
         now = time.perf_counter()
-        seconds = max(now - self._window_start, 1e-9)
+        compiling = max(compile_time_s - self._compile_s, 0.0)
+        self._compile_s = max(compile_time_s, self._compile_s)
+        seconds = max(now - self._window_start - compiling, 1e-9)
         figures = self._rates(seconds, self._window_samples, self._window_steps)
         bucket = self._first if self._windows == 0 else self._steady
         bucket[0] += seconds
