@@ -1,14 +1,19 @@
-"""Bad input for +strategy=xla: one sentence, exit 2, before any process starts (torch_xla is never imported)."""
+"""Bad input for +strategy=xla: one sentence and exit 2, before any process starts wherever the driver can tell."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from conftest import child_env
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from scaletrain import hardware
+from scaletrain import config, hardware
 
 pytestmark = pytest.mark.xla
 
@@ -86,3 +91,34 @@ def _assert_refused(run, sentence: str) -> None:
     assert len(errors) == 1 and sentence in errors[0], run.output
     assert "Traceback" not in run.output
     assert not (run.dir / "logs").exists() and not (run.dir / "job.json").exists()  # no process was started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "cpu_devices", "sentence"),
+    [
+        (
+            ["strategy.mesh_shape=[2]"],
+            4,
+            "mesh_shape=[2] spans 2 devices but the job has 4 (the runtime found 4",
+        ),
+        ([], 3, "train.global_batch_size=2 cannot be split evenly over the 3 XLA devices of the mesh"),
+    ],
+)
+def test_worker_checks_what_only_the_runtime_knows(tmp_path, overrides, cpu_devices, sentence):
+    """On a TPU only the runtime knows the device count: the worker checks the mesh and the batch against it. Here
+    the worker is started by hand with more CPU devices than the job was planned for, to take that path."""
+    with initialize_config_dir(config_dir=str(config.conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["+strategy=xla", *overrides])
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    raw.update(output_dir=str(tmp_path), checkpoint={**raw["checkpoint"], "dir": str(tmp_path / "ckpt")})
+    job_file = tmp_path / "job.json"
+    config.load(raw).save_json(job_file)
+    env = child_env({"PJRT_DEVICE": "CPU", "CPU_NUM_DEVICES": str(cpu_devices)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "scaletrain.worker", str(job_file)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("scaletrain: error: ")]
+    assert len(errors) == 1 and sentence in errors[0], proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
