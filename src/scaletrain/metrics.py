@@ -1,7 +1,8 @@
 """Throughput and where a step's time goes, measured between log points so no step pays for an extra sync.
 
 Units: ``samples_per_s`` counts samples over all ranks per wall second; ``samples_per_s_per_device`` divides that
-by the world size; ``step_time_s`` is wall seconds per optimizer step, averaged over the window.
+by the number of devices; ``step_time_s`` is wall seconds per optimizer step, averaged over the window, not
+counting seconds the runtime spent compiling graphs (reported on their own as ``compile_time_s``).
 
 A step's time is split three ways (per step, averaged over the window):
 - ``data_time_s``: host time to produce the batch and hand it to the device (index, gather, copy launch).
@@ -61,9 +62,10 @@ class ThroughputMeter:
     """
 
     def __init__(self, world_size: int) -> None:
-        self.world_size = world_size
+        self.world_size = world_size  # devices the samples are split over
         self._window_start = time.perf_counter()
         self._window = self._empty()
+        self._compile_s = 0.0  # cumulative compile seconds at the last read
         self._windows = 0
         self._first = self._empty()
         self._steady = self._empty()
@@ -80,10 +82,15 @@ class ThroughputMeter:
         w["comm_time_s"] += comm_s
         w["exposed_comm_s"] += exposed_comm_s
 
-    def read(self) -> dict[str, float]:
-        """Rates over the window since the last read (the caller has already synced the device)."""
+    def read(self, compile_time_s: float = 0.0) -> dict[str, float]:
+        """Rates over the window since the last read (the caller has already synced the device).
+
+        ``compile_time_s``: the runtime's cumulative compile seconds; the window's share is left out of its time.
+        """
         now = time.perf_counter()
-        self._window["seconds"] = max(now - self._window_start, 1e-9)
+        compiling = max(compile_time_s - self._compile_s, 0.0)
+        self._compile_s = max(compile_time_s, self._compile_s)
+        self._window["seconds"] = max(now - self._window_start - compiling, 1e-9)
         figures = self._rates(self._window)
         bucket = self._first if self._windows == 0 else self._steady
         for key, value in self._window.items():

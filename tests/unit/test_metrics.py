@@ -70,3 +70,17 @@ def test_comm_timer_busy_and_exposed_time(clock):
 
 def test_peak_rss_is_positive_megabytes():
     assert 1 < metrics.peak_rss_mb() < 1e6
+
+
+def test_compile_seconds_are_left_out_of_the_window_step_time(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(metrics.time, "perf_counter", clock)
+    meter = metrics.ThroughputMeter(world_size=2)
+    for _ in range(10):
+        meter.add_step(8)
+    clock.now += 3.0  # 2.5 s of it compiling the step's graph
+    assert meter.read(compile_time_s=2.5)["step_time_s"] == pytest.approx(0.05)
+    for _ in range(10):
+        meter.add_step(8)
+    clock.now += 1.0  # nothing new compiled: the cumulative figure is unchanged
+    assert meter.read(compile_time_s=2.5)["step_time_s"] == pytest.approx(0.1)

@@ -34,3 +34,12 @@ def test_skip_resumes_mid_epoch_at_the_same_batch():
     full = [yb.tolist() for _, yb in batches.epoch(4)]
     assert [yb.tolist() for _, yb in batches.epoch(4, skip=2)] == full[2:]
     assert len(batches) == 4
+
+
+def test_drop_last_leaves_out_the_partial_batch_so_every_batch_has_one_shape():
+    x = torch.arange(10).float().unsqueeze(1)
+    batches = ShardedBatches(x, torch.arange(10), 4, 0, 1, seed=0, drop_last=True)
+    sizes = [len(yb) for _, yb in batches.epoch(0)]
+    assert sizes == [4, 4] and len(batches) == 2
+    assert [len(yb) for _, yb in batches.epoch(0, skip=1)] == [4]
+    assert [len(yb) for _, yb in ShardedBatches(x, torch.arange(10), 4, 0, 1, seed=0).epoch(0)] == [4, 4, 2]

@@ -88,8 +88,21 @@ class LocalLauncher(Launcher):
         super().__init__(job)
         n = job.launcher.nproc_per_node
         if n == "auto":
-            n = hardware.gpu_count() or hardware.default_cpu_procs(hardware.cpu_count())
+            n = (
+                strategies.procs_per_node(job)
+                or hardware.gpu_count()
+                or hardware.default_cpu_procs(hardware.cpu_count())
+            )
         self.nproc = n
+
+    def preflight(self) -> None:
+        wanted = strategies.procs_per_node(self.job)
+        if wanted is not None and self.nproc != wanted:
+            raise ConfigError(
+                f"launcher.nproc_per_node={self.nproc} does not fit strategy {self.job.strategy.name}, which runs "
+                f"{wanted} process(es) per host; use launcher.nproc_per_node=auto."
+            )
+        super().preflight()
 
     @property
     def world_size(self) -> int:

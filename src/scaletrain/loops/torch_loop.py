@@ -16,6 +16,7 @@ from torch.utils.data import DistributedSampler
 
 from scaletrain.config import TrainConfig
 from scaletrain.context import RunContext
+from scaletrain.errors import ConfigError
 from scaletrain.loops import torch_stats
 from scaletrain.loops.torch_stats import evaluate
 from scaletrain.metrics import ThroughputMeter
@@ -29,18 +30,30 @@ LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 class ShardedBatches:
     """Per-rank batches of in-memory tensors; the shard and order change every epoch (DistributedSampler's)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, rank: int, world_size: int, seed: int):
-        self.x, self.y, self.batch_size = x, y, batch_size
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        rank: int,
+        world_size: int,
+        seed: int,
+        drop_last: bool = False,
+    ):
+        self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
         self.sampler = DistributedSampler(x, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
 
     def __len__(self) -> int:
+        """Batches per epoch; with ``drop_last`` an epoch's partial last batch is left out (every batch full)."""
+        if self.drop_last:
+            return len(self.sampler) // self.batch_size
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of ``epoch``, leaving out the first ``skip`` (already trained before a resume)."""
         self.sampler.set_epoch(epoch)
         indices = torch.tensor(list(self.sampler))
-        for start in range(skip * self.batch_size, len(indices), self.batch_size):
+        for start in range(skip * self.batch_size, min(len(indices), len(self) * self.batch_size), self.batch_size):
             batch = indices[start : start + self.batch_size]
             yield self.x[batch], self.y[batch]
 
@@ -65,7 +78,13 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     model = task.model.to(device)
     optimizer = build_optimizer(train, model.parameters())
     loss_fn = LOSSES[task.loss]
-    batches = ShardedBatches(*task.train, train.global_batch_size // ctx.world_size, ctx.rank, ctx.world_size, job.seed)
+    batch_size = train.global_batch_size // ctx.world_size
+    batches = ShardedBatches(*task.train, batch_size, ctx.rank, ctx.world_size, job.seed, strategy.static_shapes)
+    if len(batches) == 0:
+        raise ConfigError(
+            f"train.global_batch_size={train.global_batch_size} is larger than the {len(task.train[0])} training "
+            f"samples, and {job.strategy.name} trains on full batches only; use a smaller global batch size."
+        )
     total_steps = len(batches) * train.epochs
     if train.max_steps is not None:
         total_steps = min(total_steps, train.max_steps)
@@ -82,7 +101,7 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     def checkpoint_state() -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
 
-    meter = ThroughputMeter(ctx.world_size)
+    meter = ThroughputMeter(ctx.world_size * strategy.devices_per_process)
     progress = _Progress(ctx, total_steps, step)
     window_loss, window_steps = torch.zeros((), device=device), 0
     first_step_unix_s = None
@@ -99,7 +118,7 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
             batch = next(epoch_batches, None)
             if batch is None:
                 break
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            x, y = strategy.prepare_batch(*batch)
             data_s = time.perf_counter() - fetch_started
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(wrapped(x), y)
@@ -108,12 +127,15 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
             step += 1
             window_loss += loss.detach()
             window_steps += 1
-            meter.add_step(x.shape[0] * ctx.world_size, data_s, *strategy.take_comm_times())
+            strategy.step_end()  # lazy runtimes (XLA) run the step here; the loop reads nothing back until a log point
+            meter.add_step(len(batch[0]) * ctx.world_size, data_s, *strategy.take_comm_times())
             if first_step_unix_s is None:
                 first_step_unix_s = time.time()
             if step % train.log_every_n_steps == 0 or step == total_steps:
                 mean_loss = _global_mean(strategy, window_loss / window_steps, ctx.world_size)
-                figures = {"epoch": epoch, "loss": mean_loss, **meter.read()}
+                compiled = strategy.compile_stats()  # cumulative; the window's compile time is not step time
+                figures = {"epoch": epoch, "loss": mean_loss, **meter.read(compiled.get("compile_time_s", 0.0))}
+                figures.update(compiled)
                 ctx.log(figures, step)
                 progress.update(step, figures)
                 window_loss, window_steps = torch.zeros((), device=device), 0
@@ -144,6 +166,7 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
         summary.update(evaluated[1] if evaluated and evaluated[0] == step else evaluate(ctx, model, task, loss_fn))
     if task.report is not None and ctx.is_rank_zero:
         summary.update(task.report(model))
+    summary.update(strategy.compile_stats())
     if ctx.is_rank_zero:
         shown = {k: v for k, v in summary.items() if not isinstance(v, list | dict) and k != "first_step_unix_s"}
         log.info("done: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))

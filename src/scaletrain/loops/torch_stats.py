@@ -33,6 +33,7 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) 
             totals[0] += loss_fn(out, yb, reduction="sum").double()
             totals[1] += (out.argmax(dim=1) == yb).sum().double()
             totals[2] += len(idx)
+            ctx.strategy.step_end()
     model.train()
     ctx.strategy.all_reduce_sum(totals)
     loss_sum, correct, count = totals.tolist()
@@ -51,7 +52,7 @@ def gather_per_rank(ctx: RunContext, value: float) -> list[float]:
 
 def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]:
     """One number per rank summarising its weights: equal on every rank when the replicas are in sync."""
-    mine = sum(float((p.detach().double() * (i + 1)).sum()) for i, p in enumerate(model.parameters()))
+    mine = sum(float((p.detach().cpu().double() * (i + 1)).sum()) for i, p in enumerate(model.parameters()))
     return gather_per_rank(ctx, mine)
 
 

@@ -42,6 +42,10 @@ class TorchStrategy(Strategy):
     """A strategy for PyTorch models: the torch training loop drives any subclass."""
 
     framework = "torch"
+    # True where every step must have the same shapes (XLA compiles one graph per shape): the loop then drops
+    # an epoch's last, partial batch instead of running it.
+    static_shapes: ClassVar[bool] = False
+    devices_per_process: int = 1  # devices one process computes on (the meter's per-device figures divide by it)
 
     @property
     @abstractmethod
@@ -62,6 +66,20 @@ class TorchStrategy(Strategy):
     def take_comm_times(self) -> tuple[float, float]:
         """(busy, exposed) seconds of gradient communication since the last call; (0, 0) if not measured."""
         return 0.0, 0.0
+
+    def prepare_batch(self, *tensors: Any) -> tuple[Any, ...]:
+        """This process's CPU batch tensors, moved (and, where the strategy shards input, sharded) to the device."""
+        return tuple(t.to(self.device, non_blocking=True) for t in tensors)
+
+    def step_end(self) -> None:
+        """One unit of device work (a training step, an evaluation chunk) is complete; lazy runtimes run it here."""
+
+    def compile_stats(self) -> dict[str, float]:
+        """Cumulative graph compilations so far, e.g. {"compiles": 3, "compile_time_s": 0.4}; {} if nothing compiles.
+
+        Read at log points only, so it must not wait for the device.
+        """
+        return {}
 
     def save_state(self, state: dict[str, Any], f: BinaryIO) -> None:
         import torch  # lazily: the driver never needs torch

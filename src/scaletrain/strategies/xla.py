@@ -1,0 +1,173 @@
+"""PyTorch/XLA through PJRT: one process per host drives all of the host's devices with SPMD data parallelism.
+
+The input batch is sharded over a device mesh and the parameters are replicated; XLA's partitioner inserts the
+gradient all-reduce. This is what PyTorch/XLA recommends for TPU pods; its per-device-process mode
+(``torch_xla.launch``) hung in its first all-reduce on the CPU device here, see README "PyTorch/XLA".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from scaletrain import hardware
+from scaletrain.env import ClusterEnv
+from scaletrain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scaletrain.strategies.xla_runtime import XLAStrategy
+
+DEVICES = ("auto", "TPU", "CPU", "CUDA")
+INSTALL_HINT = "pip install 'scaletrain[xla]' (torch==2.9.0 with torch-xla==2.9.0)"
+
+
+@dataclass
+class Config:
+    name: str = "xla"
+    device: str = "auto"  # auto: $PJRT_DEVICE if set, else TPU when this host has TPU chips, else CPU
+    num_devices: int | None = None  # CPU only: XLA CPU devices per process (CPU_NUM_DEVICES); null: as ddp's ranks
+    mesh_shape: list[int] | None = None  # null: one data axis over every device; the batch is split over all axes
+
+    def validate(self) -> None:
+        canonical = {d.upper(): d for d in DEVICES}
+        if str(self.device).upper() not in canonical:
+            raise ConfigError(f"strategy.device='{self.device}' is not known; use one of: {', '.join(DEVICES)}.")
+        self.device = canonical[str(self.device).upper()]
+        if self.num_devices is not None and self.num_devices < 1:
+            raise ConfigError(f"strategy.num_devices={self.num_devices} must be at least 1 (or null).")
+        if self.num_devices is not None and self.device in ("TPU", "CUDA"):
+            raise ConfigError(
+                f"strategy.num_devices={self.num_devices} applies to XLA's CPU device only; on {self.device} "
+                "every device of the host is used, so drop strategy.num_devices."
+            )
+        if self.mesh_shape is not None and (not self.mesh_shape or min(self.mesh_shape) < 1):
+            raise ConfigError(f"strategy.mesh_shape={self.mesh_shape} must list positive sizes, such as [4] or [2, 2].")
+
+
+def resolve_device(config: Config, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
+    """The PJRT device to use and what chose it (named in error messages)."""
+    if config.device != "auto":
+        return config.device, f"strategy.device={config.device}"
+    wanted = environ.get("PJRT_DEVICE", "").strip()
+    if wanted:
+        if wanted.upper() not in DEVICES[1:]:
+            raise ConfigError(
+                f"PJRT_DEVICE={wanted} is not a device the xla strategy runs on; set it to TPU, CPU or CUDA, "
+                "or unset it."
+            )
+        return wanted.upper(), f"PJRT_DEVICE={wanted}"
+    chips = hardware.tpu_chip_count()
+    return ("TPU", f"{chips} TPU chip(s) found") if chips else ("CPU", "no TPU found")
+
+
+def cpu_devices(config: Config) -> int:
+    return config.num_devices or hardware.default_cpu_procs(hardware.cpu_count())
+
+
+def _hosts(job: Any) -> int:
+    return getattr(job.launcher, "nnodes", 1)  # launchers without a host count check this on the worker
+
+
+def _release(version: str) -> tuple[int, ...]:
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return (int(match[1]), int(match[2])) if match else ()
+
+
+def check_versions(version: Callable[[str], str] = metadata.version) -> None:
+    """torch-xla is built against one torch release (ABI): compare installed versions without importing either."""
+    try:
+        xla, torch = version("torch-xla"), version("torch")
+    except metadata.PackageNotFoundError as exc:
+        raise ConfigError(
+            f"+strategy=xla needs {exc.name or 'torch-xla'}, which is not installed; {INSTALL_HINT}."
+        ) from None
+    if _release(xla) != _release(torch):
+        raise ConfigError(
+            f"torch {torch} does not match torch-xla {xla}, which only works with torch "
+            f"{'.'.join(map(str, _release(xla)))}; {INSTALL_HINT}."
+        )
+
+
+def preflight(job: Any) -> None:
+    check_versions()
+    config, train = job.strategy, job.train
+    device, chosen_by = resolve_device(config)
+    fix_device = "unset PJRT_DEVICE" if chosen_by.startswith("PJRT_DEVICE") else "use strategy.device=CPU"
+    if device == "TPU" and hardware.tpu_chip_count() == 0:
+        raise ConfigError(
+            f"{chosen_by} asks for a Cloud TPU but this host has none (no TPU PCI device or /dev/accel*); "
+            f"run on a TPU VM, or {fix_device}."
+        )
+    if device == "CUDA" and hardware.gpu_count() == 0:
+        raise ConfigError(f"{chosen_by} needs NVIDIA GPUs and none were found on this host; {fix_device}.")
+    if device == "CPU" and _hosts(job) > 1:
+        raise ConfigError(
+            f"launcher.nnodes={_hosts(job)} cannot be used with XLA's CPU device, which serves one process only; "
+            "run on one host (launcher.nnodes=1), or on TPU or CUDA devices."
+        )
+    known = _known_device_count(job, device)
+    if known is None:
+        return  # TPU: the runtime counts its devices; the worker checks the mesh and the batch then
+    count, where = known
+    if config.mesh_shape is not None and math.prod(config.mesh_shape) != count:
+        raise ConfigError(mesh_mismatch(config.mesh_shape, count, where))
+    if job.script is None and train.global_batch_size % count:
+        raise ConfigError(batch_mismatch(train.global_batch_size, count))
+
+
+def _known_device_count(job: Any, device: str) -> tuple[int, str] | None:
+    if device == "CPU":
+        return cpu_devices(job.strategy), f"strategy.num_devices={cpu_devices(job.strategy)}"
+    if device == "CUDA":
+        gpus = hardware.gpu_count() * _hosts(job)
+        return gpus, f"{gpus} GPU(s) over {_hosts(job)} host(s)"
+    return None
+
+
+def mesh_mismatch(shape: list[int], count: int, where: str) -> str:
+    return (
+        f"strategy.mesh_shape={list(shape)} spans {math.prod(shape)} devices but the job has {count} ({where}); "
+        f"give a shape whose sizes multiply to {count}, such as [{count}]."
+    )
+
+
+def batch_mismatch(batch: int, count: int) -> str:
+    fit = count * max(1, round(batch / count))
+    return (
+        f"train.global_batch_size={batch} cannot be split evenly over the {count} XLA devices of the mesh; "
+        f"use a multiple of {count} such as {fit}."
+    )
+
+
+def describe(job: Any) -> str:
+    device, chosen_by = resolve_device(job.strategy)
+    count = _known_device_count(job, device)
+    devices = f"{count[0]} {device} device(s)" if count else f"every {device} device"
+    return f"xla with SPMD over {devices} per process, one process per host ({chosen_by})"
+
+
+def procs_per_node(job: Any) -> int:
+    """SPMD: one process owns every device of its host."""
+    return 1
+
+
+def worker_env(job: Any, env: ClusterEnv) -> dict[str, str]:
+    device, _ = resolve_device(job.strategy)
+    out = {"PJRT_DEVICE": device}
+    if device == "CPU":
+        out["CPU_NUM_DEVICES"] = str(cpu_devices(job.strategy))
+    if device == "CUDA" and env.world_size > 1:
+        # XLA's GPU client meets its peers at MASTER_ADDR:XLA_COORDINATOR_PORT; MASTER_PORT is gloo's.
+        out["XLA_COORDINATOR_PORT"] = str(env.master_port + 1)
+    return out
+
+
+def create(config: Config, env: ClusterEnv) -> XLAStrategy:
+    from scaletrain.strategies import xla_runtime  # the class itself: workers only
+
+    return xla_runtime.XLAStrategy(config, env)
