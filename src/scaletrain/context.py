@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scaletrain import checkpoint
+from scaletrain import checkpoint, stopping
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.strategies.base import Strategy
@@ -28,6 +28,7 @@ class RunContext:
         self.restart_count = restart_count
         self.output_dir = Path(job.output_dir)
         self.checkpoint_dir = Path(job.checkpoint.dir)
+        self.stopped_at_step: int | None = None  # set when the ranks agreed to stop early (should_stop)
         self._metrics_file = None
         if self.is_rank_zero:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,20 @@ class RunContext:
     def should_resume(self) -> bool:
         """True when this run continues earlier work: resume=true, or a restart after a failure."""
         return self.job.resume or self.restart_count > 0
+
+    def should_stop(self, step: int) -> bool:
+        """True on every rank at the same ``step`` once any rank was asked to stop (SLURM's warning signal before a
+        time limit or preemption). Call it at the same steps on every rank: each
+        ``checkpoint.stop_check_every_n_steps``-th call is a one-number collective; the others cost nothing.
+        On True, save a checkpoint of ``step`` and return; the rank then exits with ``stopping.EXIT_CODE``.
+        """
+        every = self.job.checkpoint.stop_check_every_n_steps
+        if every == 0 or step % every:
+            return False
+        if self.strategy.any_rank(stopping.requested()):
+            self.stopped_at_step = step
+            return True
+        return False
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         """Record metrics for ``step`` (rank 0 writes them; other ranks' calls are no-ops)."""

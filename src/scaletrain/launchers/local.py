@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scaletrain import hardware, strategies
+from scaletrain import hardware, stopping, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
@@ -73,6 +73,15 @@ class LocalLauncher(Launcher):
     def world_size(self) -> int:
         return self.nproc * self.job.launcher.nnodes
 
+    def preflight(self) -> None:
+        ntasks = os.environ.get("SLURM_NTASKS", "1")
+        if "SLURM_STEP_ID" in os.environ and ntasks.isdigit() and int(ntasks) > 1:
+            raise ConfigError(
+                f"launcher=local runs inside a SLURM step of {os.environ['SLURM_NTASKS']} tasks, so every task would "
+                "start its own ranks; add launcher=slurm so that each srun task is one rank."
+            )
+        super().preflight()
+
     def launch(self, job_file: Path) -> int:
         for attempt in range(self.job.max_restarts + 1):
             outcome = self._run_attempt(job_file, attempt)
@@ -81,6 +90,9 @@ class LocalLauncher(Launcher):
             if outcome.interrupted:
                 log.error("interrupted: every rank was stopped")
                 return 130
+            if outcome.returncode == stopping.EXIT_CODE:  # the ranks stopped on request after a checkpoint
+                log.warning("stopped on request; continue with resume=true hydra.run.dir=%s", self.job.output_dir)
+                return stopping.EXIT_CODE
             log.error("job failed: %s", outcome.describe())
             if outcome.returncode == 2:  # a user error reported by a rank: restarting cannot fix it
                 return 2

@@ -89,7 +89,8 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     started = time.perf_counter()
     loss = None
     evaluated: tuple[int, dict[str, float]] | None = None  # (step, figures) of the latest validation
-    while step < total_steps:
+    stopped = False
+    while step < total_steps and not stopped:
         epoch, skip = divmod(step, len(batches))
         wrapped.train()
         for x, y in batches.epoch(epoch, skip):
@@ -115,12 +116,19 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
                 last_checkpoint_step = step
             if step >= total_steps:
                 break
-        if step % len(batches) == 0 and task.val is not None:
+            if ctx.should_stop(step):  # a stop was requested (e.g. SLURM's warning signal): every rank agrees here
+                stopped = True
+                break
+        if not stopped and step % len(batches) == 0 and task.val is not None:
             evaluated = (step, evaluate(ctx, model, task, loss_fn))
             ctx.log({"epoch": epoch, **evaluated[1]}, step)
     progress.close()
     if last_checkpoint_step != step:
         ctx.save_checkpoint(checkpoint_state(), step)
+    if stopped:
+        if ctx.is_rank_zero:
+            log.info("stop requested: checkpoint of step %d of %d written to %s", step, total_steps, ctx.checkpoint_dir)
+        return {"steps": step, "stopped_at_step": step}
 
     summary: dict[str, Any] = {"steps": step, "epochs": train.epochs, "train_time_s": time.perf_counter() - started}
     if loss is not None:
