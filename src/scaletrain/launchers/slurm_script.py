@@ -124,7 +124,7 @@ def sbatch_options(
 
 def render(request: BatchRequest) -> str:
     """The batch script for ``request``: header, the few per-job assignments, then BODY."""
-    lines = ["#!/bin/bash", "# Rendered by scaletrain's launcher=slurm; submit again with: sbatch THIS_FILE"]
+    lines = ["#!/bin/bash", "# Rendered by scaletrain's launcher=slurm (python -m scaletrain launcher=slurm ...)."]
     for key, value in request.options:
         lines.append(f"#SBATCH --{key}" if value is None else f"#SBATCH --{key}={shlex.quote(value)}")
     lines += [
