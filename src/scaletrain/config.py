@@ -45,7 +45,8 @@ class CheckpointConfig:
     dir: str = "checkpoints"
     every_n_steps: int = 100  # 0: only at the end of training
     keep_last: int = 2
-    stop_check_every_n_steps: int = 1  # how often ranks agree whether a stop was requested (0: never)
+    # How often ranks agree whether a stop was requested (one tiny collective): None at every log step, 0 never.
+    stop_check_every_n_steps: int | None = None
 
 
 @dataclass
@@ -182,7 +183,7 @@ def _validate(job: Job) -> None:
         raise ConfigError(f"train.lr={t.lr} must be positive.")
     if t.log_every_n_steps < 1:
         raise ConfigError(f"train.log_every_n_steps={t.log_every_n_steps} must be at least 1.")
-    if job.checkpoint.stop_check_every_n_steps < 0:
+    if (job.checkpoint.stop_check_every_n_steps or 0) < 0:
         raise ConfigError(
             f"checkpoint.stop_check_every_n_steps={job.checkpoint.stop_check_every_n_steps} must be >= 0 (0: never)."
         )

@@ -51,16 +51,25 @@ class RunContext:
         """True when this run continues earlier work: resume=true, or a restart after a failure."""
         return self.job.resume or self.restart_count > 0
 
-    def should_stop(self, step: int) -> bool:
+    def stop_vote(self) -> float:
+        """1.0 if this rank was asked to stop, else 0.0: for a loop that sums it in one of its own collectives."""
+        return 1.0 if stopping.requested() else 0.0
+
+    def should_stop(self, step: int, votes: float | None = None) -> bool:
         """True on every rank at the same ``step`` once any rank was asked to stop (SLURM's warning signal before a
-        time limit or preemption). Call it at the same steps on every rank: each
-        ``checkpoint.stop_check_every_n_steps``-th call is a one-number collective; the others cost nothing.
-        On True, save a checkpoint of ``step`` and return; the rank then exits with ``stopping.EXIT_CODE``.
+        time limit or preemption). Call it after every step, on every rank: every
+        ``checkpoint.stop_check_every_n_steps``-th step (default: every ``train.log_every_n_steps``-th) it is a
+        one-number collective, the other calls cost nothing. On True, save a checkpoint of ``step`` and return;
+        the rank then exits with ``stopping.EXIT_CODE``. A loop that already summed every rank's ``stop_vote()``
+        at this step (the torch loop packs it into its loss all-reduce) passes the sum as ``votes``: no collective.
         """
         every = self.job.checkpoint.stop_check_every_n_steps
+        if every is None:
+            every = self.job.train.log_every_n_steps
         if every == 0 or step % every:
             return False
-        if self.strategy.any_rank(stopping.requested()):
+        agreed = votes > 0 if votes is not None else self.strategy.any_rank(stopping.requested())
+        if agreed:
             self.stopped_at_step = step
             return True
         return False

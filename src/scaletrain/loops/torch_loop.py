@@ -105,8 +105,9 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
             meter.add_step(x.shape[0] * ctx.world_size)
             if first_step_unix_s is None:
                 first_step_unix_s = time.time()
+            votes = None  # the ranks' stop requests, summed with the loss at log steps: no extra collective
             if step % train.log_every_n_steps == 0 or step == total_steps:
-                mean_loss = _global_mean(strategy, window_loss / window_steps, ctx.world_size)
+                mean_loss, votes = _mean_loss_and_stop_votes(ctx, window_loss / window_steps)
                 figures = {"epoch": epoch, "loss": mean_loss, **meter.read()}
                 ctx.log(figures, step)
                 progress.update(step, figures)
@@ -116,7 +117,7 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
                 last_checkpoint_step = step
             if step >= total_steps:
                 break
-            if ctx.should_stop(step):  # a stop was requested (e.g. SLURM's warning signal): every rank agrees here
+            if ctx.should_stop(step, votes):  # a stop was requested (SLURM's warning signal): all ranks agree here
                 stopped = True
                 break
         if not stopped and step % len(batches) == 0 and task.val is not None:
@@ -177,6 +178,13 @@ def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]
     slots = torch.zeros(ctx.world_size, dtype=torch.float64, device=ctx.strategy.device)
     slots[ctx.rank] = mine
     return ctx.strategy.all_reduce_sum(slots).tolist()
+
+
+def _mean_loss_and_stop_votes(ctx: RunContext, loss: torch.Tensor) -> tuple[float, float]:
+    """One all-reduce for the log step: the loss averaged over ranks, and how many ranks were asked to stop."""
+    packed = torch.stack([loss.detach().reshape(()).float(), torch.tensor(ctx.stop_vote(), device=loss.device)])
+    loss_sum, votes = ctx.strategy.all_reduce_sum(packed).tolist()
+    return loss_sum / ctx.world_size, votes
 
 
 def _global_mean(strategy, value: torch.Tensor, world_size: int) -> float:
