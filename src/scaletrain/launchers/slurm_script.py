@@ -46,6 +46,7 @@ if [ "$code" != 75 ] && [ "$stop_requested" = 0 ]; then
   echo "scaletrain: the job step failed with exit code $code; not requeueing" >&2
   exit "$code"
 fi
+code=75  # the ranks stopped on request (srun reports 143 when it ended ranks after the first one exited)
 restarts=${SLURM_RESTART_COUNT:-0}
 resume_hint="submit again with resume=true and the run directory $RUN_DIR to continue from its last checkpoint"
 if [ "$restarts" -ge "$MAX_REQUEUES" ]; then
