@@ -187,7 +187,8 @@ def test_missing_scontrol_inside_the_job_is_reported(tmp_path: Path) -> None:
     [
         (("launcher.partition=nope",), None, "launcher.partition=nope does not exist on this cluster; choose one of: "
          "debug, urgent."),
-        (("launcher.nodes=3", "train.global_batch_size=6"), None, "launcher.nodes=3 is more than the 2 node(s) of the default partition debug;"),
+        (("launcher.nodes=3", "train.global_batch_size=6"), None,
+         "launcher.nodes=3 is more than the 2 node(s) of the default partition debug;"),
         (("launcher.gpus_per_node=2", "launcher.ntasks_per_node=1"), None,
          "launcher.ntasks_per_node=1 does not match the GPUs: ddp runs one task per GPU and launcher.gpus_per_node=2;"),
         ((), "/nonexistent", "sbatch was not found on PATH, so launcher=slurm cannot submit;"),
