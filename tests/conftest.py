@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,8 +26,30 @@ def _gpu_present() -> bool:
     return hardware.gpu_count() > 0
 
 
+SLURM_NODES = ("n1", "n2")  # the nodes of slurm/local-cluster.sh
+
+
+def _slurm_cluster_up() -> bool:
+    """sinfo and scontrol exist, the controller answers, and nodes n1 and n2 respond."""
+    if shutil.which("sinfo") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        # `scontrol ping` answers at once; sinfo retries for about 9 s when no controller is up
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=15)
+        if ping.returncode != 0 or " is UP" not in ping.stdout:
+            return False
+        out = subprocess.run(["sinfo", "-h", "-N", "-r", "-o", "%N"], capture_output=True, text=True, timeout=15)
+    except (subprocess.SubprocessError, OSError):
+        return False
+    return out.returncode == 0 and set(SLURM_NODES) <= set(out.stdout.split())
+
+
 # Marker -> (is the requirement met?, why the test is skipped when it is not).
 REQUIREMENTS = {
+    "slurm": (
+        _slurm_cluster_up,
+        "no SLURM cluster: run 'bash slurm/local-cluster.sh start' first (needs root and Debian's slurm packages)",
+    ),
     "tf": (lambda: _has_module("tensorflow"), "TensorFlow is not installed: pip install -e '.[tf]'"),
     "xla": (lambda: _has_module("torch_xla"), "torch_xla is not installed: pip install -e '.[xla]'"),
     "ray": (lambda: _has_module("ray"), "Ray is not installed: pip install -e '.[ray]'"),

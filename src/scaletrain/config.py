@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,8 @@ class CheckpointConfig:
     dir: str = "checkpoints"
     every_n_steps: int = 100  # 0: only at the end of training
     keep_last: int = 2
+    # How often ranks agree whether a stop was requested (one tiny collective): None at every log step, 0 never.
+    stop_check_every_n_steps: int | None = None
 
 
 @dataclass
@@ -110,7 +114,12 @@ class Job:
         return dataclasses.asdict(self)
 
     def save_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        """Atomically: the srun tasks of a SLURM job all write the same file while their peers may read it."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
 
 
 def conf_dir() -> Path:
@@ -220,6 +229,10 @@ def _validate(job: Job) -> None:
         raise ConfigError(f"train.lr={t.lr} must be positive.")
     if t.log_every_n_steps < 1:
         raise ConfigError(f"train.log_every_n_steps={t.log_every_n_steps} must be at least 1.")
+    if (job.checkpoint.stop_check_every_n_steps or 0) < 0:
+        raise ConfigError(
+            f"checkpoint.stop_check_every_n_steps={job.checkpoint.stop_check_every_n_steps} must be >= 0 (0: never)."
+        )
     if job.checkpoint.every_n_steps < 0 or job.checkpoint.keep_last < 1:
         raise ConfigError(
             f"checkpoint.every_n_steps={job.checkpoint.every_n_steps} must be >= 0 and "

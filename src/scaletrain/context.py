@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scaletrain import checkpoint, tracking
+from scaletrain import checkpoint, stopping, tracking
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.strategies.base import Strategy
@@ -28,6 +28,7 @@ class RunContext:
         self.restart_count = restart_count
         self.output_dir = Path(job.output_dir)
         self.checkpoint_dir = Path(job.checkpoint.dir)
+        self.stopped_at_step: int | None = None  # set when the ranks agreed to stop early (should_stop)
         self._metrics_file = None
         self.tracker: tracking.WandbRun | None = None
         if self.is_rank_zero:
@@ -51,6 +52,29 @@ class RunContext:
     def should_resume(self) -> bool:
         """True when this run continues earlier work: resume=true, or a restart after a failure."""
         return self.job.resume or self.restart_count > 0
+
+    def stop_vote(self) -> float:
+        """1.0 if this rank was asked to stop, else 0.0: for a loop that sums it in one of its own collectives."""
+        return 1.0 if stopping.requested() else 0.0
+
+    def should_stop(self, step: int, votes: float | None = None) -> bool:
+        """True on every rank at the same ``step`` once any rank was asked to stop (SLURM's warning signal before a
+        time limit or preemption). Call it after every step, on every rank: every
+        ``checkpoint.stop_check_every_n_steps``-th step (default: every ``train.log_every_n_steps``-th) it is a
+        one-number collective, the other calls cost nothing. On True, save a checkpoint of ``step`` and return;
+        the rank then exits with ``stopping.EXIT_CODE``. A loop that already summed every rank's ``stop_vote()``
+        at this step (the torch loop packs it into its loss all-reduce) passes the sum as ``votes``: no collective.
+        """
+        every = self.job.checkpoint.stop_check_every_n_steps
+        if every is None:
+            every = self.job.train.log_every_n_steps
+        if every == 0 or step % every:
+            return False
+        agreed = votes > 0 if votes is not None else self.strategy.any_rank(stopping.requested())
+        if agreed:
+            self.stopped_at_step = step
+            return True
+        return False
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         """Record metrics for ``step`` (rank 0 writes them; other ranks' calls are no-ops)."""

@@ -14,8 +14,6 @@ from scaletrain.errors import ClusterEnvError
 
 DEFAULT_MASTER_ADDR = "127.0.0.1"
 DEFAULT_MASTER_PORT = 29500
-# Lightning's rule: an salloc shell carries these job names and is not itself a distributed job.
-_INTERACTIVE_JOB_NAMES = frozenset({"bash", "interactive"})
 _MAX_RANGE = 64 * 1024  # SLURM's own limit on hosts in one bracket range
 _INT = re.compile(r"[+-]?[0-9]+")
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
@@ -226,10 +224,11 @@ def _slurm_local_world_size(v: _Vars, node_rank: int) -> int:
 
 
 def _is_slurm_job(environ: Mapping[str, str]) -> bool:
-    """srun-launched tasks match; a bare salloc shell (job name bash/interactive, no step) does not."""
+    """Only the tasks of an srun step match. The batch script's shell and an salloc shell also carry SLURM_PROCID=0
+    and the job's SLURM_NTASKS (captured on a real cluster), but each is one process, not a rank of the job."""
     if "SLURM_PROCID" not in environ or "SLURM_NTASKS" not in environ:
         return False
-    return "SLURM_STEP_ID" in environ or environ.get("SLURM_JOB_NAME") not in _INTERACTIVE_JOB_NAMES
+    return "SLURM_STEP_ID" in environ or "SLURM_STEPID" in environ
 
 
 def detect(environ: Mapping[str, str]) -> ClusterEnv:

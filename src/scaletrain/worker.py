@@ -28,12 +28,13 @@ def _setup_logging(rank: int) -> None:
 
 
 def run(job_file: str) -> int:
-    from scaletrain import config, strategies, workloads
+    from scaletrain import config, stopping, strategies, workloads
     from scaletrain.context import RunContext
     from scaletrain.env import detect
 
     env = detect(os.environ)
     _setup_logging(env.rank)
+    stopping.install(os.environ.get("SCALETRAIN_STOP_SIGNAL", stopping.DEFAULT_SIGNAL))
     job = config.load_json(job_file)
     restart_count = int(os.environ.get("SCALETRAIN_RESTART_COUNT", "0"))
     strategy = strategies.create(job.strategy, env)
@@ -42,16 +43,21 @@ def run(job_file: str) -> int:
     try:
         strategy.setup()
         summary = workloads.run(ctx)
-        ctx.write_summary(summary)
+        if ctx.stopped_at_step is None:
+            ctx.write_summary(summary)
         # Nobody leaves the group while a peer still talks to it: gloo aborts the process if that happens.
+        # After a stop it also holds every rank until rank 0's checkpoint is on disk.
         strategy.barrier()
-        code = 0
+        code = 0 if ctx.stopped_at_step is None else stopping.EXIT_CODE
     except ScaletrainError as exc:
         log.error("scaletrain: error: %s", exc)
         code = exc.exit_code
     finally:
         ctx.close(code)
         strategy.teardown()
+    if code == stopping.EXIT_CODE:
+        log.info("stopped at step %d on request: exit code %d (resumable)", ctx.stopped_at_step, stopping.EXIT_CODE)
+        return stopping.EXIT_CODE
     return code
 
 

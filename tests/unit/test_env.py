@@ -152,6 +152,39 @@ def test_slurm_plain_ntasks_per_node_is_used_without_per_node_lists() -> None:
     assert env.local_world_size == 2
 
 
+# Environments captured on the local cluster (slurm/local-cluster.sh) by tests/integration/slurm_jobs.py:
+# the batch shell and every srun task of a 2-node job with 1 and with 2 tasks per node.
+CAPTURED = FIXTURES / "slurm"
+
+
+@pytest.mark.parametrize(("shape", "rank"), [("2x1", 0), ("2x1", 1), ("2x2", 0), ("2x2", 1), ("2x2", 2), ("2x2", 3)])
+def test_captured_srun_task_environments(shape: str, rank: int) -> None:
+    environ = json.loads((CAPTURED / f"srun_{shape}_task{rank}.json").read_text())
+    per_node = int(shape.split("x")[1])
+    job_id = environ["SLURM_JOB_ID"]
+    assert detect(environ) == ClusterEnv(
+        rank=rank,
+        local_rank=rank % per_node,
+        world_size=2 * per_node,
+        local_world_size=per_node,
+        node_rank=rank // per_node,
+        num_nodes=2,
+        master_addr="n1",
+        master_port=15000 + int(job_id) % 20000,
+        source="slurm",
+        hosts=("n1", "n2"),
+        job_id=job_id,
+    )
+
+
+@pytest.mark.parametrize("shape", ["2x1", "2x2"])
+def test_captured_batch_shell_is_one_local_process(shape: str) -> None:
+    environ = json.loads((CAPTURED / f"batch_{shape}.json").read_text())
+    assert environ["SLURM_PROCID"] == "0" and int(environ["SLURM_NTASKS"]) > 1  # what fooled the old rule
+    assert detect(environ).source == "local"
+    assert detect(environ).world_size == 1
+
+
 def test_salloc_shell_is_local_not_slurm() -> None:
     env = detect(_fixture("slurm_env_salloc_shell.json"))
     assert env.source == "local"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scaletrain import hardware, strategies
+from scaletrain import hardware, stopping, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
@@ -102,6 +102,12 @@ class LocalLauncher(Launcher):
                 f"launcher.nproc_per_node={self.nproc} does not fit strategy {self.job.strategy.name}, which runs "
                 f"{wanted} process(es) per host; use launcher.nproc_per_node=auto."
             )
+        ntasks = os.environ.get("SLURM_NTASKS", "1")
+        if "SLURM_STEP_ID" in os.environ and ntasks.isdigit() and int(ntasks) > 1:
+            raise ConfigError(
+                f"launcher=local runs inside a SLURM step of {os.environ['SLURM_NTASKS']} tasks, so every task would "
+                "start its own ranks; add launcher=slurm so that each srun task is one rank."
+            )
         super().preflight()
 
     @property
@@ -116,6 +122,9 @@ class LocalLauncher(Launcher):
             if outcome.interrupted:
                 log.error("interrupted: every rank was stopped")
                 return 130
+            if outcome.returncode == stopping.EXIT_CODE:  # the ranks stopped on request after a checkpoint
+                log.warning("stopped on request; continue with resume=true hydra.run.dir=%s", self.job.output_dir)
+                return stopping.EXIT_CODE
             log.error("job failed: %s", outcome.describe())
             if outcome.returncode == 2:  # a user error reported by a rank: restarting cannot fix it
                 return 2

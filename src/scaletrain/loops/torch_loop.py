@@ -109,7 +109,8 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     started = time.perf_counter()
     loss = None
     evaluated: tuple[int, dict[str, float]] | None = None  # (step, figures) of the latest validation
-    while step < total_steps:
+    stopped = False
+    while step < total_steps and not stopped:
         epoch, skip = divmod(step, len(batches))
         wrapped.train()
         epoch_batches = batches.epoch(epoch, skip)
@@ -131,8 +132,9 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
             meter.add_step(len(batch[0]) * ctx.world_size, data_s, *strategy.take_comm_times())
             if first_step_unix_s is None:
                 first_step_unix_s = time.time()
+            votes = None  # the ranks' stop requests, summed with the loss at log steps: no extra collective
             if step % train.log_every_n_steps == 0 or step == total_steps:
-                mean_loss = _global_mean(strategy, window_loss / window_steps, ctx.world_size)
+                mean_loss, votes = _mean_loss_and_stop_votes(ctx, window_loss / window_steps)
                 compiled = strategy.compile_stats()  # cumulative; the window's compile time is not step time
                 figures = {"epoch": epoch, "loss": mean_loss, **meter.read(compiled.get("compile_time_s", 0.0))}
                 figures.update(compiled)
@@ -144,12 +146,19 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
                 last_checkpoint_step = step
             if step >= total_steps:
                 break
-        if step % len(batches) == 0 and task.val is not None:
+            if ctx.should_stop(step, votes):  # a stop was requested (SLURM's warning signal): all ranks agree here
+                stopped = True
+                break
+        if not stopped and step % len(batches) == 0 and task.val is not None:
             evaluated = (step, evaluate(ctx, model, task, loss_fn))
             ctx.log({"epoch": epoch, **evaluated[1]}, step)
     progress.close()
     if last_checkpoint_step != step:
         ctx.save_checkpoint(checkpoint_state(), step)
+    if stopped:
+        if ctx.is_rank_zero:
+            log.info("stop requested: checkpoint of step %d of %d written to %s", step, total_steps, ctx.checkpoint_dir)
+        return {"steps": step, "stopped_at_step": step}
 
     summary: dict[str, Any] = {"steps": step, "epochs": train.epochs, "train_time_s": time.perf_counter() - started}
     if loss is not None:
@@ -171,6 +180,13 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
         shown = {k: v for k, v in summary.items() if not isinstance(v, list | dict) and k != "first_step_unix_s"}
         log.info("done: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
     return summary
+
+
+def _mean_loss_and_stop_votes(ctx: RunContext, loss: torch.Tensor) -> tuple[float, float]:
+    """One all-reduce for the log step: the loss averaged over ranks, and how many ranks were asked to stop."""
+    packed = torch.stack([loss.detach().reshape(()).float(), torch.tensor(ctx.stop_vote(), device=loss.device)])
+    loss_sum, votes = ctx.strategy.all_reduce_sum(packed).tolist()
+    return loss_sum / ctx.world_size, votes
 
 
 def _global_mean(strategy, value: torch.Tensor, world_size: int) -> float:

@@ -33,6 +33,15 @@ class Strategy(ABC):
     def save_state(self, state: dict[str, Any], f: BinaryIO) -> None:
         """Serialize a checkpoint's state into an open binary file."""
 
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on at least one: a collective, so every rank must call it.
+
+        Multi-process strategies override this with one small reduction; without it they cannot stop together.
+        """
+        if self.env.world_size == 1:
+            return flag
+        raise NotImplementedError(f"{type(self).__name__} does not implement any_rank, needed to stop all ranks")
+
     @abstractmethod
     def load_state(self, f: BinaryIO) -> dict[str, Any]:
         """Read back what save_state wrote."""
@@ -80,6 +89,14 @@ class TorchStrategy(Strategy):
         Read at log points only, so it must not wait for the device.
         """
         return {}
+
+    def any_rank(self, flag: bool) -> bool:
+        if self.env.world_size == 1:
+            return flag
+        import torch
+
+        votes = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        return bool(self.all_reduce_sum(votes).item() > 0)
 
     def save_state(self, state: dict[str, Any], f: BinaryIO) -> None:
         import torch  # lazily: the driver never needs torch

@@ -1,0 +1,255 @@
+"""``launcher=slurm``: on a login node, render the sbatch job and submit it; inside ``srun``, be one rank.
+
+Where ``python -m scaletrain launcher=slurm ...`` runs decides what it does:
+
+- outside any job: render the request (``slurm_script``), pre-flight it against the cluster, ``sbatch`` it,
+  report the job id, and optionally wait while streaming its log (``launcher.wait``). ``launcher.dry_run``
+  prints the script instead of submitting it.
+- in an srun task (``SLURM_STEP_ID`` set): this task is one rank. Its place comes from SLURM's variables
+  (``ClusterEnv``); the process becomes the worker (exec) with the torchrun variables set, so user scripts and
+  built-in workloads see the same environment as under ``launcher=local``. A requeued run
+  (``SLURM_RESTART_COUNT`` > 0) resumes from the latest checkpoint of the pinned run directory.
+- in a batch script or salloc shell but not under srun: an error that says to start it with srun.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaletrain import hardware, stopping, strategies
+from scaletrain.config import Job
+from scaletrain.env import ClusterEnv, detect
+from scaletrain.errors import ConfigError, LaunchError
+from scaletrain.launchers import slurm_cluster
+from scaletrain.launchers.base import Launcher, worker_argv
+from scaletrain.launchers.slurm_script import BatchRequest, render, sbatch_options
+
+log = logging.getLogger("scaletrain")
+
+_OPTION = re.compile(r"--[a-z][a-z0-9-]*(=.+)?")
+# Options scaletrain writes itself; an extra one of these would silently fight the rendered value.
+_MANAGED = {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "cpus-per-task", "mem", "time", "partition"}
+_MANAGED |= {"account", "qos", "signal", "requeue", "open-mode", "output"}
+# Overrides that only concern the submitting process; the script appends launcher=slurm itself.
+_SUBMIT_ONLY = re.compile(r"\s*(launcher\s*=\s*slurm|launcher\.(dry_run|wait)\s*=.*)\s*$")
+
+
+@dataclass
+class Config:
+    name: str = "slurm"
+    nodes: int = 1
+    ntasks_per_node: Any = "auto"  # auto: the strategy's tasks per node, else one per GPU, else 1
+    gpus_per_node: int = 0
+    cpus_per_task: int | None = None
+    mem_gb: int | None = None
+    time_min: int | None = None
+    partition: str | None = None  # None: the cluster's default partition
+    account: str | None = None
+    qos: str | None = None
+    job_name: str = "scaletrain"
+    signal: str = stopping.DEFAULT_SIGNAL  # sent to the batch shell before the time limit and on preemption
+    signal_before_end_s: int = 180
+    max_requeues: int = 10
+    sbatch_args: list[str] = field(default_factory=list)  # more options, e.g. ["--constraint=a100"]
+    dry_run: bool = False
+    wait: bool = False
+
+    def validate(self) -> None:
+        n = self.ntasks_per_node
+        if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"launcher.ntasks_per_node={n!r} must be 'auto' or a whole number of at least 1.")
+        for key, minimum in (("nodes", 1), ("gpus_per_node", 0), ("signal_before_end_s", 0), ("max_requeues", 0)):
+            if getattr(self, key) < minimum:
+                raise ConfigError(f"launcher.{key}={getattr(self, key)} must be at least {minimum}.")
+        for key in ("cpus_per_task", "mem_gb", "time_min"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"launcher.{key}={getattr(self, key)} must be at least 1 (or null to leave it out).")
+        if not self.job_name.strip():
+            raise ConfigError("launcher.job_name is empty; give the job a name such as launcher.job_name=train.")
+        try:
+            stopping.signal_number(self.signal)
+        except ConfigError:
+            raise ConfigError(
+                f"launcher.signal={self.signal} is not supported; use one of: {', '.join(stopping.SIGNALS)}."
+            ) from None
+        for item in self.sbatch_args:
+            if not _OPTION.fullmatch(item):
+                raise ConfigError(
+                    f"launcher.sbatch_args item {item!r} is not an sbatch option such as '--constraint=a100'."
+                )
+            key = item[2:].partition("=")[0]
+            if key in _MANAGED:
+                raise ConfigError(
+                    f"launcher.sbatch_args item {item!r} sets --{key}, which scaletrain writes itself; "
+                    f"use launcher.{key.replace('-', '_')} instead."
+                )
+
+
+def create(job: Job) -> SlurmLauncher:
+    return SlurmLauncher(job)
+
+
+def mode(environ: Mapping[str, str]) -> str:
+    """'rank' inside an srun task, 'batch' inside an allocation but not a step, 'submit' anywhere else."""
+    if "SLURM_STEP_ID" in environ and "SLURM_PROCID" in environ:
+        return "rank"
+    return "batch" if "SLURM_JOB_ID" in environ else "submit"
+
+
+def tasks_per_node(job: Job, check: bool = True) -> int:
+    """Tasks (ranks) per node: the strategy's own count, else one per GPU asked for, else 1."""
+    cfg = job.launcher
+    hook = _procs_per_node_hook(job)
+    expected = hook(job) if hook is not None else None
+    why = f"strategy {job.strategy.name} runs {expected} task(s) per node"
+    if expected is None and cfg.gpus_per_node:
+        expected = cfg.gpus_per_node
+        why = f"{job.strategy.name} runs one task per GPU and launcher.gpus_per_node={cfg.gpus_per_node}"
+    if cfg.ntasks_per_node == "auto":
+        return expected or 1
+    if check and expected is not None and cfg.ntasks_per_node != expected:
+        raise ConfigError(
+            f"launcher.ntasks_per_node={cfg.ntasks_per_node} does not match the GPUs: {why}; "
+            f"set launcher.ntasks_per_node={expected} (or auto)."
+        )
+    return cfg.ntasks_per_node
+
+
+def _procs_per_node_hook(job: Job):
+    """The strategy's optional ``procs_per_node(job) -> int | None`` (e.g. 1 for TF multi-worker and XLA hosts)."""
+    return getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "procs_per_node", None)
+
+
+def task_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (this point's, in a multirun), as the user typed them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if not _SUBMIT_ONLY.match(o)]
+
+
+class SlurmLauncher(Launcher):
+    def __init__(self, job: Job, environ: Mapping[str, str] = os.environ) -> None:
+        super().__init__(job)
+        self.mode = mode(environ)
+        if self.mode == "batch":
+            raise LaunchError(
+                f"launcher=slurm runs inside SLURM job {environ['SLURM_JOB_ID']} but not under srun; start it as "
+                "'srun python -m scaletrain launcher=slurm ...' (as slurm/ddp.sbatch does) so each task is one rank."
+            )
+        self.env: ClusterEnv | None = detect(environ) if self.mode == "rank" else None
+        if self.env is not None and self.env.rank != 0:
+            log.setLevel(logging.WARNING)  # one rank reports; the others speak up only when something is wrong
+
+    @property
+    def world_size(self) -> int:
+        if self.env is not None:
+            return self.env.world_size
+        return self.job.launcher.nodes * tasks_per_node(self.job, check=False)
+
+    def describe(self) -> str:
+        if self.env is not None:
+            return f"slurm launcher, job {self.env.job_id}: {self.world_size} rank(s) on {self.env.num_nodes} node(s)"
+        nodes = self.job.launcher.nodes
+        return f"slurm launcher, {self.world_size} rank(s): {nodes} node(s) x {self.world_size // nodes} task(s)"
+
+    def preflight(self) -> None:
+        super().preflight()
+        if self.mode != "submit":
+            return
+        tasks_per_node(self.job)
+        if not self.job.launcher.dry_run:  # a dry run prints the job without asking any cluster
+            slurm_cluster.require_sbatch()
+            slurm_cluster.check_partition(self.job.launcher.partition, self.job.launcher.nodes)
+
+    def launch(self, job_file: Path) -> int:
+        return self._become_rank(job_file) if self.env is not None else self._submit()
+
+    def request(self, run_dir: Path) -> BatchRequest:
+        cfg = self.job.launcher
+        options = sbatch_options(
+            job_name=cfg.job_name,
+            nodes=cfg.nodes,
+            ntasks_per_node=tasks_per_node(self.job),
+            gpus_per_node=cfg.gpus_per_node,
+            cpus_per_task=cfg.cpus_per_task,
+            mem_gb=cfg.mem_gb,
+            time_min=cfg.time_min,
+            partition=cfg.partition,
+            account=cfg.account,
+            qos=cfg.qos,
+            signal=cfg.signal,
+            signal_before_end_s=cfg.signal_before_end_s,
+            output=str(run_dir / "slurm-%j.out"),
+            extra=tuple(cfg.sbatch_args),
+        )
+        return BatchRequest(options, tuple(task_overrides()), str(run_dir), cfg.signal, cfg.max_requeues)
+
+    def _submit(self) -> int:
+        run_dir = Path(self.job.output_dir).resolve()
+        text = render(self.request(run_dir))
+        script = run_dir / "submit.sbatch"
+        script.write_text(text)
+        env = dict(os.environ)
+        env.setdefault("SCALETRAIN_PYTHON", sys.executable)  # the job inherits it (sbatch exports everything)
+        if self.job.launcher.dry_run:
+            log.info(
+                "dry run, nothing submitted: 'sbatch --parsable %s' would submit this script, with "
+                "SCALETRAIN_PYTHON=%s in its environment:",
+                script,
+                env["SCALETRAIN_PYTHON"],
+            )
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return 0
+        job_id = slurm_cluster.submit(script, env)
+        (run_dir / "slurm_job_id").write_text(job_id + "\n")
+        log_path = run_dir / f"slurm-{job_id}.out"
+        log.info("submitted SLURM job %s; its log: %s (squeue -j %s, scancel %s)", job_id, log_path, job_id, job_id)
+        return slurm_cluster.wait(job_id, log_path) if self.job.launcher.wait else 0
+
+    def _become_rank(self, job_file: Path) -> int:
+        env, job = self.env, self.job
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        child = dict(os.environ)
+        child.update(env.torchrun_vars())
+        child.update(strategies.worker_env(job, env))
+        child["SCALETRAIN_RESTART_COUNT"] = restarts
+        child["SCALETRAIN_STOP_SIGNAL"] = job.launcher.signal
+        child["PYTHONUNBUFFERED"] = "1"
+        if "OMP_NUM_THREADS" not in os.environ and os.environ.get("SLURM_CPUS_PER_TASK"):
+            child["OMP_NUM_THREADS"] = os.environ["SLURM_CPUS_PER_TASK"]
+        print(
+            f"scaletrain: rank {env.rank} of {env.world_size} on {socket.gethostname()} (SLURM_NODEID "
+            f"{env.node_rank}, SLURM_LOCALID {env.local_rank}), job {env.job_id}, restart {restarts}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._warn_idle_gpus()
+        argv = worker_argv(job, job_file)
+        sys.stdout.flush()
+        os.execve(argv[0], argv, child)  # does not return: this task is now the rank's worker
+        return 0  # pragma: no cover
+
+    def _warn_idle_gpus(self) -> None:
+        gpus = hardware.gpu_count()
+        one_per_gpu = _procs_per_node_hook(self.job) is None
+        if one_per_gpu and self.env.local_rank == 0 and gpus > self.env.local_world_size:
+            log.warning(
+                "%d GPUs are visible on this node but it runs %d task(s): %d GPU(s) stay idle; submit with "
+                "--ntasks-per-node=%d (one task per GPU)",
+                gpus,
+                self.env.local_world_size,
+                gpus - self.env.local_world_size,
+                gpus,
+            )

@@ -1,0 +1,141 @@
+"""The sbatch job as data (``BatchRequest``) first, rendered to the script text second.
+
+``render`` is pure, so a dry run prints exactly what would be submitted and a golden file pins it. The script's
+logic after the ``#SBATCH`` header (``BODY``) is the same text as in the hand-written ``slurm/*.sbatch``; only a
+few assignments in front of it differ. ``tests/unit/test_slurm_script.py`` keeps the two in sync.
+
+Overrides reach scaletrain verbatim: each is ``shlex.quote``-d into ``set -- ...``, expanded only as ``"$@"``,
+and srun executes python directly, so no shell ever interprets them. Nothing from the environment (secrets
+such as WANDB_API_KEY) is written: the job inherits the submitter's environment through sbatch's default
+``--export=ALL``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+# Exit code 75 is scaletrain.stopping.EXIT_CODE: every rank stopped at an agreed step after a checkpoint.
+BODY = """\
+# ---- scaletrain's batch logic: the same in every script (launchers/slurm_script.py renders it) ----
+PYTHON=${SCALETRAIN_PYTHON:-python}
+stop_requested=0
+interrupted=0
+srun_pid=
+on_stop_signal() {
+  stop_requested=1
+  interrupted=1
+  echo "scaletrain: SIG$STOP_SIGNAL received: every rank checkpoints at its next step, then the job requeues" >&2
+  if [ -n "$srun_pid" ]; then kill -s "$STOP_SIGNAL" "$srun_pid" 2>/dev/null; fi
+}
+trap on_stop_signal "$STOP_SIGNAL"
+echo "scaletrain: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $SLURM_JOB_NODELIST; outputs in $RUN_DIR" >&2
+# One srun task per rank; srun starts python itself (no shell), so the overrides arrive verbatim.
+srun --kill-on-bad-exit=1 "$PYTHON" -m scaletrain "$@" launcher=slurm "hydra.run.dir=$RUN_DIR" &
+srun_pid=$!
+# A signal that arrived between starting srun and learning its pid found no pid to forward to: forward it now.
+if [ "$stop_requested" = 1 ]; then kill -s "$STOP_SIGNAL" "$srun_pid" 2>/dev/null; fi
+while :; do
+  interrupted=0
+  wait "$srun_pid"
+  code=$?
+  # The trap cuts `wait` short (status > 128) while srun still runs: wait again for its real exit code.
+  if [ "$interrupted" = 1 ] && [ "$code" -gt 128 ]; then continue; fi
+  break
+done
+if [ "$code" = 0 ]; then exit 0; fi
+if [ "$code" != 75 ] && [ "$stop_requested" = 0 ]; then
+  echo "scaletrain: the job step failed with exit code $code; not requeueing" >&2
+  exit "$code"
+fi
+code=75  # the ranks stopped on request (srun reports 143 when it ended ranks after the first one exited)
+restarts=${SLURM_RESTART_COUNT:-0}
+resume_hint="submit again with resume=true and the run directory $RUN_DIR to continue from its last checkpoint"
+if [ "$restarts" -ge "$MAX_REQUEUES" ]; then
+  echo "scaletrain: error: job $SLURM_JOB_ID was requeued $restarts times already (max $MAX_REQUEUES); $resume_hint" >&2
+  exit "$code"
+fi
+if ! command -v scontrol >/dev/null 2>&1; then
+  echo "scaletrain: error: scontrol is not on PATH inside the job, so it cannot requeue itself; $resume_hint" >&2
+  exit "$code"
+fi
+echo "scaletrain: requeueing job $SLURM_JOB_ID (restart $((restarts + 1)) of at most $MAX_REQUEUES)" >&2
+if ! scontrol requeue "$SLURM_JOB_ID"; then
+  echo "scaletrain: error: 'scontrol requeue $SLURM_JOB_ID' failed; $resume_hint" >&2
+  exit "$code"
+fi
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One sbatch submission as data: its options in order, then what the script runs."""
+
+    options: tuple[tuple[str, str | None], ...]  # ("nodes", "2") -> #SBATCH --nodes=2; ("requeue", None) -> --requeue
+    args: tuple[str, ...]  # scaletrain's overrides, passed as `python -m scaletrain ARGS... launcher=slurm`
+    run_dir: str  # hydra.run.dir of every task and every requeued run: where the checkpoints stay
+    signal: str  # the warning signal (USR1): SLURM sends it to the batch shell before the time limit
+    max_requeues: int
+
+    @property
+    def option_args(self) -> list[str]:
+        return [f"--{key}" if value is None else f"--{key}={value}" for key, value in self.options]
+
+
+def sbatch_options(
+    *,
+    job_name: str,
+    nodes: int,
+    ntasks_per_node: int,
+    gpus_per_node: int = 0,
+    cpus_per_task: int | None = None,
+    mem_gb: int | None = None,
+    time_min: int | None = None,
+    partition: str | None = None,
+    account: str | None = None,
+    qos: str | None = None,
+    signal: str = "USR1",
+    signal_before_end_s: int = 180,
+    output: str = "slurm-%j.out",
+    extra: tuple[str, ...] = (),
+) -> tuple[tuple[str, str | None], ...]:
+    """The #SBATCH options for these settings, in a fixed order (units in the names: mem_gb, time_min)."""
+    wanted: list[tuple[str, object]] = [
+        ("job-name", job_name),
+        ("nodes", nodes),
+        ("ntasks-per-node", ntasks_per_node),
+        ("gpus-per-node", gpus_per_node or None),
+        ("cpus-per-task", cpus_per_task),
+        ("mem", f"{mem_gb}G" if mem_gb else None),
+        ("time", time_min),
+        ("partition", partition),
+        ("account", account),
+        ("qos", qos),
+        # B: the batch shell gets the warning, forwards it to the ranks and requeues the job once they stopped.
+        ("signal", f"B:{signal}@{signal_before_end_s}"),
+        ("requeue", True),
+        ("open-mode", "append"),  # a requeued run appends to the same log instead of truncating it
+        ("output", output),
+    ]
+    options = [(key, None if value is True else str(value)) for key, value in wanted if value is not None]
+    for item in extra:
+        key, sep, value = item.removeprefix("--").partition("=")
+        options.append((key, value if sep else None))
+    return tuple(options)
+
+
+def render(request: BatchRequest) -> str:
+    """The batch script for ``request``: header, the few per-job assignments, then BODY."""
+    lines = ["#!/bin/bash", "# Rendered by scaletrain's launcher=slurm (python -m scaletrain launcher=slurm ...)."]
+    for key, value in request.options:
+        lines.append(f"#SBATCH --{key}" if value is None else f"#SBATCH --{key}={shlex.quote(value)}")
+    lines += [
+        "",
+        f"RUN_DIR={shlex.quote(request.run_dir)}",
+        f"STOP_SIGNAL={shlex.quote(request.signal)}  # the signal of --signal=B:...",
+        f"MAX_REQUEUES={int(request.max_requeues)}",
+        "set -- " + " ".join(shlex.quote(arg) for arg in request.args) if request.args else "set --",
+        "",
+    ]
+    return "\n".join(lines) + "\n" + BODY

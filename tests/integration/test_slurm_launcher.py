@@ -1,0 +1,221 @@
+"""scaletrain on the real local SLURM cluster (slurm/local-cluster.sh): the sbatch scripts, launcher=slurm,
+requeue on the warning signal, real preemption, and pre-flight failures that submit nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import child_env, scaletrain_argv
+from slurm_jobs import (
+    REPO,
+    capture_envs,
+    run,
+    sacct_history,
+    submitted_with_name,
+    wait_for_step,
+    wait_gone,
+    wait_idle,
+)
+
+from scaletrain.env import detect
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+# Long enough on 2 busy cores to be interrupted mid-run (512 steps); no periodic checkpoint, so a resume can only
+# start from the checkpoint written on the stop request.
+WORKLOAD = (
+    "+strategy=ddp",
+    "workload=synthetic",
+    "workload.num_samples=4096",
+    "workload.width=256",
+    "workload.depth=3",
+    "train.global_batch_size=64",
+    "train.epochs=8",
+    "train.log_every_n_steps=5",
+    "checkpoint.every_n_steps=1000",
+    "seed=3",
+)
+
+
+@pytest.fixture(autouse=True)
+def _idle_cluster() -> None:
+    wait_idle()
+
+
+def _cli(run_dir: Path, *overrides: str, cwd: Path, env: dict | None = None, timeout: float = 300):
+    argv = scaletrain_argv(run_dir, *overrides)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=child_env(env), timeout=timeout)
+
+
+def _submit(run_dir: Path, *overrides: str, cwd: Path, env: dict | None = None) -> str:
+    """launcher=slurm on 2 nodes without waiting; returns the job id it reported."""
+    done = _cli(run_dir, "launcher=slurm", "launcher.nodes=2", *overrides, cwd=cwd, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = (run_dir / "slurm_job_id").read_text().strip()
+    assert f"submitted SLURM job {job_id}" in done.stdout + done.stderr
+    return job_id
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """WORKLOAD uninterrupted: 2 local ranks, the same world size as the 2-node SLURM jobs."""
+    tmp = tmp_path_factory.mktemp("reference")
+    done = _cli(tmp / "run", *WORKLOAD, "launcher.nproc_per_node=2", cwd=tmp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((tmp / "run" / "summary.json").read_text())
+
+
+def _assert_resumed_to_reference(run_dir: Path, job_id: str, reference: dict) -> str:
+    """The job's log shows a stop checkpoint at step N > 0 and a resume from exactly N; the result is the reference."""
+    log = (run_dir / f"slurm-{job_id}.out").read_text()
+    stopped = re.search(r"stop requested: checkpoint of step (\d+) of (\d+)", log)
+    assert stopped, log
+    step = int(stopped[1])
+    assert 0 < step < reference["steps"]
+    assert f"resumed from {run_dir}/checkpoints/step_{step:09d}.ckpt (step {step})" in log
+    assert f"scaletrain: job {job_id} (restart 1)" in log
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["attempt"] >= 1 and summary["steps"] == reference["steps"]
+    assert summary["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-6, abs=1e-7)
+    assert summary["replica_fingerprints"] == pytest.approx(reference["replica_fingerprints"], rel=1e-6)
+    # Both runs wrote into the same run directory: checkpoints (and a W&B run id file kept there) survive.
+    attempts = {json.loads(line)["attempt"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()}
+    assert attempts == {0, 1}
+    return log
+
+
+def test_sbatch_script_trains_linear_across_two_nodes(tmp_path: Path) -> None:
+    env = child_env({"SCALETRAIN_PYTHON": sys.executable})
+    done = run("sbatch", "--parsable", str(REPO / "slurm" / "ddp.sbatch"), "+strategy=ddp", "workload=linear",
+               env=env, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip().split(";")[0]
+    wait_gone(job_id)
+    log = (tmp_path / f"slurm-{job_id}.out").read_text()
+    assert "(SLURM_NODEID 0, SLURM_LOCALID 0)" in log and "rank 0 of 2 on n1" in log, log
+    assert "(SLURM_NODEID 1, SLURM_LOCALID 0)" in log and "rank 1 of 2 on n2" in log, log
+    summary = json.loads((tmp_path / "outputs" / f"slurm-{job_id}" / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert summary["weight"] == pytest.approx(2.0, abs=0.05)
+    assert summary["bias"] == pytest.approx(1.0, abs=0.1)
+    assert sacct_history(job_id) == [("COMPLETED", "0:0")]
+
+
+def test_launcher_slurm_waits_streams_the_log_and_passes_overrides_verbatim(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    weird = tmp_path / "ck it's $(touch pwned1) `touch pwned2`; touch pwned3 | cat"
+    secret = {"WANDB_API_KEY": f"secret-{uuid.uuid4().hex}"}
+    done = _cli(run_dir, "launcher=slurm", "launcher.nodes=2", "launcher.wait=true", "+strategy=ddp",
+                "workload=linear", f'checkpoint.dir="{weird}"', cwd=tmp_path, env=secret)  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    job_id = (run_dir / "slurm_job_id").read_text().strip()
+    assert f"job {job_id} completed" in out
+    assert "rank 1 of 2 on n2 (SLURM_NODEID 1" in out  # the job's log, streamed while waiting
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["world_size"], round(summary["weight"], 1)) == (2, 2.0)
+    assert (weird / "step_000000450.ckpt").is_file()  # the value reached the ranks verbatim
+    assert not list(tmp_path.rglob("pwned*"))
+    assert secret["WANDB_API_KEY"] not in (run_dir / "submit.sbatch").read_text()
+
+
+def test_multirun_submits_one_job_per_point(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "scaletrain", "-m", f"hydra.sweep.dir={sweep}", "launcher=slurm", "+strategy=ddp",
+            "workload=linear", "train.epochs=20", "seed=0,1"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=child_env(), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    jobs = [(sweep / str(i) / "slurm_job_id").read_text().strip() for i in (0, 1)]
+    assert len(set(jobs)) == 2
+    for i, job_id in enumerate(jobs):
+        wait_gone(job_id)
+        assert json.loads((sweep / str(i) / "job.json").read_text())["seed"] == i
+        assert json.loads((sweep / str(i) / "summary.json").read_text())["steps"] == 60
+
+
+def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(tmp_path: Path, reference: dict) -> None:
+    run_dir = tmp_path / "run"
+    job_id = _submit(run_dir, *WORKLOAD, cwd=tmp_path)
+    wait_for_step(run_dir / "metrics.jsonl", 20)
+    assert run("scancel", "--batch", "--signal=USR1", job_id).returncode == 0
+    wait_gone(job_id)
+    log = _assert_resumed_to_reference(run_dir, job_id, reference)
+    assert f"requeueing job {job_id} (restart 1 of at most 10)" in log
+    assert sacct_history(job_id) == [("REQUEUED", "0:0"), ("COMPLETED", "0:0")]
+
+
+def test_preemption_by_a_higher_priority_partition_ends_resumed_and_finished(tmp_path: Path, reference: dict) -> None:
+    run_dir = tmp_path / "run"
+    victim = _submit(run_dir, *WORKLOAD, cwd=tmp_path)
+    wait_for_step(run_dir / "metrics.jsonl", 20)
+    urgent = run("sbatch", "--parsable", "--partition=urgent", "--nodes=2", "--exclusive", "--output=/dev/null",
+                 "--job-name=st-urgent", "--wrap", "sleep 1")  # fmt: skip
+    assert urgent.returncode == 0, urgent.stderr
+    wait_gone(victim, timeout=240)
+    wait_gone(urgent.stdout.strip())
+    log = _assert_resumed_to_reference(run_dir, victim, reference)
+    assert "SIGUSR1 received" in log  # SLURM's preemption warning, sent through --signal=B:USR1
+    history = sacct_history(victim)
+    assert history[0][0] in ("REQUEUED", "PREEMPTED") and history[-1] == ("COMPLETED", "0:0"), history
+
+
+def test_missing_scontrol_inside_the_job_is_reported(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # the job's PATH: srun, but no scontrol
+    bin_dir.mkdir()
+    (bin_dir / "srun").symlink_to("/usr/bin/srun")
+    env = child_env({"PATH": str(bin_dir), "SCALETRAIN_PYTHON": sys.executable, "SCALETRAIN_RUN_DIR": "run"})
+    done = run("/usr/bin/sbatch", "--parsable", str(REPO / "slurm" / "ddp.sbatch"), *WORKLOAD, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    wait_for_step(tmp_path / "run" / "metrics.jsonl", 10)
+    run("scancel", "--batch", "--signal=USR1", job_id)
+    wait_gone(job_id)
+    log = (tmp_path / f"slurm-{job_id}.out").read_text()
+    assert "scaletrain: error: scontrol is not on PATH inside the job, so it cannot requeue itself; " in log
+    assert sacct_history(job_id) == [("FAILED", "75:0")]
+    assert list((tmp_path / "run" / "checkpoints").glob("step_*.ckpt"))  # the checkpoint to resume from is there
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "message"),
+    [
+        (("launcher.partition=nope",), None, "launcher.partition=nope does not exist on this cluster; choose one of: "
+         "debug, urgent."),
+        (("launcher.nodes=3", "train.global_batch_size=6"), None,
+         "launcher.nodes=3 is more than the 2 node(s) of the default partition debug;"),
+        (("launcher.gpus_per_node=2", "launcher.ntasks_per_node=1"), None,
+         "launcher.ntasks_per_node=1 does not match the GPUs: ddp runs one task per GPU and launcher.gpus_per_node=2;"),
+        ((), "/nonexistent", "sbatch was not found on PATH, so launcher=slurm cannot submit;"),
+    ],
+)  # fmt: skip
+def test_preflight_failure_exits_2_and_submits_nothing(tmp_path: Path, overrides, path, message) -> None:
+    name = f"preflight-{uuid.uuid4().hex[:8]}"
+    env = {"PATH": path} if path else None
+    done = _cli(tmp_path / "run", "launcher=slurm", f"launcher.job_name={name}", "+strategy=ddp", *overrides,
+                cwd=tmp_path, env=env)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("scaletrain: error: ")]
+    assert len(errors) == 1 and message in errors[0] and errors[0].endswith("."), done.stderr
+    assert submitted_with_name(name) == []
+    assert not (tmp_path / "run" / "slurm_job_id").exists()
+
+
+def test_stored_environment_fixtures_match_a_live_job(tmp_path: Path) -> None:
+    """tests/unit/fixtures/slurm/ was captured on this cluster; a fresh capture parses the same way."""
+    fixtures = REPO / "tests" / "unit" / "fixtures" / "slurm"
+    batch, tasks = capture_envs(tmp_path, nodes=2, tasks_per_node=2)
+    assert detect(batch).source == "local"
+    for task in tasks:
+        stored = json.loads((fixtures / f"srun_2x2_task{task['SLURM_PROCID']}.json").read_text())
+        assert set(task) == set(stored)
+        live, saved = detect(task), detect(stored)
+        assert live.job_id != saved.job_id
+        fields = ("rank", "local_rank", "world_size", "local_world_size", "node_rank", "num_nodes", "master_addr")
+        assert [getattr(live, f) for f in fields] == [getattr(saved, f) for f in fields]
+        assert live.hosts == saved.hosts == ("n1", "n2")

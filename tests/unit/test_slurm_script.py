@@ -1,0 +1,249 @@
+"""launcher=slurm without a cluster: the rendered script run by real bash against stand-in srun/scontrol
+commands, the hand-written slurm/*.sbatch kept in sync, settings validation, tasks per node, mode detection."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from scaletrain import config
+from scaletrain.errors import ConfigError, LaunchError
+from scaletrain.launchers import slurm
+from scaletrain.launchers.slurm_script import BODY, BatchRequest, render, sbatch_options
+
+REPO = Path(__file__).resolve().parents[2]
+CAPTURED = Path(__file__).parent / "fixtures" / "slurm"
+NASTY = [
+    '+tag="it\'s $(touch pwned1) `touch pwned2`; touch pwned3 && echo | cat > pwned4"',
+    "train.lr=0.05",
+    "+note=two  spaces\ttab",
+    "+empty=''",
+    "+glob=*",
+    "+dollar=$HOME ${HOME} \\n",
+]
+
+
+def _job(**launcher) -> config.Job:
+    return config.load(
+        {"strategy": {"name": "ddp"}, "launcher": {"name": "slurm", **launcher}, "workload": {"name": "linear"}}
+    )
+
+
+def _request(args=(), **settings) -> BatchRequest:
+    options = sbatch_options(job_name="t", nodes=2, ntasks_per_node=1, output="/runs/r/slurm-%j.out", **settings)
+    return BatchRequest(options, tuple(args), "/runs/r", "USR1", 3)
+
+
+FAKE_SRUN = """#!/bin/bash
+printf '%s\\0' "$@" > "$FAKE_DIR/srun_argv"
+if [ -n "${FAKE_SRUN_SLEEP:-}" ]; then
+  trap 'echo got-usr1 > "$FAKE_DIR/srun_signal"; exit 75' USR1
+  echo started > "$FAKE_DIR/srun_started"
+  for _ in $(seq 100); do sleep 0.1; done
+fi
+exit "${FAKE_SRUN_EXIT:-0}"
+"""
+FAKE_SCONTROL = """#!/bin/bash
+echo "$@" > "$FAKE_DIR/scontrol_args"
+"""
+
+
+def _run_script(tmp_path: Path, text: str, scontrol: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    """The script under real bash, with srun (and scontrol) replaced by recorders; PATH holds nothing else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL if scontrol else None)):
+        if body is not None:
+            (bin_dir / name).write_text(body)
+            (bin_dir / name).chmod(0o755)
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    environ = {"PATH": str(bin_dir), "FAKE_DIR": str(tmp_path), "SLURM_JOB_ID": "123", "SLURM_JOB_NODELIST": "n[1-2]"}
+    return subprocess.run(
+        ["/bin/bash", str(script)], cwd=tmp_path, env={**environ, **env}, capture_output=True, text=True, timeout=30
+    )
+
+
+def _srun_argv(tmp_path: Path) -> list[str]:
+    return (tmp_path / "srun_argv").read_bytes().decode().split("\0")[:-1]
+
+
+def test_overrides_reach_srun_verbatim_and_no_shell_runs_them(tmp_path: Path) -> None:
+    done = _run_script(tmp_path, render(_request(NASTY)), SCALETRAIN_PYTHON="/opt/py/bin/python")
+    assert done.returncode == 0, done.stderr
+    assert _srun_argv(tmp_path) == [
+        "--kill-on-bad-exit=1",
+        "/opt/py/bin/python",
+        "-m",
+        "scaletrain",
+        *NASTY,
+        "launcher=slurm",
+        "hydra.run.dir=/runs/r",
+    ]
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def test_python_defaults_to_the_one_on_path(tmp_path: Path) -> None:
+    assert _run_script(tmp_path, render(_request())).returncode == 0
+    assert _srun_argv(tmp_path)[1:4] == ["python", "-m", "scaletrain"]
+
+
+def test_stopped_ranks_make_the_job_requeue_itself(tmp_path: Path) -> None:
+    done = _run_script(tmp_path, render(_request()), FAKE_SRUN_EXIT="75", SLURM_RESTART_COUNT="1")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "scontrol_args").read_text().split() == ["requeue", "123"]
+    assert "requeueing job 123 (restart 2 of at most 3)" in done.stderr
+
+
+def test_a_failed_step_is_not_requeued(tmp_path: Path) -> None:
+    done = _run_script(tmp_path, render(_request()), FAKE_SRUN_EXIT="1")
+    assert done.returncode == 1
+    assert not (tmp_path / "scontrol_args").exists()
+    assert "the job step failed with exit code 1; not requeueing" in done.stderr
+
+
+def test_no_requeue_beyond_max_requeues(tmp_path: Path) -> None:
+    done = _run_script(tmp_path, render(_request()), FAKE_SRUN_EXIT="75", SLURM_RESTART_COUNT="3")
+    assert done.returncode == 75
+    assert not (tmp_path / "scontrol_args").exists()
+    hint = "submit again with resume=true and the run directory /runs/r"
+    assert f"requeued 3 times already (max 3); {hint}" in done.stderr
+
+
+def test_missing_scontrol_is_reported_not_silent(tmp_path: Path) -> None:
+    done = _run_script(tmp_path, render(_request()), scontrol=False, FAKE_SRUN_EXIT="75")
+    assert done.returncode == 75
+    assert "scaletrain: error: scontrol is not on PATH inside the job, so it cannot requeue itself" in done.stderr
+
+
+def test_warning_signal_is_forwarded_to_srun_then_the_job_requeues(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    script = tmp_path / "job.sbatch"
+    bin_dir.mkdir()
+    for name, body in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    script.write_text(render(_request()))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_DIR": str(tmp_path), "SLURM_JOB_ID": "7", "FAKE_SRUN_SLEEP": "1"}
+    proc = subprocess.Popen(["/bin/bash", str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "srun_started").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGUSR1)  # what `scancel --batch --signal=USR1` does
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert (tmp_path / "srun_signal").read_text().strip() == "got-usr1"
+    assert (tmp_path / "scontrol_args").read_text().split() == ["requeue", "7"]
+    assert "SIGUSR1 received" in err
+
+
+def test_secrets_in_the_environment_are_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "secret-key-0123456789")
+    text = render(slurm.SlurmLauncher(_job(), environ={}).request(Path("/runs/r")))
+    assert "secret-key" not in text and "WANDB" not in text
+    assert "--export" not in text  # the job inherits the environment through sbatch's default instead
+
+
+def test_header_options_in_order_with_quoted_values() -> None:
+    options = sbatch_options(
+        job_name="my job", nodes=2, ntasks_per_node=4, gpus_per_node=4, mem_gb=64, time_min=90,
+        partition="gpu", signal="USR2", signal_before_end_s=300, output="/runs/a b/slurm-%j.out",
+        extra=("--constraint=a100", "--exclusive"),
+    )  # fmt: skip
+    header = [line for line in render(BatchRequest(options, (), "/r", "USR2", 1)).splitlines() if "#SBATCH" in line]
+    assert header == [
+        "#SBATCH --job-name='my job'",
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --mem=64G",
+        "#SBATCH --time=90",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --signal=B:USR2@300",
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+        "#SBATCH --output='/runs/a b/slurm-%j.out'",
+        "#SBATCH --constraint=a100",
+        "#SBATCH --exclusive",
+    ]
+
+
+@pytest.mark.parametrize("name", ["ddp.sbatch", "per-node.sbatch"])
+def test_hand_written_scripts_run_the_same_body(name: str) -> None:
+    text = (REPO / "slurm" / name).read_text()
+    assert text.endswith(BODY)
+    head = text[: -len(BODY)]
+    for line in ("#SBATCH --signal=B:USR1@180", "#SBATCH --requeue", "#SBATCH --open-mode=append", "STOP_SIGNAL=USR1"):
+        assert line in head.splitlines() or any(h.startswith(line + " ") for h in head.splitlines()), line
+    assert "RUN_DIR=${SCALETRAIN_RUN_DIR:-outputs/slurm-$SLURM_JOB_ID}" in head
+    assert "#SBATCH --ntasks-per-node=1" in head and "#SBATCH --nodes=2" in head
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"ntasks_per_node": 0}, "launcher.ntasks_per_node=0 must be 'auto' or a whole number"),
+        ({"nodes": 0}, "launcher.nodes=0 must be at least 1"),
+        ({"time_min": 0}, "launcher.time_min=0 must be at least 1"),
+        ({"signal": "KILL"}, "launcher.signal=KILL is not supported; use one of: USR1, USR2"),
+        ({"sbatch_args": ["constraint=a100"]}, "is not an sbatch option"),
+        ({"sbatch_args": ["--time=10"]}, "sets --time, which scaletrain writes itself; use launcher.time instead"),
+        ({"job_name": " "}, "launcher.job_name is empty"),
+    ],
+)
+def test_bad_settings_are_one_sentence(settings: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _job(**settings)
+
+
+def test_tasks_per_node_follows_the_gpus_for_ddp() -> None:
+    assert slurm.tasks_per_node(_job()) == 1
+    assert slurm.tasks_per_node(_job(gpus_per_node=4)) == 4
+    assert slurm.tasks_per_node(_job(gpus_per_node=4, ntasks_per_node=4)) == 4
+    with pytest.raises(ConfigError, match=r"launcher.ntasks_per_node=2 does not match the GPUs: .*ntasks_per_node=4"):
+        slurm.tasks_per_node(_job(gpus_per_node=4, ntasks_per_node=2))
+
+
+def test_tasks_per_node_follows_a_strategy_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaletrain.strategies import ddp
+
+    monkeypatch.setattr(ddp, "procs_per_node", lambda job: 1, raising=False)  # as TF multi-worker and XLA do
+    assert slurm.tasks_per_node(_job(gpus_per_node=8)) == 1
+    with pytest.raises(ConfigError, match="strategy ddp runs 1 task"):
+        slurm.tasks_per_node(_job(gpus_per_node=8, ntasks_per_node=8))
+
+
+def _captured(name: str) -> dict[str, str]:
+    return json.loads((CAPTURED / name).read_text())
+
+
+def test_mode_from_real_environments() -> None:
+    assert slurm.mode(_captured("srun_2x2_task3.json")) == "rank"
+    assert slurm.mode(_captured("batch_2x2.json")) == "batch"
+    assert slurm.mode({"HOME": "/root"}) == "submit"
+
+
+def test_inside_a_batch_script_without_srun_says_to_use_srun() -> None:
+    with pytest.raises(LaunchError, match="but not under srun; start it as 'srun python -m scaletrain launcher=slurm"):
+        slurm.SlurmLauncher(_job(), environ=_captured("batch_2x1.json"))
+
+
+def test_rank_mode_takes_its_place_from_slurm() -> None:
+    launcher = slurm.SlurmLauncher(_job(), environ=_captured("srun_2x2_task3.json"))
+    assert (launcher.world_size, launcher.env.rank, launcher.env.node_rank) == (4, 3, 1)
+
+
+def test_submit_mode_world_size_is_nodes_times_tasks() -> None:
+    assert slurm.SlurmLauncher(_job(nodes=3, gpus_per_node=2), environ={}).world_size == 6
+
+
+def test_body_is_valid_bash() -> None:
+    assert subprocess.run(["bash", "-n"], input=render(_request(NASTY)), text=True).returncode == 0
+    assert os.access(REPO / "slurm" / "ddp.sbatch", os.R_OK)
