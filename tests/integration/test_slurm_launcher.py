@@ -22,6 +22,7 @@ from slurm_jobs import (
     wait_gone,
     wait_idle,
 )
+from wandb_files import offline_runs, read_run
 
 from scaletrain.env import detect
 
@@ -142,13 +143,17 @@ def test_multirun_submits_one_job_per_point(tmp_path: Path) -> None:
 
 def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(tmp_path: Path, reference: dict) -> None:
     run_dir = tmp_path / "run"
-    job_id = _submit(run_dir, *WORKLOAD, cwd=tmp_path)
+    job_id = _submit(run_dir, *WORKLOAD, "logger=wandb", "logger.mode=offline", cwd=tmp_path)
     wait_for_step(run_dir / "metrics.jsonl", 20)
     assert run("scancel", "--batch", "--signal=USR1", job_id).returncode == 0
     wait_gone(job_id)
     log = _assert_resumed_to_reference(run_dir, job_id, reference)
     assert f"requeueing job {job_id} (restart 1 of at most 10)" in log
     assert sacct_history(job_id) == [("REQUEUED", "0:0"), ("COMPLETED", "0:0")]
+    # The requeued run continues the same W&B run: both attempts' offline files carry one id, kept with the checkpoint.
+    runs = [read_run(p) for p in offline_runs(run_dir)]
+    assert len(runs) == 2 and runs[0].run_id == runs[1].run_id
+    assert (run_dir / "checkpoints" / "wandb_run_id").read_text().strip() == runs[0].run_id
 
 
 def test_preemption_by_a_higher_priority_partition_ends_resumed_and_finished(tmp_path: Path, reference: dict) -> None:
