@@ -89,6 +89,7 @@ class RunContext:
         record = {
             "workload": self.job.workload.name,
             "strategy": self.job.strategy.name,
+            "framework": self.strategy.framework,
             "world_size": self.world_size,
             "attempt": self.restart_count,
             **summary,

@@ -55,3 +55,17 @@ class ThroughputMeter:
             "samples_per_s_per_device": samples_per_s / self.world_size,
             "step_time_s": seconds / max(steps, 1),
         }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports ru_maxrss in KiB, macOS in bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def epoch_time_s(train_time_s: float, steps_run: int, steps_per_epoch: int) -> float | None:
+    """Wall seconds per epoch over this run's steps, start-up and validation included (None before a step)."""
+    return train_time_s * steps_per_epoch / steps_run if steps_run else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -14,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
+from scaletrain import metrics
 from scaletrain.config import TrainConfig
 from scaletrain.context import RunContext
+from scaletrain.loops.progress import Progress, log_done
 from scaletrain.metrics import ThroughputMeter
 from scaletrain.workloads.task import TorchTask
 
@@ -69,20 +70,20 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     if train.max_steps is not None:
         total_steps = min(total_steps, train.max_steps)
 
-    step = 0
+    step = start_step = 0
     state = ctx.load_checkpoint()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
-        step = state["step"]
+        step = start_step = state["step"]
     wrapped = strategy.wrap_model(model)  # after loading: DDP broadcasts rank 0's weights at wrap time
 
     def checkpoint_state() -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
 
     meter = ThroughputMeter(ctx.world_size)
-    progress = _Progress(ctx, total_steps, step)
+    progress = Progress(ctx.is_rank_zero, total_steps, step)
     window_loss, window_steps = torch.zeros((), device=device), 0
     first_step_unix_s = None
     last_checkpoint_step = step
@@ -122,7 +123,16 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     if last_checkpoint_step != step:
         ctx.save_checkpoint(checkpoint_state(), step)
 
-    summary: dict[str, Any] = {"steps": step, "epochs": train.epochs, "train_time_s": time.perf_counter() - started}
+    train_time_s = time.perf_counter() - started
+    summary: dict[str, Any] = {
+        "replicas": ctx.world_size,
+        "steps": step,
+        "epochs": train.epochs,
+        "steps_per_epoch": len(batches),
+        "train_time_s": train_time_s,
+    }
+    if step > start_step:
+        summary["epoch_time_s"] = metrics.epoch_time_s(train_time_s, step - start_step, len(batches))
     if loss is not None:
         summary["final_loss"] = _global_mean(strategy, loss.detach(), ctx.world_size)
     if first_step_unix_s is not None:
@@ -131,11 +141,11 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     summary["replica_fingerprints"] = replica_fingerprints(ctx, model)
     if task.val is not None:
         summary.update(evaluated[1] if evaluated and evaluated[0] == step else evaluate(ctx, model, task, loss_fn))
+    summary["peak_rss_mib"] = per_rank(ctx, metrics.peak_rss_mib())  # one per process
     if task.report is not None and ctx.is_rank_zero:
         summary.update(task.report(model))
     if ctx.is_rank_zero:
-        shown = {k: v for k, v in summary.items() if k not in ("first_step_unix_s", "replica_fingerprints")}
-        log.info("done: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+        log_done(summary)
     return summary
 
 
@@ -165,7 +175,11 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) 
 
 def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]:
     """One number per rank summarising its weights: equal on every rank when the replicas are in sync."""
-    mine = sum(float((p.detach().double() * (i + 1)).sum()) for i, p in enumerate(model.parameters()))
+    return per_rank(ctx, sum(float((p.detach().double() * (i + 1)).sum()) for i, p in enumerate(model.parameters())))
+
+
+def per_rank(ctx: RunContext, mine: float) -> list[float]:
+    """Every rank's value of ``mine``, in rank order, on every rank."""
     slots = torch.zeros(ctx.world_size, dtype=torch.float64, device=ctx.strategy.device)
     slots[ctx.rank] = mine
     return ctx.strategy.all_reduce_sum(slots).tolist()
@@ -174,41 +188,3 @@ def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]
 def _global_mean(strategy, value: torch.Tensor, world_size: int) -> float:
     total = value.detach().clone().reshape(1).float()
     return strategy.all_reduce_sum(total).item() / world_size
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-class _Progress:
-    """A progress bar on rank 0 in an interactive terminal; plain log lines otherwise."""
-
-    def __init__(self, ctx: RunContext, total_steps: int, initial: int) -> None:
-        self.total_steps = total_steps
-        self.bar = None
-        self.enabled = ctx.is_rank_zero
-        if self.enabled and os.environ.get("SCALETRAIN_PROGRESS") == "1":
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total_steps, initial=initial, unit="step", ncols=100, mininterval=0.5)
-
-    def update(self, step: int, figures: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{figures['loss']:.4g}", sps=f"{figures['samples_per_s']:.0f}")
-            return
-        log.info(
-            "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f",
-            step,
-            self.total_steps,
-            figures["epoch"],
-            figures["loss"],
-            figures["samples_per_s"],
-            figures["step_time_s"],
-        )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

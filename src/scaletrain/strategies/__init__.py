@@ -32,3 +32,19 @@ def worker_env(job: Job, env: ClusterEnv) -> dict[str, str]:
     """Extra variables a rank of this strategy needs (e.g. TF_CONFIG), built from its ClusterEnv."""
     hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "worker_env", None)
     return hook(job, env) if hook else {}
+
+
+def procs_per_node(job: Job) -> int | None:
+    """Processes per host the strategy wants when launcher.nproc_per_node=auto; None: the launcher decides."""
+    hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "procs_per_node", None)
+    return hook(job) if hook else None
+
+
+def replicas(job: Job, world_size: int) -> int:
+    """Model replicas training in sync when the job runs as ``world_size`` processes (one each by default).
+
+    A strategy that mirrors over several devices per process says how many; it raises ConfigError when it
+    cannot run with that many processes.
+    """
+    hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "replicas", None)
+    return hook(job, world_size) if hook else world_size
