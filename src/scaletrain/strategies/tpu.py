@@ -178,8 +178,9 @@ def _call_within(fn: Callable[[], T], timeout_s: float) -> tuple[bool, T | None,
 
 
 def _reason(exc: Exception) -> str:
+    """The exception's type and first sentence (TensorFlow appends whole op dumps to its messages)."""
     detail = getattr(exc, "reason", None) or exc  # URLError keeps the cause in .reason
-    first = (str(detail).strip().splitlines() or [""])[0].rstrip(".")[:200]
+    first = (str(detail).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")[:200]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
