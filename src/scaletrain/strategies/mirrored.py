@@ -105,7 +105,17 @@ def replicas(job: Any, world_size: int) -> int:
             f"device per process) and this job has {world_size}; drop strategy.cpu_devices or use one process "
             "(launcher.nproc_per_node=1)."
         )
+    handed_in = handed_in_tf_config()
+    if handed_in is not None and len(handed_in.workers) != world_size:
+        raise _size_mismatch(handed_in, world_size)
     return world_size * count
+
+
+def _size_mismatch(handed_in: tf_config.TFCluster, world_size: int) -> ConfigError:
+    return ConfigError(
+        f"TF_CONFIG (from your environment) lists {len(handed_in.workers)} process(es) but the job has "
+        f"{world_size} rank(s); list one worker per rank, or unset TF_CONFIG and let scaletrain write it."
+    )
 
 
 def describe(job: Any) -> str:
@@ -119,10 +129,7 @@ def worker_env(job: Any, env: ClusterEnv) -> dict[str, str]:
     handed_in = handed_in_tf_config()
     if handed_in is not None:
         if len(handed_in.workers) != env.world_size:
-            raise ConfigError(
-                f"TF_CONFIG (from your environment) lists {len(handed_in.workers)} process(es) but the job has "
-                f"{env.world_size} ranks; list one worker per rank, or unset TF_CONFIG and let scaletrain write it."
-            )
+            raise _size_mismatch(handed_in, env.world_size)
         return {"TF_CONFIG": tf_config.for_rank(env, handed_in.workers).to_json()}
     if env.world_size == 1:
         return {}
