@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,6 +91,25 @@ def rows(dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], list[Path]]:
     return table, missing
 
 
+MEDIAN_OF = ("epoch_time_s", "samples_per_s", "peak_rss_mib", "val_accuracy", "final_loss")
+
+
+def medians(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows that differ only in their seed, folded into one row of medians (repeated rounds of a head-to-head)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in table:
+        key = " ".join(o for o in row["run"].split() if not o.startswith("seed=")) or row["framework"]
+        groups.setdefault(key, []).append(row)
+    folded = []
+    for key, members in groups.items():
+        row = {**members[0], "run": f"{key} (median of {len(members)})"}
+        for column in MEDIAN_OF:
+            values = [m[column] for m in members if isinstance(m[column], (int, float))]
+            row[column] = statistics.median(values) if values else None
+        folded.append(row)
+    return folded
+
+
 def markdown(table: Sequence[dict[str, Any]]) -> str:
     headers = [name for name, _ in COLUMNS]
     cells = [[_cell(row[h]) for h in headers] for row in table]
@@ -116,6 +136,9 @@ def write(dirs: Sequence[Path], out_dir: Path) -> str | None:
     table, missing = rows(dirs)
     shared = common_overrides(dirs) if len(dirs) > 1 else []
     text = (f"Every run: {' '.join(shared)}\n\n" if shared else "") + markdown(table)
+    folded = medians(table)
+    if len(folded) < len(table):
+        text += "\n\nMedians over seeds:\n\n" + markdown(folded)
     if missing:
         text += "\n\nNo summary.json (the run failed or is unfinished): " + ", ".join(str(d) for d in missing)
     text += "\n\n" + "; ".join(f"{name}: {meaning}" for name, meaning in COLUMNS[4:]) + ".\n"

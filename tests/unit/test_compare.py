@@ -72,3 +72,16 @@ def test_separate_run_directories_and_errors(tmp_path, capsys):
     assert [r["run"] for r in csv.DictReader((out / "comparison.csv").open())] == ["a", "b"]
     assert compare.main([str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_seeds_fold_into_medians(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for i, (seed, strategy, acc) in enumerate(
+        [(0, "ddp", 0.9), (0, "mirrored", 0.8), (1, "ddp", 1.0), (1, "mirrored", 0.6)]
+    ):
+        _run(sweep, str(i), [f"seed={seed}", f"+strategy={strategy}"], framework=strategy, val_accuracy=acc)
+    compare.main([str(sweep)])
+    text = capsys.readouterr().out
+    medians = text.split("Medians over seeds:")[1]
+    assert "+strategy=ddp (median of 2)" in medians and "| 0.95 " in medians
+    assert "+strategy=mirrored (median of 2)" in medians and "| 0.7 " in medians

@@ -127,7 +127,7 @@ def evaluate(ctx: RunContext, steps: Steps, task: TFTask) -> dict[str, float]:
     totals = np.zeros(3)
     for start in range(0, len(shards[0]), EVAL_CHUNK):
         index = [shard[start : start + EVAL_CHUNK] for shard in shards]  # the last chunks may differ by one row
-        totals += steps.eval_sums(steps.distribute(x, y, index)).numpy()
+        totals += steps.eval_sums(steps.distribute(x, y, index)).numpy().astype(np.float64)
     loss_sum, correct, count = totals.tolist()
     figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
     if ctx.is_rank_zero:

@@ -2,7 +2,8 @@
 
 Each is a ``tf.function`` around ``strategy.run``: every replica computes on its own slice of the batch, and
 the Keras optimizer sums the replicas' gradients before applying them, so each replica scales its mean loss
-by 1 / replicas (the gradient of the global mean, as DDP averages).
+by 1 / replicas (the gradient of the global mean, as DDP averages). Sums are float32 and labels int32 because
+TPUs have no float64 and only some int64 ops.
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ class Steps:
 
     def distribute(self, x: np.ndarray, y: np.ndarray, index: np.ndarray) -> tuple[Any, Any]:
         """Inputs for ``strategy.run``: replica r gets rows ``index[r]`` (only this process's replicas are built)."""
+        labels = np.int32 if np.issubdtype(y.dtype, np.integer) else y.dtype
         if self.replicas == 1:
-            return tf.constant(x[index[0]]), tf.constant(y[index[0]])
+            return tf.constant(x[index[0]]), tf.constant(y[index[0]], dtype=labels)
 
         def rows(ctx: Any) -> tuple[Any, Any]:
             mine = index[ctx.replica_id_in_sync_group]
-            return tf.constant(x[mine]), tf.constant(y[mine])
+            return tf.constant(x[mine]), tf.constant(y[mine], dtype=labels)
 
         return self.strategy.experimental_distribute_values_from_function(rows)
 
@@ -72,13 +74,13 @@ class Steps:
         return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
 
     def _eval_sums(self, batch: Any) -> Any:
-        """(loss sum, correct, count) over every replica's slice, in float64."""
+        """(loss sum, correct, count) over every replica's slice of one chunk (counts stay exact below 2**24)."""
 
         def replica(x: Any, y: Any) -> Any:
             outputs = self.model(x, training=False)
-            correct = tf.reduce_sum(tf.cast(tf.argmax(outputs, axis=-1) == tf.cast(y, tf.int64), tf.float64))
-            loss_sum = tf.reduce_sum(tf.cast(per_example_loss(self.loss, outputs, y), tf.float64))
-            return tf.stack([loss_sum, correct, tf.cast(tf.shape(x)[0], tf.float64)])
+            correct = tf.reduce_sum(tf.cast(tf.argmax(outputs, axis=-1, output_type=tf.int32) == y, tf.float32))
+            loss_sum = tf.reduce_sum(per_example_loss(self.loss, outputs, y))
+            return tf.stack([loss_sum, correct, tf.cast(tf.shape(x)[0], tf.float32)])
 
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=batch), axis=None)
 
@@ -87,8 +89,8 @@ class Steps:
 
         def replica() -> Any:
             ctx = tf.distribute.get_replica_context()
-            weights = [tf.reduce_sum(tf.cast(w.value, tf.float64)) * (i + 1) for i, w in enumerate(self.model.weights)]
-            return tf.one_hot(ctx.replica_id_in_sync_group, self.replicas, dtype=tf.float64) * tf.add_n(weights)
+            weights = [tf.reduce_sum(tf.cast(w.value, tf.float32)) * (i + 1) for i, w in enumerate(self.model.weights)]
+            return tf.one_hot(ctx.replica_id_in_sync_group, self.replicas, dtype=tf.float32) * tf.add_n(weights)
 
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica), axis=None)
 
