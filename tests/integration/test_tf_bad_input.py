@@ -21,8 +21,9 @@ CASES = {
     ),
     "unreachable tpu name": (
         ["+strategy=tpu", "strategy.tpu=my-v4-tpu", "strategy.timeout_s=5"],
-        {},
-        "strategy.tpu=my-v4-tpu needs this VM's zone and project from the GCE metadata server",
+        {"GCE_METADATA_HOST": "127.0.0.1:9"},  # nobody answers there, even on a Google Cloud VM
+        "strategy.tpu=my-v4-tpu needs this VM's zone and project from the GCE metadata server "
+        "(http://127.0.0.1:9/computeMetadata/v1/), which did not answer within 5 s (",
     ),
     "unreachable tpu address": (
         ["+strategy=tpu", "strategy.tpu=grpc://127.0.0.1:1", "strategy.timeout_s=5"],

@@ -41,7 +41,7 @@ def fit(ctx: RunContext, task: TFTask) -> dict[str, Any]:
         optimizer = build_optimizer(train)
         optimizer.build(model.trainable_variables)
     steps = Steps(strategy, model, optimizer, task.loss)
-    x, y = task.train
+    x, y = _tpu_friendly(*task.train)
     batches = ReplicaBatches(len(x), train.global_batch_size, replicas, job.seed)
     total_steps = len(batches) * train.epochs
     if train.max_steps is not None:
@@ -61,7 +61,7 @@ def fit(ctx: RunContext, task: TFTask) -> dict[str, Any]:
 
     meter = ThroughputMeter(replicas)  # per device = per replica
     progress = Progress(ctx.is_rank_zero, total_steps, step)
-    window_loss, window_steps = 0.0, 0
+    window_steps = 0
     first_step_unix_s = None
     last_checkpoint_step = step
     started = time.perf_counter()
@@ -70,18 +70,17 @@ def fit(ctx: RunContext, task: TFTask) -> dict[str, Any]:
     while step < total_steps:
         epoch, skip = divmod(step, len(batches))
         for index in batches.epoch(epoch, skip):
-            loss = steps.train_step(steps.distribute(x, y, index))
+            loss = steps.train_step(*steps.distribute(x, y, index))  # not read here: no sync per step
             step += 1
-            window_loss += loss  # a tensor: read once per window, not once per step
             window_steps += 1
             meter.add_step(index.size)
             if first_step_unix_s is None:
                 first_step_unix_s = time.time()
             if step % train.log_every_n_steps == 0 or step == total_steps:
-                figures = {"epoch": epoch, "loss": float(window_loss) / window_steps, **meter.read()}
+                figures = {"epoch": epoch, "loss": steps.take_mean_loss(window_steps), **meter.read()}
                 ctx.log(figures, step)
                 progress.update(step, figures)
-                window_loss, window_steps = 0.0, 0
+                window_steps = 0
             if job.checkpoint.every_n_steps and step % job.checkpoint.every_n_steps == 0:
                 ctx.save_checkpoint(weights_state(model, optimizer), step)
                 last_checkpoint_step = step
@@ -122,17 +121,22 @@ def fit(ctx: RunContext, task: TFTask) -> dict[str, Any]:
 
 def evaluate(ctx: RunContext, steps: Steps, task: TFTask) -> dict[str, float]:
     """Validation loss and accuracy: replica r scores rows r, r + R, ...; the sums are reduced over replicas."""
-    x, y = task.val
+    x, y = _tpu_friendly(*task.val)
     shards = [np.arange(r, len(x), steps.replicas) for r in range(steps.replicas)]
     totals = np.zeros(3)
     for start in range(0, len(shards[0]), EVAL_CHUNK):
         index = [shard[start : start + EVAL_CHUNK] for shard in shards]  # the last chunks may differ by one row
-        totals += steps.eval_sums(steps.distribute(x, y, index)).numpy().astype(np.float64)
+        totals += steps.eval_sums(*steps.distribute(x, y, index)).numpy().astype(np.float64)
     loss_sum, correct, count = totals.tolist()
     figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
     if ctx.is_rank_zero:
         log.info("validation: loss %.4f accuracy %.4f", figures["val_loss"], figures["val_accuracy"])
     return figures
+
+
+def _tpu_friendly(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels as int32, once rather than per batch: TPUs lack many int64 ops."""
+    return x, (y.astype(np.int32) if np.issubdtype(y.dtype, np.integer) else y)
 
 
 def per_process(ctx: RunContext, mine: float) -> list[float]:

@@ -43,23 +43,30 @@ class Steps:
     def __init__(self, strategy: Any, model: Any, optimizer: Any, loss: str) -> None:
         self.strategy, self.model, self.optimizer, self.loss = strategy, model, optimizer, loss
         self.replicas = strategy.num_replicas_in_sync
+        self.loss_sum = tf.Variable(0.0, trainable=False)  # the training loss summed since the last log point
         self.train_step = tf.function(self._train_step, reduce_retracing=True)
         self.eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
         self.fingerprints = tf.function(self._fingerprints)
 
     def distribute(self, x: np.ndarray, y: np.ndarray, index: np.ndarray) -> tuple[Any, Any]:
         """Inputs for ``strategy.run``: replica r gets rows ``index[r]`` (only this process's replicas are built)."""
-        labels = np.int32 if np.issubdtype(y.dtype, np.integer) else y.dtype
         if self.replicas == 1:
-            return tf.constant(x[index[0]]), tf.constant(y[index[0]], dtype=labels)
+            return tf.constant(x[index[0]]), tf.constant(y[index[0]])
 
         def rows(ctx: Any) -> tuple[Any, Any]:
             mine = index[ctx.replica_id_in_sync_group]
-            return tf.constant(x[mine]), tf.constant(y[mine], dtype=labels)
+            return tf.constant(x[mine]), tf.constant(y[mine])
 
         return self.strategy.experimental_distribute_values_from_function(rows)
 
-    def _train_step(self, batch: Any) -> Any:
+    def take_mean_loss(self, steps: int) -> float:
+        """The mean training loss of the last ``steps`` steps; starts the next window."""
+        total = float(self.loss_sum.numpy())
+        self.loss_sum.assign(0.0)
+        return total / steps
+
+    def _train_step(self, x: Any, y: Any) -> Any:
+        """One optimizer step on every replica; returns the mean loss and adds it to ``loss_sum`` (no host sync)."""
         model, optimizer = self.model, self.optimizer
 
         def replica(x: Any, y: Any) -> Any:
@@ -70,10 +77,12 @@ class Steps:
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return loss
 
-        per_replica = self.strategy.run(replica, args=batch)
-        return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+        per_replica = self.strategy.run(replica, args=(x, y))
+        loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+        self.loss_sum.assign_add(loss)
+        return loss
 
-    def _eval_sums(self, batch: Any) -> Any:
+    def _eval_sums(self, x: Any, y: Any) -> Any:
         """(loss sum, correct, count) over every replica's slice of one chunk (counts stay exact below 2**24)."""
 
         def replica(x: Any, y: Any) -> Any:
@@ -82,7 +91,7 @@ class Steps:
             loss_sum = tf.reduce_sum(per_example_loss(self.loss, outputs, y))
             return tf.stack([loss_sum, correct, tf.cast(tf.shape(x)[0], tf.float32)])
 
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=batch), axis=None)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=(x, y)), axis=None)
 
     def _fingerprints(self) -> Any:
         """One number per replica summarising its own copy of the weights: equal when the replicas agree."""
