@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 from scaletrain.workloads import keras_models, synthetic  # noqa: E402
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--num-samples", type=int, default=8192)
     p.add_argument("--input-dim", type=int, default=256)
@@ -41,10 +41,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--window", type=int, default=10, help="steps per timing window (log_every_n_steps)")
     p.add_argument("--out", required=True)
-    a = p.parse_args()
-    if not 0 < a.window < a.steps or a.steps % a.window:
-        p.error("--steps must be a multiple of --window, and more than one window")
+    return p
 
+
+def train(a: argparse.Namespace, clock=time.perf_counter) -> dict:
+    """Build and train as the module docstring says; ``clock`` times the windows (process_time: CPU seconds)."""
     sizes = ("num_samples", "input_dim", "width", "depth", "num_classes")
     cfg = synthetic.Config(**{k: getattr(a, k) for k in sizes})
     x, y = synthetic.data(cfg, a.seed)
@@ -70,20 +71,27 @@ def main() -> None:
             loss = train_step(tf.constant(x[batch]), tf.constant(y[batch]))
             step += 1
             if step % a.window == 0:
-                marks.append(time.perf_counter())
+                marks.append(clock())
             if step == a.steps:
                 break
         epoch += 1
 
     windows = [(end - start) / a.window for start, end in itertools.pairwise(marks)]
-    result = {
+    return {
         "step_time_s": (marks[-1] - marks[0]) / (a.steps - a.window),
         "window_step_times_s": windows,
         "final_loss": float(loss),
         "steps": step,
     }
+
+
+def main() -> None:
+    p = parser()
+    a = p.parse_args()
+    if not 0 < a.window < a.steps or a.steps % a.window:
+        p.error("--steps must be a multiple of --window, and more than one window")
     with open(a.out, "w") as f:
-        json.dump(result, f)
+        json.dump(train(a), f)
 
 
 if __name__ == "__main__":

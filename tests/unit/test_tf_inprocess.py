@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import socket
 import subprocess
@@ -62,6 +63,24 @@ def test_linear_and_image_workloads_build_channels_last_keras_tasks():
     assert (task.val[1] == torch_task.val[1].numpy()).all()
     model = linear.build_tensorflow(linear.Config(), seed=0).model_fn()
     assert model.count_params() == 2
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_image_readers_feed_the_keras_cnn_channels_last(tmp_path, name):
+    import numpy as np
+    from test_readers import make_cifar10, make_mnist
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (make_mnist if name == "mnist" else make_cifar10)(data)
+    module = importlib.import_module(f"scaletrain.workloads.{name}")
+    cfg = module.Config(data_dir=str(data))
+    task, torch_task = module.build_tensorflow(cfg, seed=0), module.build_torch(cfg, seed=0)
+    assert np.array_equal(task.train[0], torch_task.train[0].numpy().transpose(0, 2, 3, 1))
+    assert task.model_fn().count_params() == sum(p.numel() for p in torch_task.model.parameters())
+    summary = _fit(_job(tmp_path, "+strategy=mirrored", f"workload={name}", f"workload.data_dir={data}"))
+    assert summary["steps"] == {"mnist": 3, "cifar10": 5}[name]  # its epochs, one (small) batch each
+    assert 0 <= summary["val_accuracy"] <= 1
 
 
 def _fit(job: config.Job) -> dict:
