@@ -61,7 +61,7 @@ def fit(ctx: RunContext, task: TFTask) -> dict[str, Any]:
 
     meter = ThroughputMeter(replicas)  # per device = per replica
     progress = Progress(ctx.is_rank_zero, total_steps, step)
-    window_steps = 0
+    window: list[Any] = []  # per-replica losses since the last log point, read there
     first_step_unix_s = None
     last_checkpoint_step = step
     started = time.perf_counter()
@@ -70,17 +70,17 @@ def fit(ctx: RunContext, task: TFTask) -> dict[str, Any]:
     while step < total_steps:
         epoch, skip = divmod(step, len(batches))
         for index in batches.epoch(epoch, skip):
-            loss = steps.train_step(*steps.distribute(x, y, index))  # not read here: no sync per step
+            loss = steps.train_step(*steps.distribute(x, y, index))
             step += 1
-            window_steps += 1
+            window.append(loss)
             meter.add_step(index.size)
             if first_step_unix_s is None:
                 first_step_unix_s = time.time()
             if step % train.log_every_n_steps == 0 or step == total_steps:
-                figures = {"epoch": epoch, "loss": steps.take_mean_loss(window_steps), **meter.read()}
+                figures = {"epoch": epoch, "loss": global_mean(ctx, steps.local_mean(window)), **meter.read()}
                 ctx.log(figures, step)
                 progress.update(step, figures)
-                window_steps = 0
+                window = []
             if job.checkpoint.every_n_steps and step % job.checkpoint.every_n_steps == 0:
                 ctx.save_checkpoint(weights_state(model, optimizer), step)
                 last_checkpoint_step = step
@@ -104,7 +104,7 @@ def fit(ctx: RunContext, task: TFTask) -> dict[str, Any]:
     if step > start_step:
         summary["epoch_time_s"] = metrics.epoch_time_s(train_time_s, step - start_step, len(batches))
     if loss is not None:
-        summary["final_loss"] = float(loss)
+        summary["final_loss"] = global_mean(ctx, steps.local_mean([loss]))
     if first_step_unix_s is not None:
         summary["first_step_unix_s"] = first_step_unix_s
     summary.update(meter.totals())
@@ -137,6 +137,11 @@ def evaluate(ctx: RunContext, steps: Steps, task: TFTask) -> dict[str, float]:
 def _tpu_friendly(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Class labels as int32, once rather than per batch: TPUs lack many int64 ops."""
     return x, (y.astype(np.int32) if np.issubdtype(y.dtype, np.integer) else y)
+
+
+def global_mean(ctx: RunContext, local_mean: float) -> float:
+    """The mean over processes (each drives as many replicas) of a per-process mean."""
+    return float(ctx.strategy.all_reduce_sum(np.array([local_mean]))[0]) / ctx.world_size
 
 
 def per_process(ctx: RunContext, mine: float) -> list[float]:

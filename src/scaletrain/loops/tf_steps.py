@@ -43,7 +43,6 @@ class Steps:
     def __init__(self, strategy: Any, model: Any, optimizer: Any, loss: str) -> None:
         self.strategy, self.model, self.optimizer, self.loss = strategy, model, optimizer, loss
         self.replicas = strategy.num_replicas_in_sync
-        self.loss_sum = tf.Variable(0.0, trainable=False)  # the training loss summed since the last log point
         self.train_step = tf.function(self._train_step, reduce_retracing=True)
         self.eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
         self.fingerprints = tf.function(self._fingerprints)
@@ -59,14 +58,14 @@ class Steps:
 
         return self.strategy.experimental_distribute_values_from_function(rows)
 
-    def take_mean_loss(self, steps: int) -> float:
-        """The mean training loss of the last ``steps`` steps; starts the next window."""
-        total = float(self.loss_sum.numpy())
-        self.loss_sum.assign(0.0)
-        return total / steps
+    def local_mean(self, per_replica_losses: list[Any]) -> float:
+        """The mean of this process's replicas' losses over the given steps (read on the host, no collective)."""
+        values = [float(t) for v in per_replica_losses for t in self.strategy.experimental_local_results(v)]
+        return sum(values) / len(values)
 
     def _train_step(self, x: Any, y: Any) -> Any:
-        """One optimizer step on every replica; returns the mean loss and adds it to ``loss_sum`` (no host sync)."""
+        """One optimizer step on every replica; returns each replica's loss (averaged across processes only when
+        read, at log points, so a step costs no extra collective)."""
         model, optimizer = self.model, self.optimizer
 
         def replica(x: Any, y: Any) -> Any:
@@ -77,10 +76,7 @@ class Steps:
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return loss
 
-        per_replica = self.strategy.run(replica, args=(x, y))
-        loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
-        self.loss_sum.assign_add(loss)
-        return loss
+        return self.strategy.run(replica, args=(x, y))
 
     def _eval_sums(self, x: Any, y: Any) -> Any:
         """(loss sum, correct, count) over every replica's slice of one chunk (counts stay exact below 2**24)."""
