@@ -117,6 +117,7 @@ class RunContext:
         record = {
             "workload": self.job.workload.name,
             "strategy": self.job.strategy.name,
+            "framework": self.strategy.framework,
             "world_size": self.world_size,
             "global_batch_size": self.job.train.global_batch_size,
             "attempt": self.restart_count,

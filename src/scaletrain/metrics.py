@@ -16,6 +16,7 @@ A step's time is split three ways (per step, averaged over the window):
 from __future__ import annotations
 
 import resource
+import sys
 import threading
 import time
 
@@ -118,6 +119,12 @@ class ThroughputMeter:
         }
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports ru_maxrss in KiB, macOS in bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def epoch_time_s(train_time_s: float, steps_run: int, steps_per_epoch: int) -> float | None:
+    """Wall seconds per epoch over this run's steps, start-up and validation included (None before a step)."""
+    return train_time_s * steps_per_epoch / steps_run if steps_run else None

@@ -68,8 +68,8 @@ def test_comm_timer_busy_and_exposed_time(clock):
     assert timer.take() == (0.0, 0.0)
 
 
-def test_peak_rss_is_positive_megabytes():
-    assert 1 < metrics.peak_rss_mb() < 1e6
+def test_peak_rss_is_positive_mebibytes():
+    assert 1 < metrics.peak_rss_mib() < 1e6
 
 
 def test_compile_seconds_are_left_out_of_the_window_step_time(monkeypatch):

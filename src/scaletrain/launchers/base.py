@@ -32,11 +32,13 @@ class Launcher(ABC):
         workloads.preflight(job)
         tracking.preflight(job)
         batch = job.train.global_batch_size
-        if job.script is None and batch % self.world_size:
-            fit = self.world_size * max(1, round(batch / self.world_size))
+        replicas = strategies.replicas(job, self.world_size)
+        if job.script is None and batch % replicas:
+            fit = replicas * max(1, round(batch / replicas))
+            what = f"the world size {replicas}" if replicas == self.world_size else f"the {replicas} replicas"
             raise ConfigError(
-                f"train.global_batch_size={batch} is not divisible by the world size {self.world_size}; "
-                f"use a multiple of {self.world_size} such as {fit}."
+                f"train.global_batch_size={batch} is not divisible by {what}; "
+                f"use a multiple of {replicas} such as {fit}."
             )
         if job.resume and checkpoint.latest(Path(job.checkpoint.dir)) is None:
             raise ConfigError(

@@ -78,9 +78,19 @@ def create(job: Job) -> LocalLauncher:
 
 
 def free_port(addr: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
+    return free_ports(addr, 1)[0]
+
+
+def free_ports(addr: str, count: int) -> list[int]:
+    """``count`` distinct ports free on ``addr`` now (all held open together, so none is handed out twice)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((addr, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class LocalLauncher(Launcher):
@@ -88,6 +98,7 @@ class LocalLauncher(Launcher):
         super().__init__(job)
         n = job.launcher.nproc_per_node
         if n == "auto":
+            # The strategy may say (one process per host for TensorFlow); else one per GPU or per 2 CPU cores.
             n = (
                 strategies.procs_per_node(job)
                 or hardware.gpu_count()
@@ -97,7 +108,7 @@ class LocalLauncher(Launcher):
 
     def preflight(self) -> None:
         wanted = strategies.procs_per_node(self.job)
-        if wanted is not None and self.nproc != wanted:
+        if wanted is not None and self.nproc != wanted and strategies.procs_per_node_required(self.job):
             raise ConfigError(
                 f"launcher.nproc_per_node={self.nproc} does not fit strategy {self.job.strategy.name}, which runs "
                 f"{wanted} process(es) per host; use launcher.nproc_per_node=auto."
@@ -139,19 +150,28 @@ class LocalLauncher(Launcher):
     def _run_attempt(self, job_file: Path, attempt: int) -> Outcome:
         cfg = self.job.launcher
         port = cfg.master_port or free_port(cfg.master_addr)
+        addresses = self.worker_addresses(avoid=port)
         supervisor = Supervisor(cfg.stop_grace_s, log_dir=Path(self.job.output_dir) / "logs")
         argv = worker_argv(self.job, job_file)
         with _forward_interrupts(supervisor):
             try:
                 for local_rank in range(self.nproc):
-                    env = self.rank_env(local_rank, port)
+                    env = self.rank_env(local_rank, port, addresses)
                     supervisor.start(env.rank, argv, self._process_env(env, attempt))
             except BaseException:
                 supervisor.stop()
                 raise
             return supervisor.wait()
 
-    def rank_env(self, local_rank: int, port: int) -> ClusterEnv:
+    def worker_addresses(self, avoid: int) -> tuple[str, ...]:
+        """A free port per rank on this host (TF_CONFIG names every worker); unknown across several hosts."""
+        cfg = self.job.launcher
+        if cfg.nnodes > 1 or self.nproc == 1:
+            return ()
+        ports = [p for p in free_ports(cfg.master_addr, self.nproc + 1) if p != avoid][: self.nproc]
+        return tuple(f"{cfg.master_addr}:{port}" for port in ports)
+
+    def rank_env(self, local_rank: int, port: int, worker_addresses: tuple[str, ...] = ()) -> ClusterEnv:
         cfg = self.job.launcher
         return ClusterEnv(
             rank=cfg.node_rank * self.nproc + local_rank,
@@ -163,6 +183,7 @@ class LocalLauncher(Launcher):
             master_addr=cfg.master_addr,
             master_port=port,
             source="local",
+            worker_addresses=worker_addresses,
         )
 
     def _process_env(self, env: ClusterEnv, attempt: int) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -14,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
+from scaletrain import metrics
 from scaletrain.config import TrainConfig
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
 from scaletrain.loops import torch_stats
+from scaletrain.loops.progress import Progress, log_done
 from scaletrain.loops.torch_stats import evaluate
 from scaletrain.metrics import ThroughputMeter
 from scaletrain.workloads.task import TorchTask
@@ -89,20 +90,20 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
     if train.max_steps is not None:
         total_steps = min(total_steps, train.max_steps)
 
-    step = 0
+    step = start_step = 0
     state = ctx.load_checkpoint()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
-        step = state["step"]
+        step = start_step = state["step"]
     wrapped = strategy.wrap_model(model)  # after loading: DDP broadcasts rank 0's weights at wrap time
 
     def checkpoint_state() -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
 
     meter = ThroughputMeter(ctx.world_size * strategy.devices_per_process)
-    progress = _Progress(ctx, total_steps, step)
+    progress = Progress(ctx.is_rank_zero, total_steps, step)
     window_loss, window_steps = torch.zeros((), device=device), 0
     first_step_unix_s = None
     last_checkpoint_step = step
@@ -160,14 +161,23 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
             log.info("stop requested: checkpoint of step %d of %d written to %s", step, total_steps, ctx.checkpoint_dir)
         return {"steps": step, "stopped_at_step": step}
 
-    summary: dict[str, Any] = {"steps": step, "epochs": train.epochs, "train_time_s": time.perf_counter() - started}
+    train_time_s = time.perf_counter() - started
+    summary: dict[str, Any] = {
+        "replicas": ctx.world_size,
+        "steps": step,
+        "epochs": train.epochs,
+        "steps_per_epoch": len(batches),
+        "train_time_s": train_time_s,
+    }
+    if step > start_step:
+        summary["epoch_time_s"] = metrics.epoch_time_s(train_time_s, step - start_step, len(batches))
     if loss is not None:
         summary["final_loss"] = _global_mean(strategy, loss.detach(), ctx.world_size)
     if first_step_unix_s is not None:
         summary["first_step_unix_s"] = first_step_unix_s
     summary.update(meter.totals())
     summary.update(torch_stats.model_size(model))
-    summary.update(torch_stats.memory(ctx))
+    summary.update(torch_stats.memory(ctx))  # peak_rss_mib: one entry per process
     summary["replica_fingerprints"] = torch_stats.replica_fingerprints(ctx, model)
     if job.scaling.measure_allreduce and ctx.world_size > 1:
         summary["allreduce"] = torch_stats.allreduce_benchmark(ctx)
@@ -177,8 +187,7 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
         summary.update(task.report(model))
     summary.update(strategy.compile_stats())
     if ctx.is_rank_zero:
-        shown = {k: v for k, v in summary.items() if not isinstance(v, list | dict) and k != "first_step_unix_s"}
-        log.info("done: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+        log_done(summary)
     return summary
 
 
@@ -192,41 +201,3 @@ def _mean_loss_and_stop_votes(ctx: RunContext, loss: torch.Tensor) -> tuple[floa
 def _global_mean(strategy, value: torch.Tensor, world_size: int) -> float:
     total = value.detach().clone().reshape(1).float()
     return strategy.all_reduce_sum(total).item() / world_size
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-class _Progress:
-    """A progress bar on rank 0 in an interactive terminal; plain log lines otherwise."""
-
-    def __init__(self, ctx: RunContext, total_steps: int, initial: int) -> None:
-        self.total_steps = total_steps
-        self.bar = None
-        self.enabled = ctx.is_rank_zero
-        if self.enabled and os.environ.get("SCALETRAIN_PROGRESS") == "1":
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total_steps, initial=initial, unit="step", ncols=100, mininterval=0.5)
-
-    def update(self, step: int, figures: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{figures['loss']:.4g}", sps=f"{figures['samples_per_s']:.0f}")
-            return
-        log.info(
-            "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f",
-            step,
-            self.total_steps,
-            figures["epoch"],
-            figures["loss"],
-            figures["samples_per_s"],
-            figures["step_time_s"],
-        )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from scaletrain.context import RunContext
-from scaletrain.metrics import peak_rss_mb
+from scaletrain.metrics import peak_rss_mib
 from scaletrain.scaling.model import fit_alpha_beta
 from scaletrain.workloads.task import TorchTask
 
@@ -57,13 +57,11 @@ def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]
 
 
 def memory(ctx: RunContext) -> dict[str, Any]:
-    """Peak memory of every rank's process (and of its GPU, on CUDA)."""
-    per_rank = gather_per_rank(ctx, peak_rss_mb())
-    figures: dict[str, Any] = {"peak_rss_mb": max(per_rank), "peak_rss_mb_per_rank": per_rank}
+    """Peak memory of every rank's process (and of its GPU, on CUDA), in MiB, one entry per rank."""
+    figures: dict[str, Any] = {"peak_rss_mib": gather_per_rank(ctx, peak_rss_mib())}
     device = ctx.strategy.device
     if getattr(device, "type", None) == "cuda":
-        gpu = gather_per_rank(ctx, torch.cuda.max_memory_allocated(device) / 2**20)
-        figures.update(peak_gpu_mb=max(gpu), peak_gpu_mb_per_rank=gpu)
+        figures["peak_gpu_mib"] = gather_per_rank(ctx, torch.cuda.max_memory_allocated(device) / 2**20)
     return figures
 
 

@@ -36,6 +36,22 @@ def worker_env(job: Job, env: ClusterEnv) -> dict[str, str]:
 
 
 def procs_per_node(job: Job) -> int | None:
-    """Processes per host the strategy needs (xla: 1, one process drives every device), or None: the launcher's call."""
+    """Processes per host the strategy wants when launcher.nproc_per_node=auto; None: the launcher decides."""
     hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "procs_per_node", None)
     return hook(job) if hook else None
+
+
+def procs_per_node_required(job: Job) -> bool:
+    """True when the strategy cannot run any other number of processes per host than ``procs_per_node``."""
+    module = importlib.import_module(f"scaletrain.strategies.{job.strategy.name}")
+    return bool(getattr(module, "PROCS_PER_NODE_REQUIRED", False))
+
+
+def replicas(job: Job, world_size: int) -> int:
+    """Model replicas training in sync when the job runs as ``world_size`` processes (one each by default).
+
+    A strategy that mirrors over several devices per process says how many; it raises ConfigError when it
+    cannot run with that many processes.
+    """
+    hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "replicas", None)
+    return hook(job, world_size) if hook else world_size

@@ -151,6 +151,9 @@ def describe(job: Any) -> str:
     return f"xla with SPMD over {devices} per process, one process per host ({chosen_by})"
 
 
+PROCS_PER_NODE_REQUIRED = True  # SPMD: a second process on the host could not reach the devices
+
+
 def procs_per_node(job: Any) -> int:
     """SPMD: one process owns every device of its host."""
     return 1

@@ -1,7 +1,8 @@
 """What is trained. One module per workload: ``Config``, data as NumPy arrays, and a builder per framework.
 
-A built-in workload defines ``build_torch(config, seed) -> TorchTask`` (and, later, a TensorFlow builder); a
-workload that drives training itself (user functions) defines ``run(ctx)`` instead.
+A built-in workload defines ``build_torch(config, seed) -> TorchTask`` and ``build_tensorflow(config, seed) ->
+TFTask`` (same architecture, same data); a workload that drives training itself (user functions) defines
+``run(ctx)`` instead.
 """
 
 from __future__ import annotations
@@ -45,4 +46,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         from scaletrain.loops.torch_loop import fit
 
         return fit(ctx, builder(ctx.job.workload, ctx.job.seed))
+    if framework == "tensorflow":
+        from scaletrain.loops.tf_loop import fit as fit_tf
+
+        return fit_tf(ctx, builder(ctx.job.workload, ctx.job.seed))
     raise ConfigError(f"no training loop for framework '{framework}'.")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaletrain.workloads.task import TorchTask
+from scaletrain.workloads.task import TFTask, TorchTask
 
 log = logging.getLogger("scaletrain")
 
@@ -33,6 +33,21 @@ def build_torch(config: Config, seed: int) -> TorchTask:
         loss="mse",
         report=_report_torch,
     )
+
+
+def build_tensorflow(config: Config, seed: int) -> TFTask:
+    from scaletrain.workloads import keras_models
+
+    x, y = data()
+    return TFTask(
+        model_fn=keras_models.seeded(seed, keras_models.linear), train=(x, y), loss="mse", report=_report_keras
+    )
+
+
+def _report_keras(model) -> dict[str, float]:
+    weight, bias = (float(np.ravel(w)[0]) for w in model.get_weights())
+    prediction = float(np.ravel(model(np.array([[6.0]], dtype=np.float32)))[0])
+    return report(weight, bias, prediction)
 
 
 def _report_torch(model) -> dict[str, float]:

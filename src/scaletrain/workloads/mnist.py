@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scaletrain.workloads import image_files, readers
-from scaletrain.workloads.task import TorchTask
+from scaletrain.workloads.task import TFTask, TorchTask
 
 
 @dataclass
@@ -19,3 +19,7 @@ def preflight(config: Config) -> None:
 
 def build_torch(config: Config, seed: int) -> TorchTask:
     return image_files.torch_task(readers.load_mnist(config.data_dir), config, seed, in_channels=1, image_size=28)
+
+
+def build_tensorflow(config: Config, seed: int) -> TFTask:
+    return image_files.tf_task(readers.load_mnist(config.data_dir), config, seed, in_channels=1, image_size=28)

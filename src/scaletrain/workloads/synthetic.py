@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scaletrain.errors import ConfigError
-from scaletrain.workloads.task import TorchTask
+from scaletrain.workloads.task import TFTask, TorchTask
 
 
 @dataclass
@@ -42,3 +42,13 @@ def build_torch(config: Config, seed: int) -> TorchTask:
     torch.manual_seed(seed)
     model = torch_models.mlp(config.input_dim, config.width, config.num_classes, depth=config.depth)
     return TorchTask(model=model, train=(torch.from_numpy(x), torch.from_numpy(y)))
+
+
+def build_tensorflow(config: Config, seed: int) -> TFTask:
+    from scaletrain.workloads import keras_models
+
+    x, y = data(config, seed)
+    model_fn = keras_models.seeded(
+        seed, keras_models.mlp, (config.input_dim,), config.width, config.num_classes, depth=config.depth
+    )
+    return TFTask(model_fn=model_fn, train=(x, y))

@@ -1,0 +1,53 @@
+"""Progress shown by rank 0, shared by every training loop: a bar in a terminal, log lines otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("scaletrain")
+
+
+def fmt(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def log_done(summary: dict[str, Any]) -> None:
+    hidden = ("first_step_unix_s", "replica_fingerprints", "peak_rss_mib")
+    shown = {k: v for k, v in summary.items() if k not in hidden}
+    log.info("done: %s", ", ".join(f"{k}={fmt(v)}" for k, v in shown.items()))
+
+
+class Progress:
+    """A progress bar on rank 0 in an interactive terminal; plain log lines otherwise."""
+
+    def __init__(self, is_rank_zero: bool, total_steps: int, initial: int) -> None:
+        self.total_steps = total_steps
+        self.bar = None
+        self.enabled = is_rank_zero
+        if self.enabled and os.environ.get("SCALETRAIN_PROGRESS") == "1":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=initial, unit="step", ncols=100, mininterval=0.5)
+
+    def update(self, step: int, figures: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{figures['loss']:.4g}", sps=f"{figures['samples_per_s']:.0f}")
+            return
+        log.info(
+            "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f",
+            step,
+            self.total_steps,
+            figures["epoch"],
+            figures["loss"],
+            figures["samples_per_s"],
+            figures["step_time_s"],
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

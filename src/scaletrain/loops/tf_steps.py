@@ -1,0 +1,111 @@
+"""The compiled pieces of the TensorFlow loop: one training step, validation sums and replica fingerprints.
+
+Each is a ``tf.function`` around ``strategy.run``: every replica computes on its own slice of the batch, and
+the Keras optimizer sums the replicas' gradients before applying them, so each replica scales its mean loss
+by 1 / replicas (the gradient of the global mean, as DDP averages). Sums are float32 and labels int32 because
+TPUs have no float64 and only some int64 ops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scaletrain.config import TrainConfig
+from scaletrain.strategies.tf_base import import_tensorflow
+
+tf = import_tensorflow()
+
+
+def build_optimizer(train: TrainConfig) -> Any:
+    """The Keras twin of the torch loop's optimizer (epsilon as torch's; weight decay is Keras' decoupled kind)."""
+    import keras
+
+    decay = train.weight_decay or None
+    if train.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=train.lr, momentum=train.momentum, weight_decay=decay)
+    kind = keras.optimizers.Adam if train.optimizer == "adam" else keras.optimizers.AdamW
+    if kind is keras.optimizers.AdamW:
+        return kind(learning_rate=train.lr, weight_decay=train.weight_decay, epsilon=1e-8)
+    return kind(learning_rate=train.lr, weight_decay=decay, epsilon=1e-8)
+
+
+def per_example_loss(kind: str, outputs: Any, targets: Any) -> Any:
+    if kind == "mse":
+        return tf.reduce_mean(tf.square(outputs - targets), axis=-1)
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=outputs)
+
+
+class Steps:
+    """The compiled functions of one model under one tf.distribute strategy."""
+
+    def __init__(self, strategy: Any, model: Any, optimizer: Any, loss: str) -> None:
+        self.strategy, self.model, self.optimizer, self.loss = strategy, model, optimizer, loss
+        self.replicas = strategy.num_replicas_in_sync
+        self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        self.eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
+        self.fingerprints = tf.function(self._fingerprints)
+
+    def distribute(self, x: np.ndarray, y: np.ndarray, index: np.ndarray) -> tuple[Any, Any]:
+        """Inputs for ``strategy.run``: replica r gets rows ``index[r]`` (only this process's replicas are built)."""
+        if self.replicas == 1:
+            return tf.constant(x[index[0]]), tf.constant(y[index[0]])
+
+        def rows(ctx: Any) -> tuple[Any, Any]:
+            mine = index[ctx.replica_id_in_sync_group]
+            return tf.constant(x[mine]), tf.constant(y[mine])
+
+        return self.strategy.experimental_distribute_values_from_function(rows)
+
+    def local_mean(self, per_replica_losses: list[Any]) -> float:
+        """The mean of this process's replicas' losses over the given steps (read on the host, no collective)."""
+        values = [float(t) for v in per_replica_losses for t in self.strategy.experimental_local_results(v)]
+        return sum(values) / len(values)
+
+    def _train_step(self, x: Any, y: Any) -> Any:
+        """One optimizer step on every replica; returns each replica's loss (averaged across processes only when
+        read, at log points, so a step costs no extra collective)."""
+        model, optimizer = self.model, self.optimizer
+
+        def replica(x: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(per_example_loss(self.loss, model(x, training=True), y))
+                scaled = loss / self.replicas
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        return self.strategy.run(replica, args=(x, y))
+
+    def _eval_sums(self, x: Any, y: Any) -> Any:
+        """(loss sum, correct, count) over every replica's slice of one chunk (counts stay exact below 2**24)."""
+
+        def replica(x: Any, y: Any) -> Any:
+            outputs = self.model(x, training=False)
+            correct = tf.reduce_sum(tf.cast(tf.argmax(outputs, axis=-1, output_type=tf.int32) == y, tf.float32))
+            loss_sum = tf.reduce_sum(per_example_loss(self.loss, outputs, y))
+            return tf.stack([loss_sum, correct, tf.cast(tf.shape(x)[0], tf.float32)])
+
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=(x, y)), axis=None)
+
+    def _fingerprints(self) -> Any:
+        """One number per replica summarising its own copy of the weights: equal when the replicas agree."""
+
+        def replica() -> Any:
+            ctx = tf.distribute.get_replica_context()
+            weights = [tf.reduce_sum(tf.cast(w.value, tf.float32)) * (i + 1) for i, w in enumerate(self.model.weights)]
+            return tf.one_hot(ctx.replica_id_in_sync_group, self.replicas, dtype=tf.float32) * tf.add_n(weights)
+
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica), axis=None)
+
+
+def weights_state(model: Any, optimizer: Any) -> dict[str, Any]:
+    """Model and optimizer variables as NumPy arrays (this process's copy), for a checkpoint."""
+    return {"model": model.get_weights(), "optimizer": [v.numpy() for v in optimizer.variables]}
+
+
+def restore(model: Any, optimizer: Any, state: dict[str, Any]) -> None:
+    model.set_weights(state["model"])
+    for variable, value in zip(optimizer.variables, state["optimizer"], strict=True):
+        variable.assign(value)
