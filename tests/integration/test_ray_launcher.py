@@ -122,21 +122,40 @@ def sentence(run) -> str:
 # --- a local Ray, started and stopped by the launcher ------------------------------------------------------------
 
 
+def ray_processes_of(driver_pid: int) -> list[str]:
+    """Processes of the Ray instance a driver started itself (its session directory ends in the driver's pid)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "session_" in cmdline and f"_{driver_pid}/" in cmdline:
+            found.append(cmdline[:120])
+    return found
+
+
 @pytest.mark.slow
-def test_ddp_under_a_local_ray_gives_the_local_launchers_result(scaletrain):
+def test_ddp_under_a_local_ray_gives_the_local_launchers_result(scaletrain, tmp_path):
     local = scaletrain("+strategy=ddp", "workload=linear", "launcher.nproc_per_node=2")
     assert local.returncode == 0, local.output
-    on_ray = scaletrain("+strategy=ddp", "workload=linear", "launcher=ray", "launcher.nproc=2")
-    assert on_ray.returncode == 0, on_ray.output
-    s = on_ray.summary
+    run_dir = tmp_path / "on-ray"
+    proc = start(run_dir, "+strategy=ddp", "workload=linear", "launcher=ray", "launcher.nproc=2")
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    s = json.loads((run_dir / "summary.json").read_text())
     assert s["world_size"] == 2
     assert s["weight"] == pytest.approx(2.0, abs=0.05) and s["bias"] == pytest.approx(1.0, abs=0.1)
     for key in ("weight", "bias", "final_loss", "replica_fingerprints"):
         assert s[key] == pytest.approx(local.summary[key], rel=1e-6, abs=1e-7), key
-    assert "[rank 0] linear: weight=" in on_ray.output and "placed PACK: rank 0 on node" in on_ray.output
-    assert (on_ray.dir / "logs" / "rank_1.log").is_file()
-    placed = ranks(on_ray.dir)
+    assert "[rank 0] linear: weight=" in out and "placed PACK: rank 0 on node" in out
+    assert (run_dir / "logs" / "rank_1.log").is_file()
+    placed = ranks(run_dir)
     assert [r["rank"] for r in placed] == [0, 1] and all(gone(r["pid"]) for r in placed)
+    deadline = time.monotonic() + 15  # the local Ray it started is stopped with it
+    while (left := ray_processes_of(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == []
 
 
 def test_gpus_per_rank_on_a_host_without_gpus_stops_before_starting_ray(scaletrain):
