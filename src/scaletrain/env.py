@@ -40,6 +40,9 @@ class ClusterEnv:
     source: str  # "torchrun" | "slurm" | "local"
     hosts: tuple[str, ...] = ()
     job_id: str | None = None
+    # "host:port" of every rank, in rank order, when the launcher assigned each rank its own port
+    # (TensorFlow's TF_CONFIG names every worker); empty when the launcher does not know them.
+    worker_addresses: tuple[str, ...] = ()
 
     @property
     def is_rank_zero(self) -> bool:

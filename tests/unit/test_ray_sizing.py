@@ -99,7 +99,10 @@ def test_more_ranks_than_the_cluster_holds_says_its_capacity():
 
 
 def _landed(*nodes: str) -> list[dict]:
-    return [{"node_id": n, "ip": f"10.0.0.{n[-1]}", "gpu_ids": [str(i)]} for i, n in enumerate(nodes)]
+    return [
+        {"node_id": n, "ip": f"10.0.0.{n[-1]}", "gpu_ids": [str(i)], "free_port": 29400 + i, "worker_port": 30000 + i}
+        for i, n in enumerate(nodes)
+    ]
 
 
 def test_ranks_are_contiguous_per_node_and_rank_0_sits_on_the_first_bundles_node():
@@ -111,10 +114,12 @@ def test_ranks_are_contiguous_per_node_and_rank_0_sits_on_the_first_bundles_node
         (1, 2, 0, 1),
         (3, 3, 1, 1),
     ]
-    envs = rc.cluster_envs(slots, master_port=29400)
+    envs = rc.cluster_envs(slots, placed)
     assert [e.rank for e in envs] == [0, 1, 2, 3]
+    # Rank 0's actor (bundle 0) picked the rendezvous port; each rank has its own worker address.
     assert {(e.master_addr, e.master_port, e.world_size, e.num_nodes) for e in envs} == {("10.0.0.2", 29400, 4, 2)}
     assert envs[0].hosts == ("10.0.0.2", "10.0.0.1") and envs[0].source == "ray"
+    assert envs[0].worker_addresses == ("10.0.0.2:30000", "10.0.0.2:30002", "10.0.0.1:30001", "10.0.0.1:30003")
     assert envs[2].torchrun_vars() | {"MASTER_PORT": "x"} == {
         "RANK": "2",
         "LOCAL_RANK": "0",

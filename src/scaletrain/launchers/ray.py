@@ -187,7 +187,7 @@ class RayLauncher(Launcher):
                 group.start_actors(self.cfg.start_timeout_s)
             if self.interrupted.is_set():
                 return Outcome(ok=False, interrupted=True)
-            envs = cluster.cluster_envs(group.slots, group.placed[group.slots[0].bundle_index]["free_port"])
+            envs = cluster.cluster_envs(group.slots, group.placed)
             gpus = cluster.visible_gpus(group.slots, group.placed)
             rank_env = {env.rank: self._rank_env(env, attempt, gpus.get(env.rank)) for env in envs}
             argv = worker_argv(self.job, job_file)

@@ -31,17 +31,20 @@ class RankActor:
         self._tmp: str | None = None
 
     def describe(self) -> dict:
-        """Where this actor landed: node id and IP, the GPUs Ray gave it, a free port on its node."""
+        """Where this actor landed: node id and IP, the GPUs Ray gave it, and two free ports on its node (the
+        rendezvous port if it hosts rank 0, and its own worker address, e.g. for TF_CONFIG)."""
         import ray
 
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
+        with socket.socket() as a, socket.socket() as b:  # both bound at once, so the two ports differ
+            a.bind(("", 0))
+            b.bind(("", 0))
+            ports = a.getsockname()[1], b.getsockname()[1]
         return {
             "node_id": ray.get_runtime_context().get_node_id(),
             "ip": ray.util.get_node_ip_address(),
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
-            "free_port": port,
+            "free_port": ports[0],
+            "worker_port": ports[1],
             "pid": os.getpid(),
         }
 

@@ -237,11 +237,13 @@ def plan(placed: list[dict[str, Any]]) -> list[Slot]:
     return slots
 
 
-def cluster_envs(slots: list[Slot], master_port: int) -> list[ClusterEnv]:
-    """Each rank's ClusterEnv, in rank order: the same fields every other launcher fills in."""
+def cluster_envs(slots: list[Slot], placed: list[dict[str, Any]]) -> list[ClusterEnv]:
+    """Each rank's ClusterEnv, in rank order: the same fields every other launcher fills in. Rank 0's actor picked
+    the rendezvous port; every actor picked its rank's own worker port."""
     node_ips = {s.node_rank: s.ip for s in slots}
     hosts = tuple(node_ips[i] for i in range(len(node_ips)))
     per_node = {n: sum(1 for s in slots if s.node_rank == n) for n in node_ips}
+    workers = tuple(f"{_host(s.ip)}:{placed[s.bundle_index]['worker_port']}" for s in slots)
     return [
         ClusterEnv(
             rank=s.rank,
@@ -251,12 +253,17 @@ def cluster_envs(slots: list[Slot], master_port: int) -> list[ClusterEnv]:
             node_rank=s.node_rank,
             num_nodes=len(hosts),
             master_addr=slots[0].ip,
-            master_port=master_port,
+            master_port=placed[slots[0].bundle_index]["free_port"],
             source="ray",
             hosts=hosts,
+            worker_addresses=workers,
         )
         for s in slots
     ]
+
+
+def _host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
 
 
 def visible_gpus(slots: list[Slot], placed: list[dict[str, Any]]) -> dict[int, str]:
