@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -36,11 +37,19 @@ SYNTHETIC = (
 )
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def cluster():
     from ray.cluster_utils import Cluster
 
-    two_nodes = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+    head = {"num_cpus": 1, "ray_client_server_port": free_port()}  # the head also serves ray:// clients
+    two_nodes = Cluster(initialize_head=True, connect=False, head_node_args=head)
+    two_nodes.client_port = head["ray_client_server_port"]
     two_nodes.add_node(num_cpus=1)
     two_nodes.wait_for_nodes()
     yield two_nodes
@@ -182,6 +191,20 @@ def test_bad_ray_settings_are_one_sentence(scaletrain, overrides, expected):
     assert run.returncode == 2 and expected in sentence(run)
 
 
+@pytest.mark.slow
+def test_runtime_env_ray_rejects_is_one_sentence_and_the_local_ray_is_stopped(tmp_path):
+    run_dir = tmp_path / "bad-env"
+    proc = start(run_dir, "launcher=ray", "launcher.nproc=2", "launcher.runtime_env={py_modules: [/nonexistent]}")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert "scaletrain: error: Ray rejected the job's runtime_env {'py_modules': ['/nonexistent']}" in out
+    assert "Traceback" not in out
+    deadline = time.monotonic() + 15
+    while (left := ray_processes_of(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == []
+
+
 def test_address_nobody_answers_on_fails_within_seconds(scaletrain):
     started = time.monotonic()
     run = scaletrain("launcher=ray", "launcher.address=127.0.0.1:1", "launcher.connect_timeout_s=3", timeout=60)
@@ -238,6 +261,17 @@ def test_torchrun_script_and_user_function_run_under_ray_as_they_do_locally(scal
     assert run.returncode == 0, run.output
     assert run.summary["weight"] == pytest.approx(3.0 * (1 - 0.8**30), rel=1e-5)
     assert run.summary["world_size_seen"] == 2
+
+
+@pytest.mark.slow
+def test_ray_client_address_runs_the_job_from_outside_the_cluster(scaletrain, cluster, ray_state):
+    address = f"ray://127.0.0.1:{cluster.client_port}"
+    run = scaletrain("+strategy=ddp", "launcher=ray", f"launcher.address={address}", "launcher.nproc=2")
+    assert run.returncode == 0, run.output
+    assert f"ray launcher at {address}" in run.output
+    assert run.summary["world_size"] == 2 and run.summary["weight"] == pytest.approx(2.0, abs=0.05)
+    assert len({r["node_id"] for r in ranks(run.dir)}) == 2  # 1 CPU per node: PACK still needs both nodes
+    assert leftovers(ray_state) == []
 
 
 @pytest.mark.tf

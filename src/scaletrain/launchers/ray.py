@@ -38,7 +38,7 @@ class Config:
     num_cpus_per_rank: float = 1.0
     num_gpus_per_rank: Any = "auto"  # auto: 1 when the cluster has GPUs, else 0
     resources_per_rank: dict[str, float] = field(default_factory=dict)  # e.g. {TPU: 4}
-    placement_strategy: str = "auto"  # auto: STRICT_SPREAD for one-process-per-host strategies, else PACK
+    placement_strategy: str = "auto"  # auto: STRICT_SPREAD for one-process-per-host strategies at nproc=auto, else PACK
     placement_timeout_s: float = 60.0
     wait_for_nodes: bool = False  # true: let an autoscaler add nodes instead of rejecting what current nodes can't hold
     connect_timeout_s: float = 10.0
@@ -98,8 +98,8 @@ class RayLauncher(Launcher):
         self.cfg: Config = job.launcher
         self.per_node = procs_per_node(job)
         strategy = self.cfg.placement_strategy
-        if strategy == "auto":
-            strategy = "STRICT_SPREAD" if self.per_node == 1 else "PACK"
+        if strategy == "auto":  # one rank per host for one-process-per-host strategies sized by the cluster
+            strategy = "STRICT_SPREAD" if self.per_node == 1 and self.cfg.nproc == "auto" else "PACK"
         self.placement = strategy
         self.nproc: int | None = self.cfg.nproc if self.cfg.nproc != "auto" else None
         self.rank_bundle: dict[str, float] = {}

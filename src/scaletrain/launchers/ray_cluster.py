@@ -91,20 +91,33 @@ def connect(address: str | None, timeout_s: float, runtime_env: dict[str, Any], 
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if runtime_env:
         kwargs["runtime_env"] = runtime_env
-    if address is None:
-        # "local": a fresh instance even when another Ray runs on this host; gone again at ray.shutdown().
-        ray.init(address="local", num_cpus=local_cpus, include_dashboard=False, **kwargs)
-        return
-    target = find_auto_address() if address == "auto" else address
-    probe(target, timeout_s)
+    target = None
     try:
+        if address is None:
+            # "local": a fresh instance even when another Ray runs on this host; gone again at ray.shutdown().
+            ray.init(address="local", num_cpus=local_cpus, include_dashboard=False, **kwargs)
+            return
+        target = find_auto_address() if address == "auto" else address
+        probe(target, timeout_s)
         ray.init(address=target, **kwargs)
-    except (ConnectionError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LaunchError(
-            f"launcher.address={address}: Ray could not connect to {target} ({first}); check that the address is "
-            "the head node's and that this host runs the same Ray and Python versions."
+    except (ValueError, TypeError) as exc:  # Ray checks the runtime_env (and uploads working_dir) in ray.init
+        if not runtime_env:
+            raise
+        ray.shutdown()
+        raise ConfigError(
+            f"Ray rejected the job's runtime_env {runtime_env} ({_first_line(exc)}); fix launcher.working_dir or "
+            "launcher.runtime_env."
         ) from None
+    except (ConnectionError, RuntimeError) as exc:
+        raise LaunchError(
+            f"launcher.address={address}: Ray could not connect to {target} ({_first_line(exc)}); check that the "
+            "address is the head node's and that this host runs the same Ray and Python versions."
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def live_nodes() -> list[Node]:

@@ -89,8 +89,14 @@ class RankGroup:
                 )
             self.placed = ray.get(refs)
         except RuntimeEnvSetupError as exc:
-            first = str(exc).strip().splitlines()[-1][:300]
-            raise LaunchError(f"launcher.runtime_env could not be set up on the cluster ({first}); fix it.") from None
+            last = str(exc).strip().splitlines()[-1][:300]
+            raise LaunchError(f"launcher.runtime_env could not be set up on the cluster ({last}); fix it.") from None
+        except RayActorError as exc:  # e.g. scaletrain is not importable on a node, so the actor class is not
+            last = str(exc).strip().splitlines()[-1][:300]
+            raise LaunchError(
+                f"the rank actors could not start on the Ray cluster ({last}); install the same scaletrain, Ray and "
+                "Python on every node, or ship your code with launcher.working_dir."
+            ) from None
         self.slots = plan(self.placed)
 
     def start_workers(self, args: list[str], envs: dict[int, dict[str, str]], job_file: str, job_json: str) -> list:
