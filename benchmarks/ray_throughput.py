@@ -3,8 +3,9 @@
 Each round runs, back to back, the same job (synthetic MLP 256-256x3-10, global batch 64, 2 ranks, DDP over gloo,
 OMP_NUM_THREADS=1 per rank) with the local launcher and with launcher=ray on a local Ray cluster (one node with 2
 CPUs, started once by this script). The figure is the steady-state samples_per_s of summary.json (first log window
-left out); a second figure takes the median over the 10-step windows of metrics.jsonl, which shrugs off bursts of
-load on a shared machine. Ratio = ray / local within a round, median over rounds; target >= 0.98.
+left out); two more take the median and the best of the 10-step windows of metrics.jsonl, which shrug off bursts
+of load on a shared machine (the best window is what the run does when nothing else interferes).
+Ratio = ray / local within a round, median over rounds; target >= 0.98.
 
     .venv/bin/python benchmarks/ray_throughput.py [--repeats N] [--quick]
 """
@@ -30,6 +31,7 @@ def run(env: dict[str, str], steps: int, *launcher: str) -> dict[str, float]:
     return {
         "samples_per_s": summary["samples_per_s"],
         "window_median": c.median(windows),
+        "best_window": max(windows),
         "final_loss": summary["final_loss"],
     }
 
@@ -50,6 +52,7 @@ def main() -> None:
     # Throughput ratio: higher is better, so ray / local (the inverse of a step-time ratio).
     ratio = c.paired_ratio(ray_runs, local_runs, "samples_per_s")
     window_ratio = c.paired_ratio(ray_runs, local_runs, "window_median")
+    best_ratio = c.paired_ratio(ray_runs, local_runs, "best_window")
     same = all(a["final_loss"] == b["final_loss"] for a, b in zip(ray_runs, local_runs, strict=True))
     rows = [
         [
@@ -57,6 +60,7 @@ def main() -> None:
             c.median([r["samples_per_s"] for r in runs]),
             c.spread([r["samples_per_s"] for r in runs]),
             c.median([r["window_median"] for r in runs]),
+            c.median([r["best_window"] for r in runs]),
         ]
         for name, runs in res.items()
     ]
@@ -64,11 +68,12 @@ def main() -> None:
         f"\nper-step throughput, {_ray.RANKS} ranks, {steps} steps, {args.repeats} interleaved rounds, medians; "
         f"{c.machine()}; Ray worker niceness {_ray.niceness(args)}\n"
     )
-    print(c.table(["launcher", "samples_per_s", "range", "per-window median samples_per_s"], rows))
+    print(c.table(["launcher", "samples_per_s", "range", "median window", "best window"], rows))
     print(f"\nsame final loss in every round: {'yes' if same else 'NO'}")
     ok = ratio >= TARGET
     print(
-        f"ratio ray / local (per round, median): {ratio:.4f} (per-window {window_ratio:.4f}); target >= {TARGET}: "
+        f"ratio ray / local (per round, median): {ratio:.4f} (median window {window_ratio:.4f}, best window "
+        f"{best_ratio:.4f}); target >= {TARGET}: "
         f"{'met' if ok else f'MISSED by {100 * (1 - ratio / TARGET):.1f}%'}"
     )
 

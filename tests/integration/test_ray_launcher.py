@@ -288,6 +288,28 @@ def test_multi_worker_mirrored_trains_linear_under_ray(scaletrain, cluster, ray_
     assert leftovers(ray_state) == []
 
 
+@pytest.mark.tf
+@pytest.mark.slow
+def test_unmodified_tf_config_script_gets_every_worker_under_ray(scaletrain, cluster, tmp_path):
+    script = USERLAND / "tf_config_script.py"
+    if not (REPO / "conf" / "strategy" / "mirrored.yaml").is_file() or not script.is_file():
+        pytest.skip("the TensorFlow strategy and its TF_CONFIG script (issue 3) are not merged into this branch yet")
+    out = tmp_path / "script_out"
+    out.mkdir()
+    run = scaletrain(
+        *on_cluster(cluster, "+strategy=mirrored", "launcher.nproc=2", f"script={script}", f"script_args=[{out}]"),
+        timeout=300,
+    )
+    assert run.returncode == 0, run.output
+    records = [json.loads((out / f"worker{i}.json").read_text()) for i in range(2)]
+    workers = records[0]["TF_CONFIG"]["cluster"]["worker"]
+    # One worker per rank, each at its own node's IP and its own port (both nodes share this machine's IP).
+    assert [w.rsplit(":", 1)[0] for w in workers] == [r["node_ip"] for r in ranks(run.dir)] and len(set(workers)) == 2
+    for index, record in enumerate(records):
+        assert record["TF_CONFIG"] == {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        assert record["replicas"] == 2 and record["sum"] == 3.0  # 1 + 2: the collective really formed
+
+
 @pytest.mark.slow
 def test_killed_worker_restarts_the_group_from_the_checkpoint(tmp_path, cluster, ray_state):
     run_dir = tmp_path / "restarted"

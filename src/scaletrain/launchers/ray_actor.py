@@ -68,9 +68,12 @@ class RankActor:
         return self._proc.pid
 
     def poll(self, wait_s: float) -> tuple[bytes, int | None]:
-        """New output (waiting up to ``wait_s`` for some) and, once all output is read, the exit code."""
+        """The output of the last ``wait_s`` (sooner when the rank exits or much has piled up) and, once all of it
+        is read, the exit code. Batching by time keeps the relay to a few calls a second however chatty the rank."""
         with self._cond:
-            self._cond.wait_for(lambda: self._buf or self._eof or self._exited_at is not None, timeout=wait_s)
+            self._cond.wait_for(
+                lambda: len(self._buf) >= CHUNK_BYTES or self._eof or self._exited_at is not None, timeout=wait_s
+            )
             data = bytes(self._buf[:CHUNK_BYTES])
             del self._buf[:CHUNK_BYTES]
             drained = not self._buf

@@ -26,7 +26,7 @@ from scaletrain.launchers.supervisor import Outcome
 
 log = logging.getLogger("scaletrain")
 
-POLL_S = 0.2  # how long one poll of a rank's actor waits for output: the relay's latency bound
+POLL_S = 1.0  # one poll of a rank's actor returns the output of this long: the relay's latency and call rate
 _SLICE_S = 0.25  # blocking Ray calls are cut into slices this long, so Ctrl-C is noticed
 
 
