@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scaletrain import hardware, stopping, strategies
+from scaletrain import hardware, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.launchers.base import Launcher, worker_argv
-from scaletrain.launchers.supervisor import Outcome, Supervisor
+from scaletrain.launchers.supervisor import Outcome, Supervisor, run_attempts
 
 log = logging.getLogger("scaletrain")
 
@@ -126,26 +126,9 @@ class LocalLauncher(Launcher):
         return self.nproc * self.job.launcher.nnodes
 
     def launch(self, job_file: Path) -> int:
-        for attempt in range(self.job.max_restarts + 1):
-            outcome = self._run_attempt(job_file, attempt)
-            if outcome.ok:
-                return 0
-            if outcome.interrupted:
-                log.error("interrupted: every rank was stopped")
-                return 130
-            if outcome.returncode == stopping.EXIT_CODE:  # the ranks stopped on request after a checkpoint
-                log.warning("stopped on request; continue with resume=true hydra.run.dir=%s", self.job.output_dir)
-                return stopping.EXIT_CODE
-            log.error("job failed: %s", outcome.describe())
-            if outcome.returncode == 2:  # a user error reported by a rank: restarting cannot fix it
-                return 2
-            if attempt < self.job.max_restarts:
-                log.warning(
-                    "restarting all ranks from the last checkpoint (restart %d of %d)",
-                    attempt + 1,
-                    self.job.max_restarts,
-                )
-        return 1
+        return run_attempts(
+            self.job.max_restarts, lambda attempt: self._run_attempt(job_file, attempt), self.job.output_dir
+        )
 
     def _run_attempt(self, job_file: Path, attempt: int) -> Outcome:
         cfg = self.job.launcher

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TAIL_LINES = 20
-_LINE_END = re.compile(rb"(?<=[\r\n])")  # split after each terminator, keeping it (progress bars use \r)
+from scaletrain import stopping
+from scaletrain.launchers.output import TAIL_LINES, RankOutput
+
+__all__ = ["TAIL_LINES", "Outcome", "Supervisor", "run_attempts"]
+
+log = logging.getLogger("scaletrain")
 
 
 @dataclass
@@ -26,9 +29,12 @@ class Outcome:
     rank: int | None = None  # the first rank seen to fail
     returncode: int | None = None
     tail: list[str] = field(default_factory=list)
+    lost: str | None = None  # why a rank vanished without an exit code (its Ray actor or node died)
 
     def describe(self) -> str:
-        if self.returncode is not None and self.returncode < 0:
+        if self.lost is not None:
+            how = self.lost
+        elif self.returncode is not None and self.returncode < 0:
             how = f"was killed by signal {signal.Signals(-self.returncode).name}"
         else:
             how = f"exited with code {self.returncode}"
@@ -39,7 +45,6 @@ class Outcome:
 class _RankProcess:
     def __init__(self, rank: int, argv: list[str], env: dict[str, str], log_path: Path | None, lock: threading.Lock):
         self.rank = rank
-        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.exited_at: float | None = None
         # Own session: a terminal's Ctrl-C reaches only the launcher, which stops the ranks in order.
         self.proc = subprocess.Popen(
@@ -50,38 +55,20 @@ class _RankProcess:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self._lock = lock
-        self._log_path = log_path
+        self.output = RankOutput(rank, log_path, lock)
         self.pump = threading.Thread(target=self._pump, name=f"rank-{rank}-output", daemon=True)
         self.pump.start()
 
+    @property
+    def tail(self) -> list[str]:
+        return list(self.output.tail)
+
     def _pump(self) -> None:
-        prefix = f"[rank {self.rank}] ".encode()
-        log = open(self._log_path, "ab") if self._log_path else None  # noqa: SIM115
-        pending = b""
         try:
             while chunk := os.read(self.proc.stdout.fileno(), 65536):
-                if log:
-                    log.write(chunk)
-                *lines, pending = _LINE_END.split((pending + chunk).replace(b"\r\n", b"\n"))
-                self._emit(prefix, lines)
-            if pending:
-                self._emit(prefix, [pending + b"\n"])
+                self.output.feed(chunk)
         finally:
-            if log:
-                log.close()
-
-    def _emit(self, prefix: bytes, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        with self._lock:
-            for line in lines:
-                sys.stdout.buffer.write(prefix + line)
-            sys.stdout.buffer.flush()
-        for line in lines:
-            text = line.decode(errors="replace").strip()
-            if text:
-                self.tail.append(text)
+            self.output.close()
 
     def signal_group(self, sig: int) -> None:
         try:
@@ -126,7 +113,7 @@ class Supervisor:
                 # Killed-by-signal ranks first: a rank that lost its peer then errors out is a consequence.
                 first = min(failed, key=lambda r: (r.exited_at, r.proc.returncode >= 0))
                 self.stop(signal.SIGTERM)
-                return Outcome(False, rank=first.rank, returncode=first.proc.returncode, tail=list(first.tail))
+                return Outcome(False, rank=first.rank, returncode=first.proc.returncode, tail=first.tail)
             if all(r.exited_at is not None for r in self.ranks):
                 self._join_pumps()
                 return Outcome(ok=True)
@@ -151,3 +138,23 @@ class Supervisor:
     def _join_pumps(self) -> None:
         for r in self.ranks:
             r.pump.join(timeout=5)
+
+
+def run_attempts(max_restarts: int, attempt: Callable[[int], Outcome], output_dir: str = "") -> int:
+    """Run ``attempt(0)``, then restart it after failures up to ``max_restarts`` times; the job's exit code."""
+    for number in range(max_restarts + 1):
+        outcome = attempt(number)
+        if outcome.ok:
+            return 0
+        if outcome.interrupted:
+            log.error("interrupted: every rank was stopped")
+            return 130
+        if outcome.returncode == stopping.EXIT_CODE:  # the ranks stopped on request after a checkpoint
+            log.warning("stopped on request; continue with resume=true hydra.run.dir=%s", output_dir)
+            return stopping.EXIT_CODE
+        log.error("job failed: %s", outcome.describe())
+        if outcome.returncode == 2:  # a user error reported by a rank: restarting cannot fix it
+            return 2
+        if number < max_restarts:
+            log.warning("restarting all ranks from the last checkpoint (restart %d of %d)", number + 1, max_restarts)
+    return 1

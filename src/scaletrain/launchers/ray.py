@@ -1,0 +1,248 @@
+"""``launcher=ray``: one rank per Ray actor, the actors placed by a placement group over a Ray cluster's nodes.
+
+Each actor runs the very worker the local launcher runs (``worker_argv``) as its child process, with the same
+per-rank environment (torchrun variables from a ClusterEnv, the strategy's ``worker_env``, the restart count), so
+strategies, user functions and torchrun/TF_CONFIG scripts behave exactly as they do locally. Rank 0's actor picks
+the rendezvous address and port on its node, as Ray Train's backends do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaletrain import hardware, strategies
+from scaletrain.config import Job
+from scaletrain.errors import ConfigError
+from scaletrain.launchers import ray_cluster as cluster
+from scaletrain.launchers.base import Launcher, worker_argv
+from scaletrain.launchers.supervisor import Outcome, run_attempts
+
+log = logging.getLogger("scaletrain")
+
+PLACEMENTS = ("auto", *cluster.STRATEGIES)
+
+
+@dataclass
+class Config:
+    name: str = "ray"
+    address: str | None = None  # None: a local Ray for this job; auto | HOST:PORT | ray://HOST:PORT
+    nproc: Any = "auto"  # ranks in all; see ray_cluster.auto_nproc
+    num_cpus_per_rank: float = 1.0
+    num_gpus_per_rank: Any = "auto"  # auto: 1 when the cluster has GPUs, else 0
+    resources_per_rank: dict[str, float] = field(default_factory=dict)  # e.g. {TPU: 4}
+    placement_strategy: str = "auto"  # auto: STRICT_SPREAD for one-process-per-host strategies at nproc=auto, else PACK
+    placement_timeout_s: float = 60.0
+    wait_for_nodes: bool = False  # true: let an autoscaler add nodes instead of rejecting what current nodes can't hold
+    connect_timeout_s: float = 10.0
+    start_timeout_s: float = 300.0  # for the rank actors, runtime_env setup included
+    working_dir: str | None = None  # shipped to every node, the ranks' working directory and first on their path
+    runtime_env: dict[str, Any] | None = None  # Ray's runtime_env for the job: py_modules, env_vars, pip, ...
+    stop_grace_s: float = 5.0
+
+    def job_runtime_env(self) -> dict[str, Any]:
+        env = dict(self.runtime_env or {})
+        if self.working_dir is not None:
+            env["working_dir"] = str(Path(self.working_dir).expanduser().resolve())
+        return env
+
+    def validate(self) -> None:
+        if self.working_dir is not None and not Path(self.working_dir).expanduser().is_dir():
+            raise ConfigError(
+                f"launcher.working_dir={self.working_dir} is not a directory; give the directory of your code."
+            )
+        if self.address is not None and self.address != "auto":
+            cluster.split_address(self.address)
+        if self.nproc != "auto" and (isinstance(self.nproc, bool) or not isinstance(self.nproc, int) or self.nproc < 1):
+            raise ConfigError(f"launcher.nproc={self.nproc!r} must be 'auto' or a whole number of at least 1.")
+        gpus = self.num_gpus_per_rank
+        if gpus != "auto" and (isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus < 0):
+            raise ConfigError(f"launcher.num_gpus_per_rank={gpus!r} must be 'auto' or a number of at least 0.")
+        if self.num_cpus_per_rank < 0 or any(v < 0 for v in self.resources_per_rank.values()):
+            raise ConfigError(
+                f"launcher.num_cpus_per_rank={self.num_cpus_per_rank:g} and launcher.resources_per_rank="
+                f"{self.resources_per_rank} must not be negative."
+            )
+        if self.placement_strategy not in PLACEMENTS:
+            raise ConfigError(
+                f"launcher.placement_strategy={self.placement_strategy!r} is not known; use one of: "
+                f"{', '.join(PLACEMENTS)}."
+            )
+        for key in ("placement_timeout_s", "connect_timeout_s", "start_timeout_s"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"launcher.{key}={getattr(self, key)} must be positive.")
+        if self.stop_grace_s < 0:
+            raise ConfigError(f"launcher.stop_grace_s={self.stop_grace_s} must be 0 or more.")
+
+
+def create(job: Job) -> RayLauncher:
+    return RayLauncher(job)
+
+
+def procs_per_node(job: Job) -> int | None:
+    """The strategy's fixed processes per host (TF mirrored, xla: 1), if its module declares one."""
+    hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "procs_per_node", None)
+    return hook(job) if hook else None
+
+
+class RayLauncher(Launcher):
+    def __init__(self, job: Job) -> None:
+        super().__init__(job)
+        self.cfg: Config = job.launcher
+        self.per_node = procs_per_node(job)
+        strategy = self.cfg.placement_strategy
+        if strategy == "auto":  # one rank per host for one-process-per-host strategies sized by the cluster
+            strategy = "STRICT_SPREAD" if self.per_node == 1 and self.cfg.nproc == "auto" else "PACK"
+        self.placement = strategy
+        self.nproc: int | None = self.cfg.nproc if self.cfg.nproc != "auto" else None
+        self.rank_bundle: dict[str, float] = {}
+        self._connected = False
+        self.interrupted = threading.Event()
+
+    @property
+    def where(self) -> str:
+        return self.cfg.address or "a local Ray started for this job"
+
+    @property
+    def world_size(self) -> int:
+        if self.nproc is None:
+            self._size_job()
+        return self.nproc
+
+    def describe(self) -> str:
+        return (
+            f"ray launcher at {self.where}, {self.world_size} rank(s) of {cluster.describe_bundle(self.rank_bundle)} "
+            f"placed {self.placement}"
+        )
+
+    def preflight(self) -> None:
+        """Sizes the job to the cluster (connecting to an existing one, bounded) and rejects what can never run."""
+        try:
+            self._size_job()
+            super().preflight()
+        except BaseException:
+            self._disconnect()
+            raise
+
+    def _size_job(self) -> None:
+        if self.cfg.address is not None and not self._connected:
+            cluster.connect(self.cfg.address, self.cfg.connect_timeout_s, self.cfg.job_runtime_env(), local_cpus=0)
+            self._connected = True
+        nodes = cluster.live_nodes() if self._connected else cluster.this_host(hardware.cpu_count())
+        gpus = cluster.gpus_per_rank(self.cfg.num_gpus_per_rank, nodes, self.per_node)
+        self.rank_bundle = cluster.bundle(self.cfg.num_cpus_per_rank, gpus, self.cfg.resources_per_rank)
+        if not self.rank_bundle:
+            raise ConfigError(
+                "launcher.num_cpus_per_rank=0 with no GPUs or resources_per_rank leaves a rank asking for nothing; "
+                "give each rank at least some CPU, e.g. launcher.num_cpus_per_rank=1."
+            )
+        if self.nproc is None:
+            self.nproc = max(1, cluster.auto_nproc(nodes, self.rank_bundle, self.per_node))
+        self._check_fits(nodes)
+
+    def _check_fits(self, nodes: list[cluster.Node]) -> None:
+        if self.cfg.wait_for_nodes:
+            return
+        if not self._connected:
+            nodes = [cluster.Node(n.node_id, n.ip, {**n.resources, "CPU": self._local_cpus()}) for n in nodes]
+        cluster.check_fits(nodes, self.rank_bundle, self.nproc, self.placement, self.where)
+
+    def _local_cpus(self) -> int:
+        return max(hardware.cpu_count(), int(-(-self.nproc * self.rank_bundle.get("CPU", 0) // 1)))
+
+    def launch(self, job_file: Path) -> int:
+        try:
+            if not self._connected:
+                cluster.connect(
+                    None, self.cfg.connect_timeout_s, self.cfg.job_runtime_env(), local_cpus=self._local_cpus()
+                )
+                self._connected = True
+            if len(cluster.live_nodes()) > 1:
+                log.info(
+                    "ranks may land on several nodes: rank 0 writes %s and checkpoint.dir=%s on its node, so put "
+                    "them on storage every node shares",
+                    self.job.output_dir,
+                    self.job.checkpoint.dir,
+                )
+            with _forward_interrupts(self.interrupted):
+                return run_attempts(
+                    self.job.max_restarts, lambda attempt: self._attempt(job_file, attempt), self.job.output_dir
+                )
+        finally:
+            self._disconnect()
+
+    def _attempt(self, job_file: Path, attempt: int) -> Outcome:
+        from scaletrain.launchers.ray_group import RankGroup
+
+        self._check_fits(cluster.live_nodes())  # a node lost since the last attempt may make the job impossible
+        group = RankGroup(self.rank_bundle, self.nproc, self.placement, self.interrupted)
+        try:
+            group.reserve(self.cfg.placement_timeout_s)
+            if not self.interrupted.is_set():
+                group.start_actors(self.cfg.start_timeout_s)
+            if self.interrupted.is_set():
+                return Outcome(ok=False, interrupted=True)
+            envs = cluster.cluster_envs(group.slots, group.placed)
+            gpus = cluster.visible_gpus(group.slots, group.placed)
+            rank_env = {env.rank: self._rank_env(env, attempt, gpus.get(env.rank)) for env in envs}
+            argv = worker_argv(self.job, job_file)
+            pids = group.start_workers(argv[1:], rank_env, str(job_file), job_file.read_text())
+            self._record(group, pids, attempt)
+            log_dir = Path(self.job.output_dir) / "logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            return group.supervise(log_dir, self.cfg.stop_grace_s)
+        finally:
+            group.release()
+
+    def _rank_env(self, env, attempt: int, cuda_visible: str | None) -> dict[str, str]:
+        out = {**env.torchrun_vars(), **strategies.worker_env(self.job, env)}
+        out["SCALETRAIN_RESTART_COUNT"] = str(attempt)
+        out["PYTHONUNBUFFERED"] = "1"
+        if cuda_visible is not None:
+            out["CUDA_VISIBLE_DEVICES"] = cuda_visible
+        return out
+
+    def _record(self, group, pids: list[int], attempt: int) -> None:
+        """Where each rank runs, in the log and in ray_ranks.json (rank, node id and IP, worker pid, attempt)."""
+        ranks = [
+            {
+                "rank": s.rank,
+                "local_rank": s.local_rank,
+                "node_rank": s.node_rank,
+                "node_id": s.node_id,
+                "node_ip": s.ip,
+                "pid": pid,
+                "attempt": attempt,
+            }
+            for s, pid in zip(group.slots, pids, strict=True)
+        ]
+        where = ", ".join(f"rank {r['rank']} on node {r['node_id'][:8]} ({r['node_ip']})" for r in ranks)
+        log.info("placed %s: %s", self.placement, where)
+        out = Path(self.job.output_dir) / "ray_ranks.json"
+        out.write_text(json.dumps(ranks, indent=2) + "\n")
+
+    def _disconnect(self) -> None:
+        if self._connected:
+            import ray
+
+            ray.shutdown()  # also stops the local Ray this launcher started
+            self._connected = False
+
+
+@contextmanager
+def _forward_interrupts(interrupted: threading.Event):
+    """Ctrl-C or SIGTERM to the driver stops every rank and releases the placement group instead of orphaning them."""
+    handler = lambda signum, frame: interrupted.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

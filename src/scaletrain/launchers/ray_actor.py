@@ -1,0 +1,126 @@
+"""The Ray actor that hosts one rank: it runs the same worker process the local launcher would, on its node.
+
+Imported on every node of the cluster, so it needs only the standard library and Ray. Its methods run one at a
+time on the actor's main thread: the worker is started from that thread, which lives as long as the actor, so the
+worker's parent-death signal fires exactly when the actor (or its node) dies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+CHUNK_BYTES = 256 * 1024
+_EXIT_WITHOUT_EOF_S = 1.0  # a rank's own children may hold its stdout open after it exited
+
+
+class RankActor:
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._buf = bytearray()
+        self._eof = False
+        self._exited_at: float | None = None
+        self._cond = threading.Condition()
+        self._tmp: str | None = None
+
+    def describe(self) -> dict:
+        """Where this actor landed: node id and IP, the GPUs Ray gave it, and two free ports on its node (the
+        rendezvous port if it hosts rank 0, and its own worker address, e.g. for TF_CONFIG)."""
+        import ray
+
+        with socket.socket() as a, socket.socket() as b:  # both bound at once, so the two ports differ
+            a.bind(("", 0))
+            b.bind(("", 0))
+            ports = a.getsockname()[1], b.getsockname()[1]
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "ip": ray.util.get_node_ip_address(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "free_port": ports[0],
+            "worker_port": ports[1],
+            "pid": os.getpid(),
+        }
+
+    def start(self, args: list[str], env: dict[str, str], job_file: str, job_json: str) -> int:
+        """Run ``python *args`` with this node's Python; the job file travels as text, so no shared disk is needed."""
+        self._tmp = tempfile.mkdtemp(prefix="scaletrain-rank-")
+        local_job = os.path.join(self._tmp, "job.json")
+        with open(local_job, "w") as f:
+            f.write(job_json)
+        argv = [sys.executable, *(local_job if a == job_file else a for a in args)]
+        self._proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so stop() reaches whatever it started
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._reap, daemon=True).start()
+        return self._proc.pid
+
+    def poll(self, wait_s: float) -> tuple[bytes, int | None]:
+        """The output of the last ``wait_s`` (sooner when the rank exits or much has piled up) and, once all of it
+        is read, the exit code. Batching by time keeps the relay to a few calls a second however chatty the rank."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: len(self._buf) >= CHUNK_BYTES or self._eof or self._exited_at is not None, timeout=wait_s
+            )
+            data = bytes(self._buf[:CHUNK_BYTES])
+            del self._buf[:CHUNK_BYTES]
+            drained = not self._buf
+            eof, exited_at = self._eof, self._exited_at
+        if exited_at is None or not drained:
+            return data, None
+        if not eof and time.monotonic() - exited_at < _EXIT_WITHOUT_EOF_S:
+            if not data:
+                time.sleep(min(wait_s, 0.1))
+            return data, None
+        return data, self._proc.returncode
+
+    def stop(self, first_signal: int, grace_s: float) -> int | None:
+        """``first_signal`` to the rank's process group, SIGKILL after ``grace_s``; its exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            self._signal(first_signal)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        self._signal(signal.SIGKILL)  # the rank, if still there, and anything it left behind
+        proc.wait()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        return proc.returncode
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self._proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _read(self) -> None:
+        fd = self._proc.stdout.fileno()
+        while chunk := os.read(fd, 65536):
+            with self._cond:
+                self._buf += chunk
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def _reap(self) -> None:
+        self._proc.wait()
+        with self._cond:
+            self._exited_at = time.monotonic()
+            self._cond.notify_all()

@@ -1,0 +1,192 @@
+"""One attempt of a job on a Ray cluster: a placement group, one actor per rank in it, one worker process per actor,
+their output relayed to this terminal, and everything released again however the attempt ends.
+
+Only imported once Ray is connected (``import ray`` at the top is fine here).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError, RuntimeEnvSetupError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from scaletrain.errors import LaunchError
+from scaletrain.launchers.output import RankOutput
+from scaletrain.launchers.ray_actor import RankActor
+from scaletrain.launchers.ray_cluster import Slot, describe_bundle, free_resources, plan
+from scaletrain.launchers.supervisor import Outcome
+
+log = logging.getLogger("scaletrain")
+
+POLL_S = 1.0  # one poll of a rank's actor returns the output of this long: the relay's latency and call rate
+_SLICE_S = 0.25  # blocking Ray calls are cut into slices this long, so Ctrl-C is noticed
+
+
+def wait_for(refs: list, timeout_s: float, interrupted: threading.Event) -> bool:
+    """True once every ref is ready, False when ``timeout_s`` passed; returns early (False) on an interrupt."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(refs)
+    while pending:
+        if interrupted.is_set() or time.monotonic() >= deadline:
+            return False
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=_SLICE_S)
+    return True
+
+
+class RankGroup:
+    """The ranks of one attempt on the cluster. ``release()`` always leaves nothing behind."""
+
+    def __init__(self, rank: dict[str, float], nproc: int, strategy: str, interrupted: threading.Event) -> None:
+        self.rank = rank
+        self.nproc = nproc
+        self.strategy = strategy
+        self.interrupted = interrupted
+        self.pg = None
+        self.actors: list[Any] = []
+        self.placed: list[dict[str, Any]] = []
+        self.slots: list[Slot] = []
+
+    def reserve(self, timeout_s: float) -> None:
+        """The placement group, ready within ``timeout_s`` or a LaunchError (the caller releases it)."""
+        self.pg = placement_group([dict(self.rank)] * self.nproc, strategy=self.strategy)
+        if wait_for([self.pg.ready()], timeout_s, self.interrupted) or self.interrupted.is_set():
+            return
+        raise LaunchError(
+            f"the Ray cluster did not place {self.nproc} rank(s) of {describe_bundle(self.rank)} with "
+            f"{self.strategy} within launcher.placement_timeout_s={timeout_s:g} (free now: {free_resources()}); "
+            "free or add resources, or raise the timeout."
+        )
+
+    def start_actors(self, timeout_s: float) -> None:
+        """One actor per bundle, then where each landed; rank numbers follow from that (``plan``)."""
+        custom = {k: v for k, v in self.rank.items() if k not in ("CPU", "GPU")}
+        remote = ray.remote(RankActor)
+        for i in range(self.nproc):
+            options = dict(
+                num_cpus=self.rank.get("CPU", 0),
+                num_gpus=self.rank.get("GPU", 0),
+                resources=custom,
+                max_restarts=0,  # the whole group restarts, from a checkpoint: scaletrain's max_restarts
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
+            )
+            self.actors.append(remote.options(**options).remote())
+        refs = [a.describe.remote() for a in self.actors]
+        try:
+            if not wait_for(refs, timeout_s, self.interrupted):
+                if self.interrupted.is_set():
+                    return
+                raise LaunchError(
+                    f"the rank actors did not start within launcher.start_timeout_s={timeout_s:g} (a slow runtime_env "
+                    "setup?); raise the timeout or check the cluster's logs (ray logs)."
+                )
+            self.placed = ray.get(refs)
+        except RuntimeEnvSetupError as exc:
+            last = str(exc).strip().splitlines()[-1][:300]
+            raise LaunchError(f"launcher.runtime_env could not be set up on the cluster ({last}); fix it.") from None
+        except RayActorError as exc:  # e.g. scaletrain is not importable on a node, so the actor class is not
+            last = str(exc).strip().splitlines()[-1][:300]
+            raise LaunchError(
+                f"the rank actors could not start on the Ray cluster ({last}); install the same scaletrain, Ray and "
+                "Python on every node, or ship your code with launcher.working_dir."
+            ) from None
+        self.slots = plan(self.placed)
+
+    def start_workers(self, args: list[str], envs: dict[int, dict[str, str]], job_file: str, job_json: str) -> list:
+        """Start rank r's worker in its actor with ``envs[r]``; the worker pids in rank order."""
+        refs = [self.actors[s.bundle_index].start.remote(args, envs[s.rank], job_file, job_json) for s in self.slots]
+        return ray.get(refs)
+
+    def supervise(self, log_dir: Path | None, stop_grace_s: float) -> Outcome:
+        """Relay every rank's output until all succeeded, one failed or died (the others are then stopped), or an
+        interrupt (every rank gets SIGINT)."""
+        lock = threading.Lock()
+        outputs = {
+            s.rank: RankOutput(s.rank, log_dir / f"rank_{s.rank}.log" if log_dir else None, lock) for s in self.slots
+        }
+        actor_of = {s.rank: self.actors[s.bundle_index] for s in self.slots}
+        pending = {actor_of[r].poll.remote(POLL_S): r for r in outputs}
+        exited: dict[int, int] = {}
+        failures: list[tuple[int, bool, Outcome]] = []  # (round, not-killed, outcome): killed ranks sort first
+        round_no = 0
+        try:
+            while True:
+                if self.interrupted.is_set():
+                    self.stop(signal.SIGINT, stop_grace_s)
+                    return Outcome(ok=False, interrupted=True)
+                round_no += 1
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=_SLICE_S)
+                if ready:
+                    rest = [r for r in pending if r not in ready]
+                    ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
+                for ref in ready:
+                    rank = pending.pop(ref)
+                    try:
+                        data, code = ray.get(ref)
+                    except RayActorError as exc:
+                        failures.append((round_no, False, Outcome(False, rank=rank, lost=_lost(exc))))
+                        continue
+                    outputs[rank].feed(data)
+                    if code is None:
+                        pending[actor_of[rank].poll.remote(POLL_S)] = rank
+                        continue
+                    exited[rank] = code
+                    if code != 0:
+                        failures.append((round_no, code >= 0, Outcome(False, rank=rank, returncode=code)))
+                if failures:
+                    _, _, first = min(failures, key=lambda f: (f[0], f[1]))
+                    dead = self.stop(signal.SIGTERM, stop_grace_s)
+                    if first.lost is None and first.returncode >= 0 and dead:
+                        # A rank that lost its peer errors out before Ray reports the peer's actor (or node) dead.
+                        rank, why = min(dead.items())
+                        first = Outcome(False, rank=rank, lost=why)
+                    first.tail = list(outputs[first.rank].tail)
+                    return first
+                if len(exited) == len(outputs):
+                    return Outcome(ok=True)
+        finally:
+            for out in outputs.values():
+                out.close()
+
+    def stop(self, first_signal: int, grace_s: float) -> dict[int, str]:
+        """Stop every rank's worker: ``first_signal``, then SIGKILL after the grace period. Returns the ranks whose
+        actor turned out to be dead, with why (their workers died with them: parent-death signal)."""
+        refs = {s.rank: self.actors[s.bundle_index].stop.remote(first_signal, grace_s) for s in self.slots}
+        deadline = time.monotonic() + grace_s + 10
+        dead = {}
+        for rank, ref in refs.items():
+            try:
+                ray.get(ref, timeout=max(0.1, deadline - time.monotonic()))
+            except RayActorError as exc:
+                dead[rank] = _lost(exc)
+            except (RayError, GetTimeoutError):
+                pass  # release() kills the actor, and its worker with it
+        return dead
+
+    def release(self) -> None:
+        """Kill every actor (its worker dies with it) and remove the placement group."""
+        for actor in self.actors:
+            try:
+                ray.kill(actor)
+            except RayError:
+                pass
+        if self.pg is not None:
+            remove_placement_group(self.pg)
+        self.actors, self.pg = [], None
+
+
+def _lost(exc: RayActorError) -> str:
+    """'was lost: ...' with Ray's reason (its message: a headline, tab-indented details, then the cause)."""
+    if isinstance(exc, ActorUnavailableError):
+        return "was lost: its Ray actor stopped answering (its node or process died)"
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    causes = [line.strip() for line in lines[1:] if not line.startswith("\t")]
+    reason = (causes or lines or [type(exc).__name__])[0].strip()
+    return f"was lost: its Ray actor died ({reason[:200]})"
