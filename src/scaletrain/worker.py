@@ -73,4 +73,11 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_code = main(sys.argv[1:])
+    # Every output is written, flushed and closed and the process group destroyed by now. Skipping interpreter
+    # finalization avoids a rare SIGABRT there: gloo's threads can still hold work objects with Python references
+    # ("terminate called without an active exception", seen about once in 40 runs on 2 cores).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
