@@ -43,3 +43,16 @@ def test_drop_last_leaves_out_the_partial_batch_so_every_batch_has_one_shape():
     assert sizes == [4, 4] and len(batches) == 2
     assert [len(yb) for _, yb in batches.epoch(0, skip=1)] == [4]
     assert [len(yb) for _, yb in ShardedBatches(x, torch.arange(10), 4, 0, 1, seed=0).epoch(0)] == [4, 4, 2]
+
+
+def test_indices_match_distributed_sampler_exactly():
+    from torch.utils.data import DistributedSampler
+
+    for n, world in ((10, 1), (10, 3), (5, 2), (3, 4), (1024, 2)):
+        x = torch.zeros(n, 1)
+        for rank in range(world):
+            batches = ShardedBatches(x, torch.arange(n), 2, rank, world, seed=11)
+            for epoch in (0, 3):
+                sampler = DistributedSampler(x, num_replicas=world, rank=rank, shuffle=True, seed=11)
+                sampler.set_epoch(epoch)
+                assert batches.indices(epoch).tolist() == list(sampler), (n, world, rank, epoch)

@@ -109,6 +109,8 @@ class DDPStrategy(TorchStrategy):
     def all_reduce_sum(self, tensor: Any) -> Any:
         import torch.distributed as dist
 
+        if self.env.world_size == 1:  # the sum over one rank: skip gloo's ~40 µs round trip
+            return tensor
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
