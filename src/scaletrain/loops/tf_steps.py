@@ -43,6 +43,7 @@ class Steps:
     def __init__(self, strategy: Any, model: Any, optimizer: Any, loss: str) -> None:
         self.strategy, self.model, self.optimizer, self.loss = strategy, model, optimizer, loss
         self.replicas = strategy.num_replicas_in_sync
+        self.local_replicas = len(strategy.extended.worker_devices)
         self.train_step = tf.function(self._train_step, reduce_retracing=True)
         self.eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
         self.fingerprints = tf.function(self._fingerprints)
@@ -60,7 +61,10 @@ class Steps:
 
     def local_mean(self, per_replica_losses: list[Any]) -> float:
         """The mean of this process's replicas' losses over the given steps (read on the host, no collective)."""
-        values = [float(t) for v in per_replica_losses for t in self.strategy.experimental_local_results(v)]
+        if self.local_replicas == 1:
+            values = [float(v) for v in per_replica_losses]  # one local replica: plain tensors, nothing to unpack
+        else:
+            values = [float(t) for v in per_replica_losses for t in self.strategy.experimental_local_results(v)]
         return sum(values) / len(values)
 
     def _train_step(self, x: Any, y: Any) -> Any:
