@@ -69,3 +69,41 @@ def on_local() -> tuple[str, ...]:
 
 def niceness(args) -> str:
     return "15 (Ray's default)" if args.worker_niceness is None else str(args.worker_niceness)
+
+
+# --- CPU accounting by /proc, for a figure that other load on a shared machine does not move -------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command line, CPU seconds used so far) of every process."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(fields[1]), cmdline, (int(fields[11]) + int(fields[12])) / _TICK)
+    return found
+
+
+def cpu_by_role(driver_pid: int) -> dict[str, float]:
+    """CPU seconds so far of a job's processes: the driver (the CLI), Ray's rank actors, and the ranks (children of
+    the driver or of an actor)."""
+    procs = _processes()
+    actors = {pid for pid, (_, cmd, _) in procs.items() if cmd.startswith("ray::RankActor")}
+    roles = {"driver": 0.0, "actors": 0.0, "ranks": 0.0}
+    for pid, (ppid, cmd, cpu) in procs.items():
+        if pid == driver_pid:
+            roles["driver"] += cpu
+        elif pid in actors:
+            roles["actors"] += cpu
+        elif (ppid == driver_pid or ppid in actors) and "scaletrain.worker" in cmd:
+            roles["ranks"] += cpu
+    return roles
