@@ -92,11 +92,13 @@ def read_json(path: Path) -> dict[str, Any]:
 Trial = Callable[[int], dict[str, float]]  # round index -> the figures of one run
 
 
-def interleave(trials: Mapping[str, Trial], repeats: int, warmup: bool = False) -> dict[str, list[dict[str, float]]]:
+def interleave(
+    trials: Mapping[str, Trial], repeats: int, warmup: bool = False, quiet: bool = True
+) -> dict[str, list[dict[str, float]]]:
     """Each trial once per round, A B in even rounds and B A in odd ones; the figures per trial, per round.
 
     ``warmup``: first run each trial once, untimed, so no alternative pays for a cold page cache.
-    Before every run, wait (up to a limit) for other processes to leave the CPUs idle: see wait_for_quiet.
+    ``quiet``: before every run, wait (a little) for other processes to leave the CPUs idle: wait_for_quiet.
     """
     results: dict[str, list[dict]] = {name: [] for name in trials}
     names = list(trials)
@@ -105,7 +107,8 @@ def interleave(trials: Mapping[str, Trial], repeats: int, warmup: bool = False) 
             log(f"  warm-up {name}: {_brief(trials[name](-1))}")
     for i in range(repeats):
         for name in names if i % 2 == 0 else reversed(names):
-            wait_for_quiet()
+            if quiet:
+                wait_for_quiet()
             started = time.perf_counter()
             results[name].append(trials[name](i))
             took = time.perf_counter() - started
@@ -131,7 +134,7 @@ def cpu_busy(sample_s: float = 0.5) -> float:
 
 
 QUIET_BUSY = 0.25  # other processes may use up to this share of the CPUs when a run starts
-QUIET_WAIT_S = 60.0
+QUIET_WAIT_S = 10.0
 
 
 def wait_for_quiet(max_busy: float = QUIET_BUSY, limit_s: float = QUIET_WAIT_S) -> None:
@@ -154,9 +157,14 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def ratios(a: Sequence[dict], b: Sequence[dict], key: str) -> list[float]:
+    """a[i][key] / b[i][key] per round: each ratio compares two runs made back to back."""
+    return [x[key] / y[key] for x, y in zip(a, b, strict=True)]
+
+
 def paired_ratio(a: Sequence[dict], b: Sequence[dict], key: str) -> float:
-    """Median over rounds of a[i][key] / b[i][key]: each ratio compares two runs made back to back."""
-    return median([x[key] / y[key] for x, y in zip(a, b, strict=True)])
+    """The median over rounds of the per-round ratios."""
+    return median(ratios(a, b, key))
 
 
 def spread(values: Sequence[float]) -> str:

@@ -3,9 +3,10 @@
 Same arrays and model as scaletrain's synthetic workload (built by the same functions under the same seed),
 the same optimizer, batch size and per-epoch shuffle (a seeded torch.randperm, then index-gathered batches,
 as DistributedSampler does at world size 1). Timed as scaletrain times it: the first window of ``--window``
-steps is left out (warm-up), the rest is timed with perf_counter, and each window's mean step time is kept
-(scaletrain's metrics.jsonl has the same windows). Nothing else happens per step: no loss bookkeeping, no
-logging. Writes {"step_time_s", "window_step_times_s", "final_loss", "steps"} as JSON to --out.
+steps is left out (warm-up), the rest is timed with perf_counter (and with the process CPU clock), and each
+window's mean step time is kept (scaletrain's metrics.jsonl has the same windows). Nothing else happens per
+step: no loss bookkeeping, no logging. Writes {"step_time_s", "cpu_step_time_s", "window_step_times_s",
+"final_loss", "steps"} as JSON to --out.
 
     python benchmarks/plain_train.py --steps 500 --window 10 --out result.json
 """
@@ -53,6 +54,7 @@ def main() -> None:
     generator = torch.Generator()
     step, epoch, loss = 0, 0, None
     marks: list[float] = []  # perf_counter at the end of each window
+    cpu_marks: list[float] = []  # process_time at the same instants
     while step < a.steps:
         generator.manual_seed(a.seed + epoch)  # DistributedSampler's order for this epoch
         order = torch.randperm(len(x), generator=generator)
@@ -64,6 +66,7 @@ def main() -> None:
             optimizer.step()
             step += 1
             if step % a.window == 0:
+                cpu_marks.append(time.process_time())
                 marks.append(time.perf_counter())
             if step == a.steps:
                 break
@@ -73,6 +76,7 @@ def main() -> None:
     windows = [(end - start) / a.window for start, end in itertools.pairwise(marks)]
     result = {
         "step_time_s": (marks[-1] - marks[0]) / (a.steps - a.window),
+        "cpu_step_time_s": (cpu_marks[-1] - cpu_marks[0]) / (a.steps - a.window),
         "window_step_times_s": windows,
         "final_loss": loss.item(),
         "steps": step,
