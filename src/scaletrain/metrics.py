@@ -128,3 +128,27 @@ def peak_rss_mib() -> float:
 def epoch_time_s(train_time_s: float, steps_run: int, steps_per_epoch: int) -> float | None:
     """Wall seconds per epoch over this run's steps, start-up and validation included (None before a step)."""
     return train_time_s * steps_per_epoch / steps_run if steps_run else None
+
+
+def run_summary(
+    replicas: int,
+    step: int,
+    start_step: int,
+    epochs: int,
+    steps_per_epoch: int,
+    train_time_s: float,
+    first_step_unix_s: float | None,
+) -> dict[str, float | int]:
+    """The timing part of a training loop's summary.json, the same for every framework."""
+    summary: dict[str, float | int] = {
+        "replicas": replicas,
+        "steps": step,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "train_time_s": train_time_s,
+    }
+    if step > start_step:
+        summary["epoch_time_s"] = epoch_time_s(train_time_s, step - start_step, steps_per_epoch)
+    if first_step_unix_s is not None:
+        summary["first_step_unix_s"] = first_step_unix_s
+    return summary

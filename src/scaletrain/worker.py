@@ -11,6 +11,7 @@ import sys
 from scaletrain.errors import ScaletrainError
 
 log = logging.getLogger("scaletrain")
+_exit_without_finalization = False  # set by run() from the strategy
 
 
 def _die_with_parent() -> None:
@@ -38,6 +39,8 @@ def run(job_file: str) -> int:
     job = config.load_json(job_file)
     restart_count = int(os.environ.get("SCALETRAIN_RESTART_COUNT", "0"))
     strategy = strategies.create(job.strategy, env)
+    global _exit_without_finalization
+    _exit_without_finalization = strategy.exit_without_finalization
     ctx = RunContext(job, env, strategy, restart_count)
     code = 1
     try:
@@ -74,9 +77,9 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     exit_code = main(sys.argv[1:])
-    # Every output is written, flushed and closed and the process group destroyed by now. Skipping interpreter
-    # finalization avoids a rare SIGABRT there: gloo's threads can still hold work objects with Python references
-    # ("terminate called without an active exception", seen about once in 40 runs on 2 cores).
+    if not _exit_without_finalization:
+        sys.exit(exit_code)
+    # Every output is written, flushed and closed and the process group destroyed by now (strategies/base.py).
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

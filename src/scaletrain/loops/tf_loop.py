@@ -93,20 +93,11 @@ def fit(ctx: RunContext, task: TFTask) -> dict[str, Any]:
     if last_checkpoint_step != step:
         ctx.save_checkpoint(weights_state(model, optimizer), step)
 
-    train_time_s = time.perf_counter() - started
-    summary: dict[str, Any] = {
-        "replicas": replicas,
-        "steps": step,
-        "epochs": train.epochs,
-        "steps_per_epoch": len(batches),
-        "train_time_s": train_time_s,
-    }
-    if step > start_step:
-        summary["epoch_time_s"] = metrics.epoch_time_s(train_time_s, step - start_step, len(batches))
+    summary: dict[str, Any] = metrics.run_summary(
+        replicas, step, start_step, train.epochs, len(batches), time.perf_counter() - started, first_step_unix_s
+    )
     if loss is not None:
         summary["final_loss"] = global_mean(ctx, steps.local_mean([loss]))
-    if first_step_unix_s is not None:
-        summary["first_step_unix_s"] = first_step_unix_s
     summary.update(meter.totals())
     summary["replica_fingerprints"] = steps.fingerprints().numpy().tolist()
     if task.val is not None:

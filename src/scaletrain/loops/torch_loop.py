@@ -172,20 +172,11 @@ def fit(ctx: RunContext, task: TorchTask) -> dict[str, Any]:
             log.info("stop requested: checkpoint of step %d of %d written to %s", step, total_steps, ctx.checkpoint_dir)
         return {"steps": step, "stopped_at_step": step}
 
-    train_time_s = time.perf_counter() - started
-    summary: dict[str, Any] = {
-        "replicas": ctx.world_size,
-        "steps": step,
-        "epochs": train.epochs,
-        "steps_per_epoch": len(batches),
-        "train_time_s": train_time_s,
-    }
-    if step > start_step:
-        summary["epoch_time_s"] = metrics.epoch_time_s(train_time_s, step - start_step, len(batches))
+    summary: dict[str, Any] = metrics.run_summary(
+        ctx.world_size, step, start_step, train.epochs, len(batches), time.perf_counter() - started, first_step_unix_s
+    )
     if loss is not None:
         summary["final_loss"] = _global_mean(strategy, loss.detach(), ctx.world_size)
-    if first_step_unix_s is not None:
-        summary["first_step_unix_s"] = first_step_unix_s
     summary.update(meter.totals())
     summary.update(torch_stats.model_size(model))
     summary.update(torch_stats.memory(ctx))  # peak_rss_mib: one entry per process
