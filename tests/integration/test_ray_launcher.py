@@ -266,7 +266,12 @@ def test_torchrun_script_and_user_function_run_under_ray_as_they_do_locally(scal
 @pytest.mark.slow
 def test_ray_client_address_runs_the_job_from_outside_the_cluster(scaletrain, cluster, ray_state):
     address = f"ray://127.0.0.1:{cluster.client_port}"
-    run = scaletrain("+strategy=ddp", "launcher=ray", f"launcher.address={address}", "launcher.nproc=2")
+    args = ("+strategy=ddp", "launcher=ray", f"launcher.address={address}", "launcher.nproc=2")
+    run = scaletrain(*args)
+    if run.returncode == 2 and "Initialization failure from server" in run.output:
+        # Ray's client server spawns a per-client server on connect, which can time out on a loaded 2-core
+        # machine (seen once in four CI runs): one more connection attempt, the assertions below unchanged.
+        run = scaletrain(*args)
     assert run.returncode == 0, run.output
     assert f"ray launcher at {address}" in run.output
     assert run.summary["world_size"] == 2 and run.summary["weight"] == pytest.approx(2.0, abs=0.05)
