@@ -26,8 +26,20 @@ BENCH_DIR = Path(__file__).resolve().parent
 PYTHON = sys.executable
 
 # Variables that would make a child believe it is already a rank of some job.
-_JOB_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK", "MASTER_ADDR",
-             "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS", "SCALETRAIN_PROGRESS", "SCALETRAIN_RESTART_COUNT")
+_JOB_VARS = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "NODE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+    "SCALETRAIN_PROGRESS",
+    "SCALETRAIN_RESTART_COUNT",
+)
 
 
 def parse_args(
@@ -75,8 +87,15 @@ def run(cmd: Sequence[str], env: Mapping[str, str], timeout_s: float = 600) -> R
     """Run ``cmd`` from the checkout and wait for it; RuntimeError with its last lines when it fails."""
     started_unix_s, started = time.time(), time.perf_counter()
     proc = subprocess.run(
-        list(cmd), cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, timeout=timeout_s, text=True, errors="replace",
+        list(cmd),
+        cwd=ROOT,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout_s,
+        text=True,
+        errors="replace",
     )
     wall_s = time.perf_counter() - started
     if proc.returncode != 0:
@@ -175,8 +194,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A markdown table; floats are shown with 4 significant digits."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
     return "\n".join(lines)
 

@@ -59,29 +59,57 @@ MODELS = (
 def scaletrain_cmd(model: Model, steps: int, window: int, out_dir: str) -> list[str]:
     epochs = math.ceil(steps * model.batch / NUM_SAMPLES) + 1  # train.max_steps is what ends the run
     return [
-        c.PYTHON, "-m", "scaletrain", "+strategy=ddp", "workload=synthetic", "launcher.nproc_per_node=1",
-        f"hydra.run.dir={out_dir}", f"train.max_steps={steps}", f"train.epochs={epochs}",
-        f"train.global_batch_size={model.batch}", "train.optimizer=sgd", "train.lr=0.05",
-        "train.momentum=0.9", f"train.log_every_n_steps={window}", "checkpoint.every_n_steps=0", "seed=0",
-        f"workload.num_samples={NUM_SAMPLES}", f"workload.input_dim={model.input_dim}",
-        f"workload.width={model.width}", f"workload.depth={model.depth}", "workload.num_classes=10",
+        c.PYTHON,
+        "-m",
+        "scaletrain",
+        "+strategy=ddp",
+        "workload=synthetic",
+        "launcher.nproc_per_node=1",
+        f"hydra.run.dir={out_dir}",
+        f"train.max_steps={steps}",
+        f"train.epochs={epochs}",
+        f"train.global_batch_size={model.batch}",
+        "train.optimizer=sgd",
+        "train.lr=0.05",
+        "train.momentum=0.9",
+        f"train.log_every_n_steps={window}",
+        "checkpoint.every_n_steps=0",
+        "seed=0",
+        f"workload.num_samples={NUM_SAMPLES}",
+        f"workload.input_dim={model.input_dim}",
+        f"workload.width={model.width}",
+        f"workload.depth={model.depth}",
+        "workload.num_classes=10",
     ]
 
 
 def plain_cmd(model: Model, steps: int, window: int, out: str) -> list[str]:
     return [
-        c.PYTHON, str(c.BENCH_DIR / "plain_train.py"), f"--num-samples={NUM_SAMPLES}",
-        f"--input-dim={model.input_dim}", f"--width={model.width}", f"--depth={model.depth}",
-        "--num-classes=10", f"--batch-size={model.batch}", "--lr=0.05", "--momentum=0.9", "--seed=0",
-        f"--steps={steps}", f"--window={window}", f"--out={out}",
+        c.PYTHON,
+        str(c.BENCH_DIR / "plain_train.py"),
+        f"--num-samples={NUM_SAMPLES}",
+        f"--input-dim={model.input_dim}",
+        f"--width={model.width}",
+        f"--depth={model.depth}",
+        "--num-classes=10",
+        f"--batch-size={model.batch}",
+        "--lr=0.05",
+        "--momentum=0.9",
+        "--seed=0",
+        f"--steps={steps}",
+        f"--window={window}",
+        f"--out={out}",
     ]
 
 
 def run_scaletrain(model: Model, steps: int, window: int, env: dict[str, str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         cpu_file = Path(tmp) / "cpu_marks.json"
-        probe_env = {**env, "BENCH_CPU_PROBE": str(cpu_file),
-                     "PYTHONPATH": os.pathsep.join(filter(None, [str(PROBE), env.get("PYTHONPATH")]))}
+        probe_env = {
+            **env,
+            "BENCH_CPU_PROBE": str(cpu_file),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROBE), env.get("PYTHONPATH")])),
+        }
         c.run(scaletrain_cmd(model, steps, window, tmp), probe_env)
         summary = c.read_json(Path(tmp) / "summary.json")
         records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
@@ -148,21 +176,25 @@ def main() -> None:
         for key, shown in CLOCKS:
             per_round = c.ratios(st, pl, key)
             found[key] = c.median(per_round)
-            rows.append([
-                f"{model.name}: {model.describe()}, {steps} steps",
-                shown,
-                1e3 * c.median([r[key] for r in st]),
-                1e3 * c.median([r[key] for r in pl]),
-                f"{found[key]:.4f}",
-                c.spread(per_round),
-            ])
+            rows.append(
+                [
+                    f"{model.name}: {model.describe()}, {steps} steps",
+                    shown,
+                    1e3 * c.median([r[key] for r in st]),
+                    1e3 * c.median([r[key] for r in pl]),
+                    f"{found[key]:.4f}",
+                    c.spread(per_round),
+                ]
+            )
         verdicts.append(
             f"{model.name}: ratio {found['step_time_s']:.4f}, target {c.verdict(found['step_time_s'], TARGET)}; "
             f"median-window {found['window_median_s']:.4f}, CPU {found['cpu_step_time_s']:.4f}; "
             f"same final loss: {'yes' if same_loss else 'NO'}"
         )
-    print(f"\nloop overhead, 1 rank, OMP_NUM_THREADS={args.threads}, log_every_n_steps={args.log_every}, "
-          f"{args.repeats} interleaved rounds, medians; {c.machine()}\n")
+    print(
+        f"\nloop overhead, 1 rank, OMP_NUM_THREADS={args.threads}, log_every_n_steps={args.log_every}, "
+        f"{args.repeats} interleaved rounds, medians; {c.machine()}\n"
+    )
     headers = ["model", "clock", "scaletrain ms/step", "plain ms/step", "ratio", "ratio min–max (rounds)"]
     print(c.table(headers, rows))
     print()

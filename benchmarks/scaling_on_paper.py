@@ -40,8 +40,17 @@ RUNS = [
     # PyTorch's DDP benchmark README: 2 DGX-1 (8 V100, NVLink) with 4x100 Gbit/s InfiniBand each, ResNet-50,
     # batch 32: 0.097 s/iter on 1 GPU without DDP (329 ex/s), 306 ex/s per GPU at 16 GPUs. NCCL runs one ring per
     # NIC, so the inter-node traffic is spread over 4 x 100 Gbit/s; DDP buckets are 25 MiB.
-    Published("ResNet-50 (DDP)", 25.6, 0.097, 16, 4 * 100 * GBIT, 5e-6, 25 * 2**20, 306 / 329,
-              "pytorch/benchmarks/distributed/ddp/README.md"),
+    Published(
+        "ResNet-50 (DDP)",
+        25.6,
+        0.097,
+        16,
+        4 * 100 * GBIT,
+        5e-6,
+        25 * 2**20,
+        306 / 329,
+        "pytorch/benchmarks/distributed/ddp/README.md",
+    ),
 ]
 
 
@@ -54,13 +63,17 @@ def predict(run: Published) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    print("| model | GPUs | gradients MiB | 1-GPU step s | all-reduce s | predicted (no overlap) "
-          "| full overlap | published | source |")
+    print(
+        "| model | GPUs | gradients MiB | 1-GPU step s | all-reduce s | predicted (no overlap) "
+        "| full overlap | published | source |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for run in RUNS:
         comm, low, high = predict(run)
-        print(f"| {run.name} | {run.world_size} | {run.params_m * 4e6 / 2**20:.0f} | {run.step_1gpu_s:.3f} "
-              f"| {comm:.4f} | {low:.0%} | {high:.0%} | {run.published_efficiency:.0%} | {run.source} |")
+        print(
+            f"| {run.name} | {run.world_size} | {run.params_m * 4e6 / 2**20:.0f} | {run.step_1gpu_s:.3f} "
+            f"| {comm:.4f} | {low:.0%} | {high:.0%} | {run.published_efficiency:.0%} | {run.source} |"
+        )
 
 
 if __name__ == "__main__":

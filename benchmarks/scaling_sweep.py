@@ -12,13 +12,29 @@ from pathlib import Path
 
 from _common import PYTHON, bench_env, log, machine, median, parse_args, read_json, run, spread, table, wait_for_quiet
 
-COLUMNS = ("samples_per_s", "samples_per_s_per_device", "efficiency", "predicted_efficiency", "comm_fraction",
-           "data_fraction", "compute_slowdown")
+COLUMNS = (
+    "samples_per_s",
+    "samples_per_s_per_device",
+    "efficiency",
+    "predicted_efficiency",
+    "comm_fraction",
+    "data_fraction",
+    "compute_slowdown",
+)
 
 
 def sweep(out: Path, quick: bool) -> dict:
-    cmd = [PYTHON, "-m", "scaletrain", f"hydra.run.dir={out}", "+strategy=ddp", "workload=synthetic",
-           "scaling.world_sizes=[1,2]", "train.epochs=1" if quick else "train.epochs=3", "logger=none"]
+    cmd = [
+        PYTHON,
+        "-m",
+        "scaletrain",
+        f"hydra.run.dir={out}",
+        "+strategy=ddp",
+        "workload=synthetic",
+        "scaling.world_sizes=[1,2]",
+        "train.epochs=1" if quick else "train.epochs=3",
+        "logger=none",
+    ]
     run(cmd, bench_env(omp_threads=1))
     return read_json(out / "scaling.json")
 
@@ -38,9 +54,11 @@ def main() -> None:
     print(f"machine: {machine()}; {args.repeats} repeat(s), medians; workload synthetic (defaults), weak scaling\n")
     print(table(["N", *COLUMNS], rows))
     fits = [r["alpha_beta"] for r in results]
-    print(f"\nα-β fit at N=2 (median): α = {median([f['alpha_s'] for f in fits]) * 1e6:.1f} µs per ring step, "
-          f"bandwidth = {median([f['bandwidth_gbit_per_s'] for f in fits]):.2f} Gbit/s; "
-          f"efficiency at N=2 over repeats: {spread([r['rows'][1]['efficiency'] for r in results])}")
+    print(
+        f"\nα-β fit at N=2 (median): α = {median([f['alpha_s'] for f in fits]) * 1e6:.1f} µs per ring step, "
+        f"bandwidth = {median([f['bandwidth_gbit_per_s'] for f in fits]):.2f} Gbit/s; "
+        f"efficiency at N=2 over repeats: {spread([r['rows'][1]['efficiency'] for r in results])}"
+    )
 
 
 if __name__ == "__main__":

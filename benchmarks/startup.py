@@ -30,18 +30,37 @@ WORKLOAD = {"num_samples": 8192, "input_dim": 256, "width": 512, "depth": 4, "nu
 
 def scaletrain_cmd(out_dir: str) -> list[str]:
     return [
-        c.PYTHON, "-m", "scaletrain", "+strategy=ddp", "launcher.nproc_per_node=2", "workload=synthetic",
-        f"hydra.run.dir={out_dir}", f"train.max_steps={STEPS}", "train.global_batch_size=256",
-        "train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.9", "checkpoint.every_n_steps=0", "seed=0",
+        c.PYTHON,
+        "-m",
+        "scaletrain",
+        "+strategy=ddp",
+        "launcher.nproc_per_node=2",
+        "workload=synthetic",
+        f"hydra.run.dir={out_dir}",
+        f"train.max_steps={STEPS}",
+        "train.global_batch_size=256",
+        "train.optimizer=sgd",
+        "train.lr=0.05",
+        "train.momentum=0.9",
+        "checkpoint.every_n_steps=0",
+        "seed=0",
         *(f"workload.{k}={v}" for k, v in WORKLOAD.items()),
     ]
 
 
 def torchrun_cmd(out: str) -> list[str]:
     return [
-        TORCHRUN, "--nproc-per-node", "2", f"--master-port={c.free_port()}",
-        str(c.BENCH_DIR / "plain_ddp_train.py"), f"--steps={STEPS}", "--global-batch-size=256",
-        "--lr=0.05", "--momentum=0.9", "--seed=0", f"--out={out}",
+        TORCHRUN,
+        "--nproc-per-node",
+        "2",
+        f"--master-port={c.free_port()}",
+        str(c.BENCH_DIR / "plain_ddp_train.py"),
+        f"--steps={STEPS}",
+        "--global-batch-size=256",
+        "--lr=0.05",
+        "--momentum=0.9",
+        "--seed=0",
+        f"--out={out}",
         *(f"--{k.replace('_', '-')}={v}" for k, v in WORKLOAD.items()),
     ]
 
@@ -77,11 +96,15 @@ def main() -> None:
         rows.append([name, c.median(first), c.spread(first), c.median([r["exit_s"] for r in runs])])
     per_round = c.ratios(res["scaletrain"], res["torchrun"], "first_step_s")
     ratio = c.median(per_round)
-    print(f"\nstartup to first step, 2 local ranks (gloo), OMP_NUM_THREADS=1, {args.repeats} interleaved rounds, "
-          f"medians; {c.machine()}\n")
+    print(
+        f"\nstartup to first step, 2 local ranks (gloo), OMP_NUM_THREADS=1, {args.repeats} interleaved rounds, "
+        f"medians; {c.machine()}\n"
+    )
     print(c.table(["launcher", "to first step s", "min–max s", "to exit s"], rows))
-    print(f"\nratio scaletrain / torchrun (time to first step): {ratio:.3f} (per round {c.spread(per_round)}), "
-          f"target {c.verdict(ratio, TARGET)}")
+    print(
+        f"\nratio scaletrain / torchrun (time to first step): {ratio:.3f} (per round {c.spread(per_round)}), "
+        f"target {c.verdict(ratio, TARGET)}"
+    )
 
 
 if __name__ == "__main__":

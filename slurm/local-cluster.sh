@@ -306,7 +306,12 @@ running_and_current() {
   local n
   alive slurmctld || return 1
   for n in "${NODES[@]}"; do alive "slurmd-$n" || return 1; done
-  if [ "$WITH_DBD" = 1 ]; then { alive slurmdbd || dbd_listening; } || return 1; fi
+  if [ "$WITH_DBD" = 1 ]; then
+    { alive slurmdbd || dbd_listening; } || return 1
+    # slurmdbd outlives a dead MariaDB and keeps answering on its port; accounting then silently stops
+    mysqladmin ping >/dev/null 2>&1 || { log "MariaDB is not answering"; return 1; }
+    cluster_registered || return 1
+  fi
   munge_ok && ctld_up && [ "$(healthy_node_count)" -ge "${#NODES[@]}" ]
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 from scaletrain import config
@@ -42,6 +43,43 @@ def check_group_overrides(argv: list[str]) -> None:
                 raise ConfigError(f"{group}={name} does not exist; choose one of: {', '.join(known)}.")
 
 
+def check_composes(argv: list[str], conf) -> None:
+    """Hydra's own composition errors (an unknown key, a misplaced '+', a malformed value) as one sentence.
+
+    A single run is composed here once, the way Hydra will compose it; multiruns are left to Hydra's sweeper.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.errors import HydraException
+
+    try:
+        args, _ = get_args_parser().parse_known_args(argv)
+    except SystemExit:
+        return
+    if args.multirun or args.help or args.hydra_help or args.shell_completion:
+        return
+    if args.config_path or args.config_name or args.config_dir:
+        return  # the user's own config search path: Hydra composes and reports it
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
+        try:
+            compose("config", overrides=args.overrides)
+        except HydraException as exc:
+            raise ConfigError(_composition_error(exc)) from None
+
+
+def _composition_error(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    unknown = re.match(r"Could not override '([^']+)'", lines[0]) if lines else None
+    if unknown and exc.__cause__ is not None:
+        reason = str(exc.__cause__).splitlines()[0]
+        return (
+            f"{unknown[1]} is not a setting scaletrain knows ({reason}); check its spelling "
+            "(`python -m scaletrain --cfg job` prints every setting)."
+        )
+    text = "; ".join(line.rstrip(".") for line in lines) or type(exc).__name__
+    return f"the command line could not be applied to the configuration: {text}."
+
+
 def _task(cfg) -> None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -67,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         check_group_overrides(argv)
         conf = config.conf_dir()
+        check_composes(argv, conf)
     except ScaletrainError as exc:
         _report(exc)
         sys.exit(exc.exit_code)

@@ -146,6 +146,12 @@ def plugin_module(group: str, name: str) -> ModuleType:
 
 def typed(schema: type, values: Mapping[str, Any] | None, where: str) -> Any:
     """Merge ``values`` onto the dataclass ``schema``; wrong keys or types become one-sentence ConfigErrors."""
+    if values is not None and not isinstance(values, Mapping):
+        fields = ", ".join(f.name for f in dataclasses.fields(schema))
+        raise ConfigError(
+            f"{where}={values!r} is not valid: {where} is a group of settings ({fields}); set one of them, "
+            f"e.g. {where}.{dataclasses.fields(schema)[0].name}=VALUE."
+        )
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(values or {})))
         obj = OmegaConf.to_object(merged)
@@ -182,6 +188,8 @@ def load(raw: Mapping[str, Any]) -> Job:
         ("launcher", raw.get("launcher")),
         ("workload", raw.get("workload")),
     ):
+        if values is not None and not isinstance(values, Mapping):
+            raise ConfigError(f"{group}={values!r} is not a {group} name; choose one of: {', '.join(choices(group))}.")
         values = dict(values or {})
         name = values.get("name")
         if not name:

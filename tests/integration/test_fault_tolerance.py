@@ -11,23 +11,12 @@ from pathlib import Path
 
 import pytest
 from conftest import child_env, scaletrain_argv
+from job_args import ENDLESS, SYNTHETIC_DDP
 
 pytestmark = pytest.mark.slow
 
-# Slow enough on 2 cores to be killed mid-run: ~120 steps of a few ms each.
-WORKLOAD = (
-    "+strategy=ddp",
-    "workload=synthetic",
-    "launcher.nproc_per_node=2",
-    "workload.num_samples=4096",
-    "workload.width=256",
-    "workload.depth=3",
-    "train.global_batch_size=64",
-    "train.epochs=2",
-    "train.log_every_n_steps=5",
-    "checkpoint.every_n_steps=20",
-    "seed=3",
-)
+# 128 steps of a few ms each on two local ranks; tests that only interrupt the job add ENDLESS.
+WORKLOAD = (*SYNTHETIC_DDP, "launcher.nproc_per_node=2")
 
 
 def _rank_pids(launcher_pid: int) -> dict[int, int]:
@@ -81,7 +70,7 @@ def _kill_rank(proc: subprocess.Popen, rank: int) -> None:
 
 
 def test_killed_rank_ends_the_job_within_seconds_naming_it(tmp_path):
-    proc = _start(tmp_path / "run")
+    proc = _start(tmp_path / "run", *ENDLESS)
     _wait_for_step(tmp_path / "run", 25, proc)
     _kill_rank(proc, 1)
     killed_at = time.monotonic()
@@ -93,11 +82,12 @@ def test_killed_rank_ends_the_job_within_seconds_naming_it(tmp_path):
 
 
 def test_restart_resumes_from_checkpoint_with_the_uninterrupted_result(tmp_path, scaletrain):
-    reference = scaletrain(*WORKLOAD)
+    longer = "train.epochs=8"  # 512 steps: the kill at step 45 lands well before the end on any machine
+    reference = scaletrain(*WORKLOAD, longer)
     assert reference.returncode == 0, reference.output
 
     run_dir = tmp_path / "restarted"
-    proc = _start(run_dir, "max_restarts=1")
+    proc = _start(run_dir, longer, "max_restarts=1")
     _wait_for_step(run_dir, 45, proc)
     _kill_rank(proc, 1)
     out, _ = proc.communicate(timeout=180)
@@ -113,7 +103,7 @@ def test_restart_resumes_from_checkpoint_with_the_uninterrupted_result(tmp_path,
 
 
 def test_ctrl_c_stops_every_rank(tmp_path):
-    proc = _start(tmp_path / "run")
+    proc = _start(tmp_path / "run", *ENDLESS)
     _wait_for_step(tmp_path / "run", 10, proc)
     ranks = _rank_pids(proc.pid)
     assert len(ranks) == 2

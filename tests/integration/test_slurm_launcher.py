@@ -28,8 +28,8 @@ from scaletrain.env import detect, slurm_master_port
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-# Long enough on 2 busy cores to be interrupted mid-run (512 steps); no periodic checkpoint, so a resume can only
-# start from the checkpoint written on the stop request.
+# Long enough to be interrupted mid-run even on an idle machine (1024 steps of a few ms); no periodic checkpoint,
+# so a resume can only start from the checkpoint written on the stop request.
 WORKLOAD = (
     "+strategy=ddp",
     "workload=synthetic",
@@ -37,9 +37,9 @@ WORKLOAD = (
     "workload.width=256",
     "workload.depth=3",
     "train.global_batch_size=64",
-    "train.epochs=8",
+    "train.epochs=16",
     "train.log_every_n_steps=5",
-    "checkpoint.every_n_steps=1000",
+    "checkpoint.every_n_steps=100000",
     "seed=3",
 )
 

@@ -8,7 +8,7 @@ the rendezvous address and port on its node, as Ray Train's backends do.
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import json
 import logging
 import signal
@@ -86,17 +86,17 @@ def create(job: Job) -> RayLauncher:
     return RayLauncher(job)
 
 
-def procs_per_node(job: Job) -> int | None:
-    """The strategy's fixed processes per host (TF mirrored, xla: 1), if its module declares one."""
-    hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "procs_per_node", None)
-    return hook(job) if hook else None
+def with_world_size(config: Config, world_size: int, largest: int) -> Config:
+    """This launcher's config for a scaling sweep point of ``world_size`` ranks: the same resources per rank (the
+    same "device" at every size) and the same placement; each point gets its own placement group."""
+    return dataclasses.replace(config, nproc=world_size)
 
 
 class RayLauncher(Launcher):
     def __init__(self, job: Job) -> None:
         super().__init__(job)
         self.cfg: Config = job.launcher
-        self.per_node = procs_per_node(job)
+        self.per_node = strategies.procs_per_node(job)
         strategy = self.cfg.placement_strategy
         if strategy == "auto":  # one rank per host for one-process-per-host strategies sized by the cluster
             strategy = "STRICT_SPREAD" if self.per_node == 1 and self.cfg.nproc == "auto" else "PACK"

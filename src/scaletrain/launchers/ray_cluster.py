@@ -11,6 +11,7 @@ import math
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,9 +98,11 @@ def connect(address: str | None, timeout_s: float, runtime_env: dict[str, Any], 
             # "local": a fresh instance even when another Ray runs on this host; gone again at ray.shutdown().
             ray.init(address="local", num_cpus=local_cpus, include_dashboard=False, **kwargs)
             return
+        if ray.is_initialized():
+            return  # this process is connected already: a scaling sweep sizes every point before it runs any
         target = find_auto_address() if address == "auto" else address
         probe(target, timeout_s)
-        ray.init(address=target, **kwargs)
+        _init_retrying_client_start(ray, target, kwargs)
     except (ValueError, TypeError) as exc:  # Ray checks the runtime_env (and uploads working_dir) in ray.init
         if not runtime_env:
             raise
@@ -113,6 +116,37 @@ def connect(address: str | None, timeout_s: float, runtime_env: dict[str, Any], 
             f"launcher.address={address}: Ray could not connect to {target} ({_first_line(exc)}); check that the "
             "address is the head node's and that this host runs the same Ray and Python versions."
         ) from None
+
+
+CLIENT_INIT_ATTEMPTS = 3
+_CLIENT_START_FAILURE = "Initialization failure from server"
+
+
+def _init_retrying_client_start(ray: Any, target: str, kwargs: dict[str, Any]) -> None:
+    """ray.init, retried when a ray:// client server fails to start this client's own server process.
+
+    Ray's client server forks a server per client on connect; on a loaded head that start can time out and the
+    client gets ConnectionAbortedError("Initialization failure from server"). A second attempt usually succeeds;
+    any other failure (wrong address, version mismatch) is raised at once.
+    """
+    for attempt in range(1, CLIENT_INIT_ATTEMPTS + 1):
+        try:
+            ray.init(address=target, **kwargs)
+            return
+        except ConnectionAbortedError as exc:
+            if not target.startswith("ray://") or _CLIENT_START_FAILURE not in str(exc):
+                raise
+            if attempt == CLIENT_INIT_ATTEMPTS:
+                raise
+            ray.shutdown()
+            log.warning(
+                "Ray's client server at %s failed to start a server for this job (%s); connecting again (%d/%d)",
+                target,
+                _first_line(exc),
+                attempt + 1,
+                CLIENT_INIT_ATTEMPTS,
+            )
+            time.sleep(float(attempt))
 
 
 def _first_line(exc: BaseException) -> str:

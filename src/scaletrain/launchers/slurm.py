@@ -14,7 +14,6 @@ Where ``python -m scaletrain launcher=slurm ...`` runs decides what it does:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
@@ -108,8 +107,7 @@ def mode(environ: Mapping[str, str]) -> str:
 def tasks_per_node(job: Job, check: bool = True) -> int:
     """Tasks (ranks) per node: the strategy's own count, else one per GPU asked for, else 1."""
     cfg = job.launcher
-    hook = _procs_per_node_hook(job)
-    expected = hook(job) if hook is not None else None
+    expected = strategies.procs_per_node(job)
     why = f"strategy {job.strategy.name} runs {expected} task(s) per node"
     if expected is None and cfg.gpus_per_node:
         expected = cfg.gpus_per_node
@@ -122,11 +120,6 @@ def tasks_per_node(job: Job, check: bool = True) -> int:
             f"set launcher.ntasks_per_node={expected} (or auto)."
         )
     return cfg.ntasks_per_node
-
-
-def _procs_per_node_hook(job: Job):
-    """The strategy's optional ``procs_per_node(job) -> int | None`` (e.g. 1 for TF multi-worker and XLA hosts)."""
-    return getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "procs_per_node", None)
 
 
 def task_overrides() -> list[str]:
@@ -243,7 +236,7 @@ class SlurmLauncher(Launcher):
 
     def _warn_idle_gpus(self) -> None:
         gpus = hardware.gpu_count()
-        one_per_gpu = _procs_per_node_hook(self.job) is None
+        one_per_gpu = strategies.procs_per_node(self.job) is None
         if one_per_gpu and self.env.local_rank == 0 and gpus > self.env.local_world_size:
             log.warning(
                 "%d GPUs are visible on this node but it runs %d task(s): %d GPU(s) stay idle; submit with "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 log = logging.getLogger("scaletrain")
@@ -20,10 +21,17 @@ def log_done(summary: dict[str, Any]) -> None:
 
 
 class Progress:
-    """A progress bar on rank 0 in an interactive terminal; plain log lines otherwise."""
+    """A progress bar on rank 0 in an interactive terminal; plain log lines otherwise.
 
-    def __init__(self, is_rank_zero: bool, total_steps: int, initial: int) -> None:
+    Plain lines come at most every ``line_every_s`` seconds (and always for the last step): a tiny model's log steps
+    can be milliseconds apart, and each line travels through the launcher's output relay. Every log step's figures
+    still go to metrics.jsonl and the tracker; only the console is thinned.
+    """
+
+    def __init__(self, is_rank_zero: bool, total_steps: int, initial: int, line_every_s: float = 1.0) -> None:
         self.total_steps = total_steps
+        self.line_every_s = line_every_s
+        self.last_line_s: float | None = None
         self.bar = None
         self.enabled = is_rank_zero
         if self.enabled and os.environ.get("SCALETRAIN_PROGRESS") == "1":
@@ -38,6 +46,10 @@ class Progress:
             self.bar.update(step - self.bar.n)
             self.bar.set_postfix(loss=f"{figures['loss']:.4g}", sps=f"{figures['samples_per_s']:.0f}")
             return
+        now_s = time.monotonic()
+        if step < self.total_steps and self.last_line_s is not None and now_s - self.last_line_s < self.line_every_s:
+            return
+        self.last_line_s = now_s
         log.info(
             "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f",
             step,

@@ -23,7 +23,9 @@ def resized_launcher(job: Job, world_size: int, largest: int) -> Any:
     module = importlib.import_module(f"scaletrain.launchers.{job.launcher.name}")
     hook = getattr(module, "with_world_size", None)
     if hook is None:
-        raise ConfigError(f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local.")
+        raise ConfigError(
+            f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local or launcher=ray."
+        )
     return hook(job.launcher, world_size, largest)
 
 
