@@ -83,7 +83,8 @@ class TorchStrategy(Strategy):
 
     def prepare_batch(self, *tensors: Any) -> tuple[Any, ...]:
         """This process's CPU batch tensors, moved (and, where the strategy shards input, sharded) to the device."""
-        return tuple(t.to(self.device, non_blocking=True) for t in tensors)
+        device = self.device  # a tensor already there is passed as is: .to() costs a dispatch even when it is a no-op
+        return tuple(t if t.device == device else t.to(device, non_blocking=True) for t in tensors)
 
     def step_end(self) -> None:
         """One unit of device work (a training step, an evaluation chunk) is complete; lazy runtimes run it here."""
