@@ -227,3 +227,22 @@ def _brief(figures: dict[str, float]) -> str:
 
 def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def plain_loop_args(model: Any, num_samples: int, steps: int, window: int, out: str) -> list[str]:
+    """The hand-written loops' arguments (plain_train.py, plain_tf_train.py) for ``model``: the same data, optimizer
+    (SGD, lr 0.05, momentum 0.9) and seed as the scaletrain side of every loop benchmark."""
+    return [
+        f"--num-samples={num_samples}",
+        f"--input-dim={model.input_dim}",
+        f"--width={model.width}",
+        f"--depth={model.depth}",
+        "--num-classes=10",
+        f"--batch-size={model.batch}",
+        "--lr=0.05",
+        "--momentum=0.9",
+        "--seed=0",
+        f"--steps={steps}",
+        f"--window={window}",
+        f"--out={out}",
+    ]

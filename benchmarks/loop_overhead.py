@@ -84,22 +84,7 @@ def scaletrain_cmd(model: Model, steps: int, window: int, out_dir: str) -> list[
 
 
 def plain_cmd(model: Model, steps: int, window: int, out: str) -> list[str]:
-    return [
-        c.PYTHON,
-        str(c.BENCH_DIR / "plain_train.py"),
-        f"--num-samples={NUM_SAMPLES}",
-        f"--input-dim={model.input_dim}",
-        f"--width={model.width}",
-        f"--depth={model.depth}",
-        "--num-classes=10",
-        f"--batch-size={model.batch}",
-        "--lr=0.05",
-        "--momentum=0.9",
-        "--seed=0",
-        f"--steps={steps}",
-        f"--window={window}",
-        f"--out={out}",
-    ]
+    return [c.PYTHON, str(c.BENCH_DIR / "plain_train.py"), *c.plain_loop_args(model, NUM_SAMPLES, steps, window, out)]
 
 
 def run_scaletrain(model: Model, steps: int, window: int, env: dict[str, str]) -> dict[str, float]:

@@ -69,22 +69,7 @@ def run_scaletrain(model: Model, steps: int) -> dict[str, float]:
 
 
 def run_plain(model: Model, steps: int) -> dict[str, float]:
-    args = plain_tf_train.parser().parse_args(
-        [
-            f"--num-samples={NUM_SAMPLES}",
-            f"--input-dim={model.input_dim}",
-            f"--width={model.width}",
-            f"--depth={model.depth}",
-            "--num-classes=10",
-            f"--batch-size={model.batch}",
-            "--lr=0.05",
-            "--momentum=0.9",
-            "--seed=0",
-            f"--steps={steps}",
-            f"--window={WINDOW}",
-            f"--out={os.devnull}",
-        ]
-    )
+    args = plain_tf_train.parser().parse_args(c.plain_loop_args(model, NUM_SAMPLES, steps, WINDOW, os.devnull))
     result = plain_tf_train.train(args, clock=time.process_time)
     return {"cpu_s_per_step": result["step_time_s"], "final_loss": result["final_loss"]}
 

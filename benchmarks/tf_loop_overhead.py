@@ -59,18 +59,7 @@ def plain_cmd(model: Model, steps: int, out: str) -> list[str]:
     return [
         c.PYTHON,
         str(c.BENCH_DIR / "plain_tf_train.py"),
-        f"--num-samples={NUM_SAMPLES}",
-        f"--input-dim={model.input_dim}",
-        f"--width={model.width}",
-        f"--depth={model.depth}",
-        "--num-classes=10",
-        f"--batch-size={model.batch}",
-        "--lr=0.05",
-        "--momentum=0.9",
-        "--seed=0",
-        f"--steps={steps}",
-        f"--window={WINDOW}",
-        f"--out={out}",
+        *c.plain_loop_args(model, NUM_SAMPLES, steps, WINDOW, out),
     ]
 
 

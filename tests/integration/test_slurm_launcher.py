@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import child_env, scaletrain_argv
+from job_args import SYNTHETIC_DDP
 from slurm_jobs import (
     REPO,
     capture_envs,
@@ -30,18 +31,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # Long enough to be interrupted mid-run even on an idle machine (1024 steps of a few ms); no periodic checkpoint,
 # so a resume can only start from the checkpoint written on the stop request.
-WORKLOAD = (
-    "+strategy=ddp",
-    "workload=synthetic",
-    "workload.num_samples=4096",
-    "workload.width=256",
-    "workload.depth=3",
-    "train.global_batch_size=64",
-    "train.epochs=16",
-    "train.log_every_n_steps=5",
-    "checkpoint.every_n_steps=100000",
-    "seed=3",
-)
+WORKLOAD = (*SYNTHETIC_DDP, "train.epochs=16", "checkpoint.every_n_steps=100000")  # later overrides win
 
 
 @pytest.fixture(autouse=True)
