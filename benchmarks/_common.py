@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import socket
@@ -245,4 +246,25 @@ def plain_loop_args(model: Any, num_samples: int, steps: int, window: int, out: 
         f"--steps={steps}",
         f"--window={window}",
         f"--out={out}",
+    ]
+
+
+def scaletrain_loop_overrides(model: Any, num_samples: int, steps: int, window: int) -> list[str]:
+    """scaletrain's overrides for the same training as ``plain_loop_args`` (the strategy, launcher and output
+    directory are the caller's). ``train.max_steps`` is what ends the run; the epochs only have to be enough."""
+    return [
+        f"train.max_steps={steps}",
+        f"train.epochs={math.ceil(steps * model.batch / num_samples) + 1}",
+        f"train.global_batch_size={model.batch}",
+        "train.optimizer=sgd",
+        "train.lr=0.05",
+        "train.momentum=0.9",
+        f"train.log_every_n_steps={window}",
+        "checkpoint.every_n_steps=0",
+        "seed=0",
+        f"workload.num_samples={num_samples}",
+        f"workload.input_dim={model.input_dim}",
+        f"workload.width={model.width}",
+        f"workload.depth={model.depth}",
+        "workload.num_classes=10",
     ]

@@ -40,20 +40,7 @@ def run_scaletrain(model: Model, steps: int) -> dict[str, float]:
             "workload=synthetic",
             f"output_dir={tmp}",
             f"checkpoint.dir={tmp}/ckpt",
-            f"train.max_steps={steps}",
-            f"train.epochs={math.ceil(steps * model.batch / NUM_SAMPLES) + 1}",
-            f"train.global_batch_size={model.batch}",
-            "train.optimizer=sgd",
-            "train.lr=0.05",
-            "train.momentum=0.9",
-            f"train.log_every_n_steps={WINDOW}",
-            "checkpoint.every_n_steps=0",
-            "seed=0",
-            f"workload.num_samples={NUM_SAMPLES}",
-            f"workload.input_dim={model.input_dim}",
-            f"workload.width={model.width}",
-            f"workload.depth={model.depth}",
-            "workload.num_classes=10",
+            *c.scaletrain_loop_overrides(model, NUM_SAMPLES, steps, WINDOW),
         ]
         with initialize_config_dir(config_dir=str(config.conf_dir()), version_base="1.3"):
             job = config.load(OmegaConf.to_container(compose("config", overrides=overrides), resolve=True))

@@ -30,7 +30,6 @@ TARGET = 1.05
 
 
 def scaletrain_cmd(model: Model, steps: int, out_dir: str) -> list[str]:
-    epochs = math.ceil(steps * model.batch / NUM_SAMPLES) + 1  # train.max_steps is what ends the run
     return [
         c.PYTHON,
         "-m",
@@ -38,20 +37,7 @@ def scaletrain_cmd(model: Model, steps: int, out_dir: str) -> list[str]:
         "+strategy=mirrored",
         "workload=synthetic",
         f"hydra.run.dir={out_dir}",
-        f"train.max_steps={steps}",
-        f"train.epochs={epochs}",
-        f"train.global_batch_size={model.batch}",
-        "train.optimizer=sgd",
-        "train.lr=0.05",
-        "train.momentum=0.9",
-        f"train.log_every_n_steps={WINDOW}",
-        "checkpoint.every_n_steps=0",
-        "seed=0",
-        f"workload.num_samples={NUM_SAMPLES}",
-        f"workload.input_dim={model.input_dim}",
-        f"workload.width={model.width}",
-        f"workload.depth={model.depth}",
-        "workload.num_classes=10",
+        *c.scaletrain_loop_overrides(model, NUM_SAMPLES, steps, WINDOW),
     ]
 
 

@@ -147,10 +147,10 @@ def plugin_module(group: str, name: str) -> ModuleType:
 def typed(schema: type, values: Mapping[str, Any] | None, where: str) -> Any:
     """Merge ``values`` onto the dataclass ``schema``; wrong keys or types become one-sentence ConfigErrors."""
     if values is not None and not isinstance(values, Mapping):
-        fields = ", ".join(f.name for f in dataclasses.fields(schema))
+        names = [f.name for f in dataclasses.fields(schema)]
         raise ConfigError(
-            f"{where}={values!r} is not valid: {where} is a group of settings ({fields}); set one of them, "
-            f"e.g. {where}.{dataclasses.fields(schema)[0].name}=VALUE."
+            f"{where}={values!r} is not valid: {where} is a group of settings ({', '.join(names)}); set one of "
+            f"them, e.g. {where}.{names[0]}=VALUE."
         )
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(values or {})))

@@ -19,3 +19,7 @@ SYNTHETIC_DDP = (
 # Appended by tests that only interrupt the job, so that a fast machine cannot finish it before the interruption
 # lands (a later override of the same key wins).
 ENDLESS = ("train.epochs=1000",)
+
+# Appended by tests that kill the job mid-run and let it restart to the end: 512 steps, so a kill at step 45 lands
+# well before the end on any machine.
+LONGER = ("train.epochs=8",)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import child_env, scaletrain_argv
-from job_args import ENDLESS, SYNTHETIC_DDP
+from job_args import ENDLESS, LONGER, SYNTHETIC_DDP
 
 pytestmark = pytest.mark.slow
 
@@ -82,12 +82,11 @@ def test_killed_rank_ends_the_job_within_seconds_naming_it(tmp_path):
 
 
 def test_restart_resumes_from_checkpoint_with_the_uninterrupted_result(tmp_path, scaletrain):
-    longer = "train.epochs=8"  # 512 steps: the kill at step 45 lands well before the end on any machine
-    reference = scaletrain(*WORKLOAD, longer)
+    reference = scaletrain(*WORKLOAD, *LONGER)
     assert reference.returncode == 0, reference.output
 
     run_dir = tmp_path / "restarted"
-    proc = _start(run_dir, longer, "max_restarts=1")
+    proc = _start(run_dir, *LONGER, "max_restarts=1")
     _wait_for_step(run_dir, 45, proc)
     _kill_rank(proc, 1)
     out, _ = proc.communicate(timeout=180)

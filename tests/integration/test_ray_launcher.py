@@ -17,14 +17,12 @@ from pathlib import Path
 
 import pytest
 from conftest import child_env, scaletrain_argv
-from job_args import ENDLESS, SYNTHETIC_DDP
+from job_args import ENDLESS, LONGER, SYNTHETIC_DDP
 
 pytestmark = pytest.mark.ray
 
 USERLAND = Path(__file__).parent / "userland"
 LIVE_ACTOR_STATES = {"ALIVE", "PENDING_CREATION", "DEPENDENCIES_UNREADY", "RESTARTING"}
-# Slow enough on 2 cores to be killed mid-run: 128 steps of a few ms each (as in test_fault_tolerance.py).
-LONGER = (*SYNTHETIC_DDP, "train.epochs=8")  # the restart test's kill at step 45 lands well before the end
 
 
 def free_port() -> int:
@@ -323,7 +321,7 @@ def test_unmodified_tf_config_script_gets_every_worker_under_ray(scaletrain, clu
 @pytest.mark.slow
 def test_killed_worker_restarts_the_group_from_the_checkpoint(tmp_path, cluster, ray_state):
     run_dir = tmp_path / "restarted"
-    proc = start(run_dir, *on_cluster(cluster, *LONGER, "launcher.nproc=2", "max_restarts=1"))
+    proc = start(run_dir, *on_cluster(cluster, *SYNTHETIC_DDP, *LONGER, "launcher.nproc=2", "max_restarts=1"))
     wait_for_step(run_dir, 45, proc)
     first = ranks(run_dir)
     os.kill(first[1]["pid"], signal.SIGKILL)

@@ -134,9 +134,8 @@ def _init_retrying_client_start(ray: Any, target: str, kwargs: dict[str, Any]) -
             ray.init(address=target, **kwargs)
             return
         except ConnectionAbortedError as exc:
-            if not target.startswith("ray://") or _CLIENT_START_FAILURE not in str(exc):
-                raise
-            if attempt == CLIENT_INIT_ATTEMPTS:
+            client_start = target.startswith("ray://") and _CLIENT_START_FAILURE in str(exc)
+            if not client_start or attempt == CLIENT_INIT_ATTEMPTS:
                 raise
             ray.shutdown()
             log.warning(
