@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from scaletrain.config import TrainConfig
-from scaletrain.loops.torch_loop import ShardedBatches, build_optimizer
+from scaletrain.loops.torch_data import ShardedBatches
+from scaletrain.loops.torch_stepper import build_optimizer
 from scaletrain.metrics import ThroughputMeter
 from scaletrain.workloads import synthetic
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from scaletrain.summary import RunSummary
 
 try:  # Hydra instantiates the callback; the CLI above also works without it
     from hydra.experimental.callback import Callback
@@ -71,21 +72,21 @@ def rows(dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], list[Path]]:
         if not (d / "summary.json").is_file():
             missing.append(d)
             continue
-        s = json.loads((d / "summary.json").read_text())
+        s = RunSummary.read(d)
         label = " ".join(o for o in overrides[d] if o not in common) or d.name
         table.append(
             {
                 "run": label,
-                "framework": s.get("framework", ""),
-                "strategy": s.get("strategy", ""),
-                "workload": s.get("workload", ""),
-                "processes": s.get("world_size", ""),
-                "replicas": s.get("replicas", s.get("world_size", "")),
-                "epoch_time_s": s.get("epoch_time_s"),
-                "samples_per_s": s.get("samples_per_s"),
-                "peak_rss_mib": max(s["peak_rss_mib"]) if s.get("peak_rss_mib") else None,
-                "val_accuracy": s.get("val_accuracy"),
-                "final_loss": s.get("final_loss"),
+                "framework": s.framework,
+                "strategy": s.strategy,
+                "workload": s.workload,
+                "processes": s.world_size,
+                "replicas": s.devices,
+                "epoch_time_s": s.epoch_time_s,
+                "samples_per_s": s.samples_per_s,
+                "peak_rss_mib": max(s.peak_rss_mib) if s.peak_rss_mib else None,
+                "val_accuracy": s.val_accuracy,
+                "final_loss": s.final_loss,
             }
         )
     return table, missing

@@ -14,8 +14,17 @@ from scaletrain import checkpoint, stopping, tracking
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.strategies.base import Strategy
+from scaletrain.summary import RunSummary
 
 log = logging.getLogger("scaletrain")
+
+
+def _logged_step(row: str) -> int:
+    """The step of one metrics.jsonl line; a line cut short by a crash counts as past every step."""
+    try:
+        return int(json.loads(row)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 2**63
 
 
 class RunContext:
@@ -32,6 +41,8 @@ class RunContext:
         self._metrics_file = None
         self.tracker: tracking.WandbRun | None = None
         if self.is_rank_zero:
+            for stale in checkpoint.prepare_dir(self.checkpoint_dir):  # a write killed in an earlier attempt
+                log.info("removed %s, left by a checkpoint write that was killed", stale)
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._metrics_file = open(self.output_dir / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115
             self.tracker = tracking.start(job, env.world_size, resume=self.should_resume)
@@ -109,26 +120,46 @@ class RunContext:
         with open(path, "rb") as f:
             state = self.strategy.load_state(f)
         log.info("resumed from %s (step %d)", path, state["step"])
+        self._forget_metrics_after(int(state["step"]))
         return state
 
-    def write_summary(self, summary: Mapping[str, Any]) -> None:
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop metrics.jsonl rows past the checkpoint's step: the resumed attempt logs those steps again, so each
+        step appears once, with the figures of the attempt that finished it."""
+        if self._metrics_file is None:
+            return
+        self._metrics_file.close()
+        path = self.output_dir / "metrics.jsonl"
+        rows = path.read_text().splitlines(keepends=True)
+        kept = [row for row in rows if _logged_step(row) <= step]
+        if len(kept) != len(rows):
+            tmp = path.with_name(f".metrics.jsonl.{os.getpid()}")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, path)
+            log.info(
+                "metrics.jsonl: %d row(s) past step %d, from the interrupted attempt, replaced",
+                len(rows) - len(kept),
+                step,
+            )
+        self._metrics_file = open(path, "a", buffering=1)  # noqa: SIM115
+
+    def write_summary(self, figures: Mapping[str, Any]) -> None:
+        """Rank 0 writes summary.json: this run's identity, then ``figures`` (the loop's or a user function's)."""
         if not self.is_rank_zero:
             return
-        record = {
-            "workload": self.job.workload.name,
-            "strategy": self.job.strategy.name,
-            "framework": self.strategy.framework,
-            "world_size": self.world_size,
-            "global_batch_size": self.job.train.global_batch_size,
-            "attempt": self.restart_count,
-            **summary,
-        }
+        summary = RunSummary(
+            workload=self.job.workload.name,
+            strategy=self.job.strategy.name,
+            framework=self.strategy.framework,
+            world_size=self.world_size,
+            global_batch_size=self.job.train.global_batch_size,
+            attempt=self.restart_count,
+        )
+        summary.update(dict(figures))
         if self.tracker is not None:
-            record["wandb_run_id"] = self.tracker.id
-            self.tracker.summary(record)
-        tmp = self.output_dir / f".summary.json.{os.getpid()}"
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.output_dir / "summary.json")
+            summary.wandb_run_id = self.tracker.id
+            self.tracker.summary(summary.to_dict())
+        summary.write(self.output_dir)
 
     def close(self, exit_code: int = 0) -> None:
         if self._metrics_file is not None:

@@ -62,8 +62,9 @@ class ThroughputMeter:
     steady-state figures in ``totals()`` leave it out whenever a later window exists.
     """
 
-    def __init__(self, world_size: int) -> None:
+    def __init__(self, world_size: int, measures_comm: bool = True) -> None:
         self.world_size = world_size  # devices the samples are split over
+        self.measures_comm = measures_comm  # False: the communication figures are left out, not reported as 0
         self._window_start = time.perf_counter()
         self._window = self._empty()
         self._compile_s = 0.0  # cumulative compile seconds at the last read
@@ -109,14 +110,19 @@ class ThroughputMeter:
         samples_per_s = c["samples"] / c["seconds"]
         step_time_s = c["seconds"] / steps
         parts = {key: c[key] / steps for key in _PARTS}
-        return {
+        figures = {
             "samples_per_s": samples_per_s,
             "samples_per_s_per_device": samples_per_s / self.world_size,
             "step_time_s": step_time_s,
-            **parts,
+            "data_time_s": parts["data_time_s"],
+            # without a communication split, the compute time includes the communication the step waited for
             "compute_time_s": max(0.0, step_time_s - parts["data_time_s"] - parts["exposed_comm_s"]),
-            "comm_fraction": parts["exposed_comm_s"] / step_time_s,
         }
+        if self.measures_comm:
+            figures["comm_time_s"] = parts["comm_time_s"]
+            figures["exposed_comm_s"] = parts["exposed_comm_s"]
+            figures["comm_fraction"] = parts["exposed_comm_s"] / step_time_s
+        return figures
 
 
 def peak_rss_mib() -> float:
@@ -131,17 +137,10 @@ def epoch_time_s(train_time_s: float, steps_run: int, steps_per_epoch: int) -> f
 
 
 def run_summary(
-    replicas: int,
-    step: int,
-    start_step: int,
-    epochs: int,
-    steps_per_epoch: int,
-    train_time_s: float,
-    first_step_unix_s: float | None,
+    step: int, start_step: int, epochs: int, steps_per_epoch: int, train_time_s: float
 ) -> dict[str, float | int]:
-    """The timing part of a training loop's summary.json, the same for every framework."""
+    """How far a run trained and how long it took, the same for every framework."""
     summary: dict[str, float | int] = {
-        "replicas": replicas,
         "steps": step,
         "epochs": epochs,
         "steps_per_epoch": steps_per_epoch,
@@ -149,6 +148,4 @@ def run_summary(
     }
     if step > start_step:
         summary["epoch_time_s"] = epoch_time_s(train_time_s, step - start_step, steps_per_epoch)
-    if first_step_unix_s is not None:
-        summary["first_step_unix_s"] = first_step_unix_s
     return summary

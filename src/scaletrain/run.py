@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from scaletrain import launchers, strategies
+from scaletrain import checkpoint, launchers, strategies
 from scaletrain.config import Job
+from scaletrain.summary import RunSummary
 
 log = logging.getLogger("scaletrain")
 
@@ -23,6 +23,7 @@ def run_job(job: Job) -> int:
 
 def run_single(job: Job, report_efficiency: bool = True) -> int:
     launcher = launchers.create(job)
+    checkpoint.check_dir(Path(job.checkpoint.dir))  # a file or unwritable dir: refused before anything starts
     launcher.preflight()  # raises ScaletrainError before any process starts
     if job.strategy_was_picked:
         log.info("no strategy given (+strategy=NAME): picked %s", strategies.describe(job))
@@ -45,10 +46,9 @@ def _report_efficiency(run_dir: Path) -> None:
     found = single_run_efficiency(run_dir)
     if found is None:
         return
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text())
+    summary = RunSummary.read(run_dir)
     summary.update(found)
-    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    summary.write(run_dir)
     log.info(
         "%s scaling efficiency %.1f%% against the 1-rank run in %s",
         found["efficiency_mode"],

@@ -152,7 +152,7 @@ def start(job: Any, world_size: int, resume: bool) -> WandbRun | None:
     return WandbRun(job, world_size, resume)
 
 
-def log_sweep(job: Any, analysis: Mapping[str, Any], plot_path: Path) -> None:
+def log_sweep(job: Any, analysis: Mapping[str, Any], plot_path: Path | None) -> None:
     """One more run in the sweep's W&B group: the scaling table, the efficiency chart and the fitted model."""
     import wandb
 
@@ -160,12 +160,10 @@ def log_sweep(job: Any, analysis: Mapping[str, Any], plot_path: Path) -> None:
     rows = analysis["rows"]
     columns = list(rows[0])
     table = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])
-    run.run.log(
-        {
-            "scaling_table": table,
-            "scaling_plot": wandb.Image(str(plot_path)),
-            "efficiency_chart": wandb.plot.line(table, "world_size", "efficiency", title="scaling efficiency"),
-        }
-    )
+    charts: dict[str, Any] = {"scaling_table": table}
+    if plot_path is not None:  # no plot when nothing was measured
+        charts["scaling_plot"] = wandb.Image(str(plot_path))
+        charts["efficiency_chart"] = wandb.plot.line(table, "world_size", "efficiency", title="scaling efficiency")
+    run.run.log(charts)
     run.run.summary["scaling"] = dict(analysis)
     run.finish()

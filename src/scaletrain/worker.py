@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from scaletrain.errors import ScaletrainError
+from scaletrain.errors import ConfigError, ScaletrainError
 
 log = logging.getLogger("scaletrain")
 _exit_without_finalization = False  # set by run() from the strategy
@@ -28,8 +28,33 @@ def _setup_logging(rank: int) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=logging.INFO if rank == 0 else logging.WARNING)
 
 
+def train(ctx) -> dict:
+    """Train the job's workload on this rank: the training driver with the framework's stepper, or a user function
+    that drives itself. Returns the figures for summary.json."""
+    from scaletrain import workloads
+
+    workload = workloads.module(ctx.job.workload.name)
+    if hasattr(workload, "run"):
+        return workload.run(ctx)
+    framework = ctx.strategy.framework
+    builder = getattr(workload, f"build_{framework}", None)
+    if builder is None:
+        raise ConfigError(
+            f"workload '{ctx.job.workload.name}' has no {framework} version; pick a workload that does "
+            f"or a strategy of another framework."
+        )
+    task = builder(ctx.job.workload, ctx.job.seed)
+    if framework == "torch":
+        from scaletrain.loops.torch_stepper import TorchStepper as Stepper
+    else:
+        from scaletrain.loops.tf_stepper import TFStepper as Stepper
+    from scaletrain.loops import driver
+
+    return driver.train(ctx, Stepper(ctx, task))
+
+
 def run(job_file: str) -> int:
-    from scaletrain import config, stopping, strategies, workloads
+    from scaletrain import config, stopping, strategies
     from scaletrain.context import RunContext
     from scaletrain.env import detect
 
@@ -45,7 +70,7 @@ def run(job_file: str) -> int:
     code = 1
     try:
         strategy.setup()
-        summary = workloads.run(ctx)
+        summary = train(ctx)
         if ctx.stopped_at_step is None:
             ctx.write_summary(summary)
         # Nobody leaves the group while a peer still talks to it: gloo aborts the process if that happens.

@@ -75,7 +75,8 @@ def test_outputs_land_in_the_run_directory(scaletrain):
     assert run.returncode == 0, run.output
     for name in ("summary.json", "metrics.jsonl", "job.json", ".hydra/config.yaml", "scaletrain.log"):
         assert (run.dir / name).is_file(), name
-    assert sorted(p.name for p in (run.dir / "checkpoints").iterdir()) == ["step_000000015.ckpt"]
+    listed = sorted(p.name for p in (run.dir / "checkpoints").iterdir())
+    assert listed == [".scaletrain-checkpoints.json", "step_000000015.ckpt"]  # and no temp file left
     assert all({"loss", "samples_per_s", "step_time_s"} <= set(m) for m in run.metrics if "loss" in m)
 
 

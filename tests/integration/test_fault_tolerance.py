@@ -99,6 +99,12 @@ def test_restart_resumes_from_checkpoint_with_the_uninterrupted_result(tmp_path,
     assert summary["steps"] == reference.summary["steps"]
     assert summary["final_loss"] == pytest.approx(reference.summary["final_loss"], rel=1e-6, abs=1e-7)
     assert summary["replica_fingerprints"] == pytest.approx(reference.summary["replica_fingerprints"], rel=1e-6)
+    # Each logged step once: the killed attempt's rows past its last checkpoint gave way to the resumed attempt's.
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [(r["step"], r["attempt"]) for r in rows if "loss" in r]
+    assert [step for step, _ in train_rows] == [m["step"] for m in reference.metrics if "loss" in m]
+    resumed_step = int(resumed[0].split("(step ")[1].rstrip(")"))
+    assert all(attempt == (0 if step <= resumed_step else 1) for step, attempt in train_rows), train_rows
 
 
 def test_ctrl_c_stops_every_rank(tmp_path):
@@ -112,3 +118,34 @@ def test_ctrl_c_stops_every_rank(tmp_path):
     assert "interrupted: every rank was stopped" in out
     for pid in ranks.values():
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MiB tmpfs: room for one checkpoint of SYNTHETIC_DDP's model (about 2 MiB), not for a second."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and the development machines run as root)")
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_is_one_sentence_keeps_the_last_checkpoint_and_is_not_restarted(scaletrain, small_disk):
+    ckpt = small_disk / "ckpt"
+    run = scaletrain(*WORKLOAD, "launcher.nproc_per_node=1", f"checkpoint.dir={ckpt}", "max_restarts=2")
+    assert run.returncode == 2, run.output
+    errors = [line for line in run.output.splitlines() if "scaletrain: error: the checkpoint of step 40" in line]
+    assert errors and errors[0].endswith("then resume with resume=true."), run.output
+    assert f"does not fit in {ckpt}: it needs about " in errors[0] and " MiB are free" in errors[0]
+    assert "restarting all ranks" not in run.output  # certain to fail again: not retried
+    assert sorted(p.name for p in ckpt.iterdir()) == [".scaletrain-checkpoints.json", "step_000000020.ckpt"]
+    import torch
+
+    state = torch.load(ckpt / "step_000000020.ckpt", weights_only=True)  # the last good one is whole
+    assert state["step"] == 20 and state["model"]

@@ -146,6 +146,35 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(tmp_p
     assert (run_dir / "checkpoints" / "wandb_run_id").read_text().strip() == runs[0].run_id
 
 
+# The other strategies' rows of the parity matrix: mirrored over the 2 nodes (MultiWorkerMirrored, one process
+# each), xla on one node (XLA's CPU device serves one process). y = 2x + 1 for 3,000 steps, stop checks every 10.
+STOP_ANY = ("workload=linear", "seed=4", "train.epochs=1000", "train.log_every_n_steps=10")
+STOP_ANY += ("checkpoint.every_n_steps=0",)  # a resume can only start from the checkpoint of the stop request
+OTHER_STRATEGIES = {
+    "mirrored": (("+strategy=mirrored",), ("launcher.nproc_per_node=2",), ("launcher.nodes=2",)),
+    "xla": (("+strategy=xla", "strategy.device=CPU", "strategy.num_devices=2"), (), ("launcher.nodes=1",)),
+}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param("mirrored", marks=pytest.mark.tf), pytest.param("xla", marks=pytest.mark.xla)]
+)
+def test_usr1_stops_requeues_and_resumes_tensorflow_and_xla_jobs(tmp_path: Path, name: str) -> None:
+    strategy, local, slurm = OTHER_STRATEGIES[name]
+    done = _cli(tmp_path / "reference", *strategy, *local, *STOP_ANY, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    reference = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    run_dir = tmp_path / "run"
+    done = _cli(run_dir, "launcher=slurm", *slurm, *strategy, *STOP_ANY, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = (run_dir / "slurm_job_id").read_text().strip()
+    wait_for_step(run_dir / "metrics.jsonl", 20)
+    assert run("scancel", "--batch", "--signal=USR1", job_id).returncode == 0
+    wait_gone(job_id)
+    _assert_resumed_to_reference(run_dir, job_id, reference)
+    assert sacct_history(job_id) == [("REQUEUED", "0:0"), ("COMPLETED", "0:0")]
+
+
 def test_preemption_by_a_higher_priority_partition_ends_resumed_and_finished(tmp_path: Path, reference: dict) -> None:
     run_dir = tmp_path / "run"
     victim = _submit(run_dir, *WORKLOAD, cwd=tmp_path)

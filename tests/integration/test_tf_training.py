@@ -33,7 +33,8 @@ def test_mirrored_over_two_logical_cpu_devices_learns_linear(scaletrain):
     assert run.summary["world_size"] == 1  # one process ...
     _assert_learned_linear(run.summary, replicas=2)  # ... two replicas
     assert "MirroredStrategy: 2 replica(s) in sync" in run.output
-    assert sorted(p.name for p in (run.dir / "checkpoints").iterdir()) == ["step_000000400.ckpt", "step_000000450.ckpt"]
+    listed = sorted(p.name for p in (run.dir / "checkpoints").iterdir())
+    assert listed == [".scaletrain-checkpoints.json", "step_000000400.ckpt", "step_000000450.ckpt"]
     logged = [m for m in run.metrics if "loss" in m]
     assert len(logged) == 9 and all({"samples_per_s", "step_time_s"} <= set(m) for m in logged)
     assert logged[-1]["loss"] < 1e-3 < logged[0]["loss"]

@@ -69,7 +69,8 @@ def test_checkpoints_are_cpu_tensors_and_resume_gives_the_uninterrupted_result(s
     ckpt = tmp_path / "ckpt"
     first = scaletrain(*args, "train.max_steps=40", "checkpoint.every_n_steps=20", f"checkpoint.dir={ckpt}")
     assert first.returncode == 0, first.output
-    assert sorted(p.name for p in ckpt.iterdir()) == ["step_000000020.ckpt", "step_000000040.ckpt"]
+    listed = sorted(p.name for p in ckpt.iterdir())
+    assert listed == [".scaletrain-checkpoints.json", "step_000000020.ckpt", "step_000000040.ckpt"]
     state = torch.load(ckpt / "step_000000040.ckpt", weights_only=True)  # a plain file: no torch_xla needed
     tensors = [*state["model"].values(), *state["optimizer"]["state"][0].values()]
     assert tensors and all(t.device.type == "cpu" for t in tensors)

@@ -14,7 +14,8 @@ def _run(sweep: Path, name: str, overrides: list[str], **summary) -> Path:
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     if summary:
-        (run / "summary.json").write_text(json.dumps(summary))
+        core = {"workload": "digits", "strategy": "ddp", "framework": "torch", "world_size": 1, "global_batch_size": 64}
+        (run / "summary.json").write_text(json.dumps({**core, **summary}))
     return run
 
 

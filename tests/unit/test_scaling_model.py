@@ -7,6 +7,7 @@ import json
 import pytest
 
 from scaletrain.scaling import analysis, baseline, model
+from scaletrain.summary import RunSummary
 
 
 def test_weak_efficiency_is_per_device_throughput_over_one_rank_throughput():
@@ -17,7 +18,8 @@ def test_weak_efficiency_is_per_device_throughput_over_one_rank_throughput():
 def test_strong_efficiency_is_t1_over_n_times_tn():
     # The same global batch takes 0.8 s on 1 rank and 0.25 s on 4: 0.8 / (4 * 0.25) = 80 %.
     assert model.strong_efficiency(0.8, 0.25, 4) == pytest.approx(0.8)
-    assert model.efficiency("strong", 4, {"step_time_s": 0.25}, {"step_time_s": 0.8}) == pytest.approx(0.8)
+    point, base = model.Throughput(3200.0, 800.0, 0.25), model.Throughput(1000.0, 1000.0, 0.8)
+    assert model.efficiency("strong", 4, point, base) == pytest.approx(0.8)
 
 
 def test_ring_allreduce_moves_2_n_minus_1_over_n_of_the_bytes():
@@ -53,8 +55,16 @@ def test_prediction_adds_the_bucketed_allreduce_to_the_scaled_compute_time():
 
 
 def _summary(n, samples_per_s, step_time_s, batch, **extra):
+    return RunSummary.from_dict(_summary_record(n, samples_per_s, step_time_s, batch, **extra))
+
+
+def _summary_record(n, samples_per_s, step_time_s, batch, **extra):
     return {
+        "workload": "synthetic",
+        "strategy": "ddp",
+        "framework": "torch",
         "world_size": n,
+        "comm_measured": True,
         "samples_per_s": samples_per_s,
         "samples_per_s_per_device": samples_per_s / n,
         "step_time_s": step_time_s,
@@ -102,7 +112,7 @@ def _write_run(directory, world_size, batch, samples_per_s, lr=0.1):
         "checkpoint": {"dir": str(directory / "ckpt")},
     }
     (directory / "job.json").write_text(json.dumps(job))
-    summary = _summary(world_size, samples_per_s, batch / samples_per_s, batch)
+    summary = _summary_record(world_size, samples_per_s, batch / samples_per_s, batch)
     (directory / "summary.json").write_text(json.dumps(summary))
 
 

@@ -48,8 +48,26 @@ def test_slurm_hosts_give_one_port_per_task_above_the_master_port():
     env = detect(environ)
     cluster = tf_config.for_rank(env)
     base = env.master_port
-    assert cluster.workers == (f"gpu07:{base + 1}", f"gpu07:{base + 2}", f"gpu08:{base + 1}", f"gpu08:{base + 2}")
+    # One port per rank over the whole job: hosts that share an address (several slurmd on one machine) never collide.
+    assert cluster.workers == (f"gpu07:{base + 1}", f"gpu07:{base + 2}", f"gpu08:{base + 3}", f"gpu08:{base + 4}")
     assert cluster.task_index == 3
+
+
+def test_hosts_sharing_an_address_get_distinct_worker_ports():
+    """The local SLURM cluster's two nodes are one machine: rank 0 on n1 and rank 1 on n2 must not share a port."""
+    environ = {
+        "SLURM_PROCID": "1",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "1",
+        "SLURM_NTASKS": "2",
+        "SLURM_STEP_NUM_NODES": "2",
+        "SLURM_STEP_TASKS_PER_NODE": "1(x2)",
+        "SLURM_STEP_NODELIST": "n[1-2]",
+        "SLURM_JOB_ID": "17",
+        "SLURM_STEP_ID": "0",
+    }
+    ports = [address.rsplit(":", 1)[1] for address in tf_config.for_rank(detect(environ)).workers]
+    assert len(set(ports)) == 2
 
 
 def test_torchrun_on_one_node_derives_ports_from_master_port():

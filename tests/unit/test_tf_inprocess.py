@@ -14,7 +14,7 @@ from conftest import child_env
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from scaletrain import config, strategies, workloads
+from scaletrain import config, strategies, worker
 from scaletrain.context import RunContext
 from scaletrain.env import detect
 from scaletrain.errors import ConfigError
@@ -89,7 +89,7 @@ def _fit(job: config.Job) -> dict:
     strategy.setup()
     ctx = RunContext(job, env, strategy)
     try:
-        return workloads.run(ctx)
+        return worker.train(ctx)
     finally:
         ctx.close()
 

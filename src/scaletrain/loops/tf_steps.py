@@ -47,6 +47,7 @@ class Steps:
         self.train_step = tf.function(self._train_step, reduce_retracing=True)
         self.eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
         self.fingerprints = tf.function(self._fingerprints)
+        self.sum_replicas = tf.function(self._sum_replicas, reduce_retracing=True)
 
     def distribute(self, x: np.ndarray, y: np.ndarray, index: np.ndarray) -> tuple[Any, Any]:
         """Inputs for ``strategy.run``: replica r gets rows ``index[r]`` (only this process's replicas are built)."""
@@ -92,6 +93,10 @@ class Steps:
             return tf.stack([loss_sum, correct, tf.cast(tf.shape(x)[0], tf.float32)])
 
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=(x, y)), axis=None)
+
+    def _sum_replicas(self, per_replica: Any) -> Any:
+        """The element-wise sum over every replica: the all-reduce the gradients go through."""
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     def _fingerprints(self) -> Any:
         """One number per replica summarising its own copy of the weights: equal when the replicas agree."""

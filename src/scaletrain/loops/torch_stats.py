@@ -1,17 +1,14 @@
-"""End-of-run measurements of the PyTorch loop: validation, replica agreement, memory, all-reduce cost."""
+"""End-of-run measurements of the PyTorch stepper: validation, replica agreement, memory, model size."""
 
 from __future__ import annotations
 
 import logging
-import statistics
-import time
 from typing import Any
 
 import torch
 
 from scaletrain.context import RunContext
 from scaletrain.metrics import peak_rss_mib
-from scaletrain.scaling.model import fit_alpha_beta
 from scaletrain.workloads.task import TorchTask
 
 log = logging.getLogger("scaletrain")
@@ -70,33 +67,4 @@ def model_size(model: torch.nn.Module) -> dict[str, int]:
     return {
         "num_parameters": sum(p.numel() for p in params),
         "gradient_bytes": sum(p.numel() * p.element_size() for p in params),
-    }
-
-
-def allreduce_benchmark(ctx: RunContext) -> dict[str, Any]:
-    """Time all-reduces of several sizes on this group's backend and fit the α-β model (median of repeats)."""
-    cfg = ctx.job.scaling
-    device = ctx.strategy.device
-    medians = []
-    for nbytes in cfg.allreduce_sizes_bytes:
-        buffer = torch.ones(max(1, nbytes // 4), dtype=torch.float32, device=device)
-        times = []
-        for i in range(cfg.allreduce_repeats + 2):  # two warm-ups
-            ctx.strategy.barrier()
-            start = time.perf_counter()
-            ctx.strategy.all_reduce_sum(buffer)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-        # Every rank must agree on the time: the slowest rank's median bounds the collective.
-        medians.append(max(gather_per_rank(ctx, statistics.median(times))))
-    fit = fit_alpha_beta(cfg.allreduce_sizes_bytes, medians, ctx.world_size)
-    return {
-        "sizes_bytes": list(cfg.allreduce_sizes_bytes),
-        "median_time_s": medians,
-        "alpha_s": fit.alpha_s,
-        "beta_s_per_byte": fit.beta_s_per_byte,
-        "bandwidth_gbit_per_s": fit.bandwidth_gbit_per_s,
-        "world_size": ctx.world_size,
     }

@@ -1,10 +1,15 @@
-"""From the summaries of a sweep's runs to the scaling table: measured efficiency beside the α-β prediction."""
+"""From the summaries of a sweep's runs to the scaling table: measured efficiency beside the α-β prediction.
+
+The world size of a point is its device count (``RunSummary.devices``): ranks for ddp, replicas for mirrored,
+XLA devices for xla. A figure a run did not measure stays ``None`` in its row and is shown as "not measured".
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from scaletrain.scaling.model import AlphaBeta, efficiency, predicted_step_time_s
+from scaletrain.scaling.model import AlphaBeta, Throughput, efficiency, predicted_step_time_s
+from scaletrain.summary import RunSummary
 
 COLUMNS = (
     "world_size",
@@ -21,56 +26,31 @@ COLUMNS = (
     "exposed_comm_s",
     "predicted_comm_s",
 )
+PREDICTION = (
+    "step(N) = step(1) × per-device batch ratio + ring all-reduce of the gradients "
+    "(2(N−1)α per bucket + 2(N−1)/N × bytes × β), assuming no overlap of communication and compute"
+)
 
 
-def fitted_model(points: list[dict[str, Any]]) -> AlphaBeta | None:
+def fitted_model(points: list[RunSummary]) -> AlphaBeta | None:
     """The α-β fit measured at the largest world size (the one whose collectives matter most)."""
-    measured = [p["allreduce"] for p in points if p.get("allreduce")]
+    measured = [p.allreduce for p in points if p.allreduce]
     if not measured:
         return None
     best = max(measured, key=lambda a: a["world_size"])
     return AlphaBeta(best["alpha_s"], best["beta_s_per_byte"], best["world_size"])
 
 
-def analyse(mode: str, points: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rows of the scaling table, in world-size order, with efficiencies against the measured 1-rank run."""
-    points = sorted(points, key=lambda p: p["world_size"])
+def analyse(mode: str, points: list[RunSummary]) -> dict[str, Any]:
+    """Rows of the scaling table, in world-size order, with efficiencies against the measured 1-device run."""
+    points = sorted(points, key=lambda p: p.devices)
     base = points[0]
-    if base["world_size"] != 1:
-        raise ValueError("a scaling analysis needs the measured 1-rank run as its baseline")
+    if base.devices != 1:
+        raise ValueError("a scaling analysis needs the measured 1-device run as its baseline")
     model = fitted_model(points)
-    base_batch = base["global_batch_size"]
-    rows = []
-    for p in points:
-        n = p["world_size"]
-        batch_ratio = (p["global_batch_size"] / n) / base_batch  # per-device batch against the 1-rank batch
-        predicted_step = predicted_step_time_s(base["step_time_s"], batch_ratio, p["gradient_bytes"], model, n)
-        predicted = efficiency(
-            mode,
-            n,
-            {"step_time_s": predicted_step, "samples_per_s_per_device": p["global_batch_size"] / n / predicted_step},
-            base,
-        )
-        rows.append(
-            {
-                "world_size": n,
-                "global_batch_size": p["global_batch_size"],
-                "samples_per_s": p["samples_per_s"],
-                "samples_per_s_per_device": p["samples_per_s_per_device"],
-                "step_time_s": p["step_time_s"],
-                "efficiency": efficiency(mode, n, p, base),
-                "predicted_efficiency": predicted,
-                "comm_fraction": p.get("comm_fraction", 0.0),
-                "data_fraction": p.get("data_time_s", 0.0) / p["step_time_s"],
-                "compute_time_s": p.get("compute_time_s", p["step_time_s"]),
-                # > 1: the same per-device work got slower at N ranks (shared cores, memory bandwidth, stragglers)
-                "compute_slowdown": p.get("compute_time_s", p["step_time_s"])
-                / (base.get("compute_time_s", base["step_time_s"]) * batch_ratio),
-                "exposed_comm_s": p.get("exposed_comm_s", 0.0),
-                "predicted_comm_s": predicted_step - base["step_time_s"] * batch_ratio,
-            }
-        )
-    return {
+    measured = all(p.has_throughput for p in points)
+    rows = [_row(mode, p, base, model) if measured else _unmeasured_row(p) for p in points]
+    result: dict[str, Any] = {
         "mode": mode,
         "rows": rows,
         "alpha_beta": None
@@ -81,7 +61,60 @@ def analyse(mode: str, points: list[dict[str, Any]]) -> dict[str, Any]:
             "bandwidth_gbit_per_s": model.bandwidth_gbit_per_s,
             "fitted_at_world_size": model.world_size,
         },
-        "gradient_bytes": base["gradient_bytes"],
-        "prediction": "step(N) = step(1) × per-device batch ratio + ring all-reduce of the gradients "
-        "(2(N−1)α per bucket + 2(N−1)/N × bytes × β), assuming no overlap of communication and compute",
+        "gradient_bytes": base.gradient_bytes,
+        "prediction": PREDICTION,
     }
+    result["not_measured"] = _not_measured(points, measured)
+    return result
+
+
+def _not_measured(points: list[RunSummary], measured: bool) -> list[str]:
+    """One sentence for each kind of figure the sweep's runs could not measure (shown under the table)."""
+    if not measured:
+        return [
+            "throughput, step time and efficiency were not measured: the training function marks no steps "
+            "(mark them with ctx.step_done(samples=...), or train a built-in or custom workload)"
+        ]
+    notes = []
+    if any(p.gradient_bytes is None for p in points):
+        notes.append("the prediction was not made: a run did not report its gradient bytes")
+    if any(not p.comm_measured for p in points):
+        notes.append(
+            f"the communication split (comm frac) was not measured: under {points[0].strategy} the all-reduce runs "
+            "inside the compiled step, which gives no hook to time it; the α-β fit still times the collectives"
+        )
+    return notes
+
+
+def _row(mode: str, p: RunSummary, base: RunSummary, model: AlphaBeta | None) -> dict[str, Any]:
+    n = p.devices
+    batch_ratio = (p.global_batch_size / n) / base.global_batch_size  # per-device batch against the 1-device batch
+    compute_s = p.compute_time_s if p.compute_time_s is not None else p.step_time_s
+    base_compute_s = base.compute_time_s if base.compute_time_s is not None else base.step_time_s
+    row = {
+        "world_size": n,
+        "global_batch_size": p.global_batch_size,
+        "samples_per_s": p.samples_per_s,
+        "samples_per_s_per_device": p.samples_per_s_per_device,
+        "step_time_s": p.step_time_s,
+        "efficiency": efficiency(mode, n, p, base),
+        "predicted_efficiency": None,
+        "comm_fraction": p.comm_fraction if p.comm_measured else None,
+        "data_fraction": (p.data_time_s or 0.0) / p.step_time_s,
+        "compute_time_s": compute_s,
+        # > 1: the same per-device work got slower at N devices (shared cores, memory bandwidth, stragglers)
+        "compute_slowdown": compute_s / (base_compute_s * batch_ratio),
+        "exposed_comm_s": p.exposed_comm_s if p.comm_measured else None,
+        "predicted_comm_s": None,
+    }
+    if base.gradient_bytes is not None:
+        predicted_step = predicted_step_time_s(base.step_time_s, batch_ratio, base.gradient_bytes, model, n)
+        per_device = p.global_batch_size / n / predicted_step
+        predicted = Throughput(per_device * n, per_device, predicted_step)
+        row["predicted_efficiency"] = efficiency(mode, n, predicted, base)
+        row["predicted_comm_s"] = predicted_step - base.step_time_s * batch_ratio
+    return row
+
+
+def _unmeasured_row(p: RunSummary) -> dict[str, Any]:
+    return {**dict.fromkeys(COLUMNS), "world_size": p.devices, "global_batch_size": p.global_batch_size}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scaletrain.scaling.model import efficiency
+from scaletrain.summary import RunSummary
 
 # Settings that may differ between a run and its baseline without making them different experiments.
 _IGNORED = {
@@ -20,6 +21,8 @@ _IGNORED = {
     ("launcher", "nproc"),
     ("launcher", "nodes"),
     ("launcher", "ntasks_per_node"),
+    ("strategy", "num_devices"),  # xla: devices per process
+    ("strategy", "cpu_devices"),  # mirrored: logical CPU devices of one process
     ("train", "global_batch_size"),
     ("logger", "group"),
     ("strategy_was_picked",),
@@ -36,23 +39,25 @@ def _comparable(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read(directory: Path) -> tuple[dict, dict] | None:
+def _read(directory: Path) -> tuple[dict, RunSummary] | None:
     try:
-        return json.loads((directory / "job.json").read_text()), json.loads((directory / "summary.json").read_text())
-    except (OSError, ValueError):
+        return json.loads((directory / "job.json").read_text()), RunSummary.read(directory)
+    except (OSError, ValueError, TypeError):
         return None
 
 
 def single_run_efficiency(run_dir: Path) -> dict[str, Any] | None:
     """{efficiency, efficiency_mode, baseline_dir} when a matching 1-rank sibling run exists, else None."""
     mine = _read(run_dir)
-    if mine is None or mine[1].get("world_size", 1) == 1:
+    if mine is None or mine[1].devices == 1 or not mine[1].has_throughput:
         return None
     job, summary = mine
-    n = summary["world_size"]
+    n = summary.devices
     for sibling in sorted(p for p in run_dir.parent.iterdir() if p.is_dir() and p != run_dir):
         other = _read(sibling)
-        if other is None or other[1].get("world_size") != 1 or _comparable(other[0]) != _comparable(job):
+        if other is None or other[1].devices != 1 or _comparable(other[0]) != _comparable(job):
+            continue
+        if not other[1].has_throughput:
             continue
         base_batch, batch = other[0]["train"]["global_batch_size"], job["train"]["global_batch_size"]
         mode = "strong" if batch == base_batch else "weak" if batch == base_batch * n else None

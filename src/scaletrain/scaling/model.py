@@ -71,8 +71,17 @@ def predicted_step_time_s(
     return compute_s_1 * batch_ratio + comm
 
 
-def efficiency(mode: str, world_size: int, point: dict, base: dict) -> float:
-    """E(N) from two summaries (``samples_per_s``, ``samples_per_s_per_device``, ``step_time_s``)."""
+@dataclass(frozen=True)
+class Throughput:
+    """The figures an efficiency is computed from (a RunSummary has the same attributes)."""
+
+    samples_per_s: float
+    samples_per_s_per_device: float
+    step_time_s: float
+
+
+def efficiency(mode: str, world_size: int, point: Throughput, base: Throughput) -> float:
+    """E(N) of ``point`` against the 1-device ``base``, in the sweep's ``mode`` (weak or strong)."""
     if mode == "weak":
-        return weak_efficiency(point["samples_per_s_per_device"], base["samples_per_s"])
-    return strong_efficiency(base["step_time_s"], point["step_time_s"], world_size)
+        return weak_efficiency(point.samples_per_s_per_device, base.samples_per_s)
+    return strong_efficiency(base.step_time_s, point.step_time_s, world_size)

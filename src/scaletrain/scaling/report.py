@@ -29,6 +29,8 @@ def table(analysis: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(_HEADERS[k] for k in keys) + " |", "|" + "---|" * len(keys)]
     for row in analysis["rows"]:
         lines.append("| " + " | ".join(_cell(k, row[k]) for k in keys) + " |")
+    for sentence in analysis.get("not_measured", []):
+        lines += ["", f"Not measured: {sentence}."]
     ab = analysis.get("alpha_beta")
     if ab:
         lines.append("")
@@ -38,12 +40,18 @@ def table(analysis: dict[str, Any]) -> str:
         )
         lines.append(
             f"α-β fit at N={ab['fitted_at_world_size']}: α = {ab['alpha_s'] * 1e6:.1f} µs per ring step, "
-            f"bandwidth = {shown}; gradients {analysis['gradient_bytes'] / 2**20:.2f} MiB"
+            f"bandwidth = {shown}; gradients {_mib(analysis['gradient_bytes'])}"
         )
     return "\n".join(lines)
 
 
-def _cell(key: str, value: float) -> str:
+def _mib(nbytes: int | None) -> str:
+    return "not measured" if nbytes is None else f"{nbytes / 2**20:.2f} MiB"
+
+
+def _cell(key: str, value: float | None) -> str:
+    if value is None:
+        return "–"  # not measured: the sentence under the table, or the framework's (see README)
     if key in ("world_size", "global_batch_size"):
         return str(int(value))
     if key in ("efficiency", "predicted_efficiency", "comm_fraction", "data_fraction"):
@@ -64,27 +72,33 @@ def write(analysis: dict[str, Any], directory: Path) -> dict[str, Path]:
         writer.writeheader()
         writer.writerows({k: row[k] for k in COLUMNS} for row in analysis["rows"])
     paths["md"].write_text(table(analysis) + "\n")
-    plot(analysis, paths["png"])
+    if not plot(analysis, paths["png"]):
+        del paths["png"]
     return paths
 
 
-def plot(analysis: dict[str, Any], path: Path) -> None:
-    """Efficiency and throughput against world size: measured beside ideal and predicted."""
+def plot(analysis: dict[str, Any], path: Path) -> bool:
+    """Efficiency and throughput against world size, measured beside ideal and predicted; False: nothing to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = analysis["rows"]
+    rows = [r for r in analysis["rows"] if r["efficiency"] is not None]
+    if not rows:
+        return False  # nothing measured to draw; the table says so
     sizes = [r["world_size"] for r in rows]
     fig, (eff, thr) = plt.subplots(1, 2, figsize=(10, 4))
     eff.plot(sizes, [1.0] * len(sizes), "k--", label="ideal")
-    eff.plot(sizes, [r["predicted_efficiency"] for r in rows], "s:", label="predicted (α-β)")
+    predicted = [r["predicted_efficiency"] for r in rows]
+    if None not in predicted:
+        eff.plot(sizes, predicted, "s:", label="predicted (α-β)")
     eff.plot(sizes, [r["efficiency"] for r in rows], "o-", label="measured")
     eff.set(xlabel="world size", ylabel="efficiency", title=f"{analysis['mode']} scaling efficiency", ylim=(0, 1.25))
     ideal = [rows[0]["samples_per_s"] * n for n in sizes]  # weak and strong alike: N × the 1-rank throughput
     thr.plot(sizes, ideal, "k--", label="ideal (linear)")
-    thr.plot(sizes, [r["predicted_efficiency"] * i for r, i in zip(rows, ideal, strict=True)], "s:", label="predicted")
+    if None not in predicted:
+        thr.plot(sizes, [e * i for e, i in zip(predicted, ideal, strict=True)], "s:", label="predicted")
     thr.plot(sizes, [r["samples_per_s"] for r in rows], "o-", label="measured")
     thr.set(xlabel="world size", ylabel="samples/s (all ranks)", title="throughput")
     for ax in (eff, thr):
@@ -94,3 +108,4 @@ def plot(analysis: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scaletrain import launchers
+from scaletrain import launchers, strategies
 from scaletrain.config import Job
 from scaletrain.errors import ConfigError
 from scaletrain.scaling import analysis, report
+from scaletrain.summary import RunSummary
 
 log = logging.getLogger("scaletrain")
 
@@ -30,8 +30,11 @@ def resized_launcher(job: Job, world_size: int, largest: int) -> Any:
 
 
 def point_job(job: Job, world_size: int, largest: int, group: str) -> Job:
-    """The sweep's job at one world size: its own run directory, batch per the scaling mode, all-reduce timed."""
+    """The sweep's job at ``world_size`` devices: its own run directory, batch per the scaling mode, all-reduce
+    timed. The strategy says how many processes drive that many devices (xla: one process, N XLA devices)."""
     cfg = job.scaling
+    strategy, processes = strategies.sweep_point(job.strategy, world_size)
+    largest_processes = strategies.sweep_point(job.strategy, largest)[1]
     if cfg.mode == "weak":
         global_batch = (cfg.per_device_batch_size or job.train.global_batch_size) * world_size
     else:
@@ -39,7 +42,8 @@ def point_job(job: Job, world_size: int, largest: int, group: str) -> Job:
     out = Path(job.output_dir) / f"world_size_{world_size}"
     return dataclasses.replace(
         job,
-        launcher=resized_launcher(job, world_size, largest),
+        strategy=strategy,
+        launcher=resized_launcher(job, processes, largest_processes),
         train=dataclasses.replace(job.train, global_batch_size=global_batch),
         checkpoint=dataclasses.replace(job.checkpoint, dir=str(out / "checkpoints")),
         scaling=dataclasses.replace(cfg, world_sizes=[], measure_allreduce=True),
@@ -60,14 +64,13 @@ def run_sweep(job: Job, run_one: Callable[[Job], int]) -> int:
     for point in points:  # every size is checked before the first one starts
         launchers.create(point).preflight()
     summaries = []
-    for point in points:
-        log.info("scaling sweep: world size %d", launchers.create(point).world_size)
+    for size, point in zip(sizes, points, strict=True):
+        log.info("scaling sweep: world size %d", size)
         code = run_one(point)
         if code != 0:
             log.error("scaling sweep stopped: the run at world size %s failed", point.output_dir)
             return code
-        summary = json.loads((Path(point.output_dir) / "summary.json").read_text())
-        summaries.append(summary)
+        summaries.append(RunSummary.read(Path(point.output_dir)))
     result = analysis.analyse(job.scaling.mode, summaries)
     paths = report.write(result, sweep_dir)
     print(report.table(result), flush=True)
@@ -75,5 +78,5 @@ def run_sweep(job: Job, run_one: Callable[[Job], int]) -> int:
     if job.logger.name == "wandb":
         from scaletrain import tracking
 
-        tracking.log_sweep(dataclasses.replace(job, logger=points[0].logger), result, paths["png"])
+        tracking.log_sweep(dataclasses.replace(job, logger=points[0].logger), result, paths.get("png"))
     return 0

@@ -55,3 +55,10 @@ def replicas(job: Job, world_size: int) -> int:
     """
     hook = getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "replicas", None)
     return hook(job, world_size) if hook else world_size
+
+
+def sweep_point(config, world_size: int) -> tuple[object, int]:
+    """(strategy config, processes) for a scaling-sweep point of ``world_size`` devices; by default one process
+    per device. A strategy that drives several devices from one process (xla) sizes its own config instead."""
+    hook = getattr(importlib.import_module(f"scaletrain.strategies.{config.name}"), "sweep_point", None)
+    return hook(config, world_size) if hook else (config, world_size)

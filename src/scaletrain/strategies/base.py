@@ -74,8 +74,24 @@ class TorchStrategy(Strategy):
     def all_reduce_sum(self, tensor: Any) -> Any:
         """Sum a tensor over all ranks, in place, and return it."""
 
+    measures_comm: ClassVar[bool] = False  # True where take_comm_times() times the gradient all-reduce
+
     def optimizer_step(self, optimizer: Any) -> None:
         optimizer.step()
+
+    def allreduce_time_s(self, nbytes: int) -> float:
+        """Seconds for one all-reduce of ``nbytes`` through ``all_reduce_sum`` (after a barrier, synced)."""
+        import time
+
+        import torch
+
+        buffer = torch.ones(max(1, nbytes // 4), dtype=torch.float32, device=self.device)
+        self.barrier()
+        started = time.perf_counter()
+        self.all_reduce_sum(buffer)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - started
 
     def take_comm_times(self) -> tuple[float, float]:
         """(busy, exposed) seconds of gradient communication since the last call; (0, 0) if not measured."""

@@ -55,6 +55,8 @@ def create(config: Config, env: ClusterEnv) -> DDPStrategy:
 
 
 class DDPStrategy(TorchStrategy):
+    measures_comm = True  # a DDP comm hook times every gradient bucket's all-reduce
+
     def __init__(self, config: Config, env: ClusterEnv) -> None:
         super().__init__(config, env)
         import torch  # lazily: strategy modules are imported by the driver for validation

@@ -7,6 +7,7 @@ MultiWorkerMirroredStrategy, with each rank's TF_CONFIG written by scaletrain fr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -88,6 +89,14 @@ def preflight(job: Any) -> None:
             "which the local launcher does not know; use launcher=slurm or launcher=ray, or export TF_CONFIG "
             "listing one worker per rank on every host."
         )
+
+
+def sweep_point(config: Config, world_size: int) -> tuple[Config, int]:
+    """A sweep point of ``world_size`` replicas: one process per replica (MultiWorkerMirrored), or, when the job
+    mirrors over logical CPU devices (strategy.cpu_devices > 1), one process with ``world_size`` of them."""
+    if config.cpu_devices > 1:
+        return dataclasses.replace(config, cpu_devices=world_size), 1
+    return config, world_size
 
 
 def procs_per_node(job: Any) -> int:

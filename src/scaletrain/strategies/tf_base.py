@@ -77,6 +77,11 @@ class TensorFlowStrategy(Strategy):
         )
         return self._reduce_fn(per_replica).numpy()
 
+    def any_rank(self, flag: bool) -> bool:
+        if self.env.world_size == 1:
+            return flag
+        return bool(self.all_reduce_sum(np.array([1.0 if flag else 0.0]))[0] > 0)
+
     def barrier(self) -> None:
         if self.tf_strategy is not None and self.env.world_size > 1:
             self.all_reduce_sum(np.ones(1))

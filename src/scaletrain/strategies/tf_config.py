@@ -35,8 +35,9 @@ class TFCluster:
 def worker_addresses(env: ClusterEnv) -> tuple[str, ...]:
     """One ``host:port`` per rank: the launcher's own list, else derived from the hosts and master_port.
 
-    Derived ports are master_port + 1 + local_rank on each host, so the ranks of one host never collide and
-    the rendezvous port itself stays free. Ranks are assumed to be laid out host after host (SLURM's block
+    Derived ports are master_port + 1 + rank: distinct over the whole job, so ranks never collide even where two
+    "hosts" share an address (several slurmd on one machine, hostnames that resolve to loopback), and the
+    rendezvous port itself stays free. Ranks are assumed to be laid out host after host (SLURM's block
     distribution, the local launcher's node_rank * nproc + local_rank).
     """
     if env.worker_addresses:
@@ -53,7 +54,10 @@ def worker_addresses(env: ClusterEnv) -> tuple[str, ...]:
             f"names {len(hosts)} host(s) with {env.local_world_size} rank(s) each; start the job with a launcher "
             "that knows every host (launcher=slurm or launcher=ray), or export TF_CONFIG yourself."
         )
-    return tuple(f"{host}:{env.master_port + 1 + i}" for host in hosts for i in range(env.local_world_size))
+    per_host = env.local_world_size
+    return tuple(
+        f"{host}:{env.master_port + 1 + h * per_host + i}" for h, host in enumerate(hosts) for i in range(per_host)
+    )
 
 
 def for_rank(env: ClusterEnv, workers: tuple[str, ...] | None = None) -> TFCluster:

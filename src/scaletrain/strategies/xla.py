@@ -7,6 +7,7 @@ gradient all-reduce. This is what PyTorch/XLA recommends for TPU pods; its per-d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -149,6 +150,26 @@ def describe(job: Any) -> str:
     count = _known_device_count(job, device)
     devices = f"{count[0]} {device} device(s)" if count else f"every {device} device"
     return f"xla with SPMD over {devices} per process, one process per host ({chosen_by})"
+
+
+def sweep_point(config: Config, world_size: int) -> tuple[Config, int]:
+    """A sweep point of ``world_size`` XLA devices: one process with that many CPU devices.
+
+    On TPU and CUDA the runtime takes every chip of the host, so a sweep there would need the chips split between
+    processes (TPU_VISIBLE_CHIPS and its bounds), which scaletrain does not set up yet.
+    """
+    device, chosen_by = resolve_device(config)
+    if device != "CPU":
+        raise ConfigError(
+            f"scaling sweeps with +strategy=xla run on XLA's CPU device only ({chosen_by} picked {device}, whose "
+            "runtime takes every chip of the host); use strategy.device=CPU, or sweep launcher.nnodes over hosts."
+        )
+    if config.mesh_shape is not None and math.prod(config.mesh_shape) != world_size:
+        raise ConfigError(
+            f"strategy.mesh_shape={list(config.mesh_shape)} cannot hold every point of a scaling sweep; drop "
+            "strategy.mesh_shape so that each point gets one data axis over its devices."
+        )
+    return dataclasses.replace(config, num_devices=world_size), 1
 
 
 PROCS_PER_NODE_REQUIRED = True  # SPMD: a second process on the host could not reach the devices

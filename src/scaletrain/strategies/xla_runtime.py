@@ -139,6 +139,29 @@ class XLAStrategy(TorchStrategy):
         tensor.copy_(host)
         return tensor
 
+    def allreduce_time_s(self, nbytes: int) -> float:
+        """One all-reduce of ``nbytes`` over every device of the mesh, as XLA runs the gradients' own: a tensor
+        split by rows over the mesh, summed over the rows into a replicated result."""
+        import time
+
+        import torch_xla
+        import torch_xla.core.xla_model as xm
+        import torch_xla.distributed.spmd as xs
+
+        values = max(1, nbytes // 4)
+        rows = torch.ones(self.num_devices, values, device=self._device)
+        xs.mark_sharding(rows, self.mesh, (self._batch_axes, None))
+        torch_xla.sync()
+        xm.wait_device_ops()
+        self.barrier()
+        started = time.perf_counter()
+        summed = rows.sum(dim=0)
+        torch_xla.sync()
+        xm.wait_device_ops()
+        elapsed = time.perf_counter() - started
+        del summed
+        return elapsed
+
     def barrier(self) -> None:
         if self._group:
             import torch.distributed as dist

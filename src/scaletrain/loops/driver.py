@@ -1,0 +1,127 @@
+"""The one training driver every built-in run goes through, whatever the framework: the cadence of training.
+
+Steps and epochs, log windows with the loss averaged over ranks, validation at each epoch's end, checkpoints
+every N steps and at the end, the ranks' agreement to stop, resume at the exact step, and the summary. Everything
+that touches a framework is the stepper's (``loops/stepper.py``), so a feature written here reaches every strategy.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from typing import Any
+
+from scaletrain import metrics
+from scaletrain.context import RunContext
+from scaletrain.loops.progress import Progress, log_done
+from scaletrain.loops.stepper import Stepper
+from scaletrain.metrics import ThroughputMeter
+from scaletrain.scaling.model import fit_alpha_beta
+
+log = logging.getLogger("scaletrain")
+
+
+def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
+    """Train on this rank until the last step or an agreed stop; returns the figures for summary.json."""
+    cfg = ctx.job.train
+    total_steps = stepper.steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    step = start_step = _resume(ctx, stepper)
+    stepper.start()
+
+    meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)
+    progress = Progress(ctx.is_rank_zero, total_steps, step)
+    window: list[Any] = []  # loss handles since the last log step, read there
+    last_loss, last_checkpoint_step, validated = None, step, None
+    first_step_unix_s, started = None, time.perf_counter()
+    stopped = False
+    while step < total_steps and not stopped:
+        epoch, skip = divmod(step, stepper.steps_per_epoch)
+        batches = stepper.batches(epoch, skip)
+        while step < total_steps:
+            fetch_started = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            data_s = time.perf_counter() - fetch_started
+            last_loss = stepper.train_step(batch)
+            step += 1
+            window.append(last_loss)
+            meter.add_step(stepper.samples(batch), data_s, *stepper.comm_times())
+            first_step_unix_s = first_step_unix_s or time.time()
+            votes = None  # every rank's stop request rides on the log step's loss reduction: no extra collective
+            if step % cfg.log_every_n_steps == 0 or step == total_steps:
+                loss, votes = stepper.mean_loss_and_votes(window, ctx.stop_vote())
+                compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
+                figures = {"epoch": epoch, "loss": loss, **meter.read(compiled.get("compile_time_s", 0.0)), **compiled}
+                ctx.log(figures, step)
+                progress.update(step, figures)
+                window = []
+            if ctx.job.checkpoint.every_n_steps and step % ctx.job.checkpoint.every_n_steps == 0:
+                ctx.save_checkpoint(stepper.state(), step)
+                last_checkpoint_step = step
+            if step < total_steps and ctx.should_stop(step, votes):  # e.g. SLURM's warning signal: all ranks agree
+                stopped = True
+                break
+        if not stopped and step % stepper.steps_per_epoch == 0 and stepper.has_validation:
+            validated = (step, stepper.evaluate())
+            ctx.log({"epoch": epoch, **validated[1]}, step)
+    progress.close()
+    if last_checkpoint_step != step:
+        ctx.save_checkpoint(stepper.state(), step)
+    if stopped:
+        if ctx.is_rank_zero:
+            log.info("stop requested: checkpoint of step %d of %d written to %s", step, total_steps, ctx.checkpoint_dir)
+        return {"steps": step, "stopped_at_step": step}
+
+    summary: dict[str, Any] = {
+        "replicas": stepper.replicas,
+        **metrics.run_summary(step, start_step, cfg.epochs, stepper.steps_per_epoch, time.perf_counter() - started),
+        **meter.totals(),
+        "comm_measured": stepper.measures_comm,
+        **stepper.measurements(),
+    }
+    if first_step_unix_s is not None:
+        summary["first_step_unix_s"] = first_step_unix_s
+    if last_loss is not None:
+        summary["final_loss"] = stepper.mean_loss_and_votes([last_loss], 0.0)[0]
+    if ctx.job.scaling.measure_allreduce and stepper.replicas > 1:
+        summary["allreduce"] = allreduce_benchmark(ctx, stepper)
+    if stepper.has_validation:
+        summary.update(validated[1] if validated and validated[0] == step else stepper.evaluate())
+    if ctx.is_rank_zero:
+        summary.update(stepper.report())
+    summary.update(stepper.compile_stats())
+    if ctx.is_rank_zero:
+        log_done(summary)
+    return summary
+
+
+def _resume(ctx: RunContext, stepper: Stepper) -> int:
+    """The step to start from: the latest checkpoint's when this run resumes, else 0."""
+    state = ctx.load_checkpoint()
+    if state is None:
+        return 0
+    stepper.restore(state)
+    return int(state["step"])
+
+
+def allreduce_benchmark(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
+    """Time all-reduces of several sizes on the training collectives and fit the α-β model (medians of repeats)."""
+    cfg = ctx.job.scaling
+    medians = []
+    for nbytes in cfg.allreduce_sizes_bytes:
+        times = [stepper.allreduce_time_s(nbytes) for _ in range(cfg.allreduce_repeats + 2)][2:]  # two warm-ups
+        # The collective ends for everyone when it ends for the slowest rank: take the largest median.
+        medians.append(max(stepper.per_rank(statistics.median(times))))
+    fit = fit_alpha_beta(cfg.allreduce_sizes_bytes, medians, stepper.replicas)
+    return {
+        "sizes_bytes": list(cfg.allreduce_sizes_bytes),
+        "median_time_s": medians,
+        "alpha_s": fit.alpha_s,
+        "beta_s_per_byte": fit.beta_s_per_byte,
+        "bandwidth_gbit_per_s": fit.bandwidth_gbit_per_s,
+        "world_size": stepper.replicas,
+    }

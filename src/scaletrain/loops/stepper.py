@@ -1,0 +1,60 @@
+"""The contract between the training driver and a framework: what one stepper (torch, TensorFlow) supplies.
+
+The driver (``loops/driver.py``) owns the cadence; a stepper owns everything that touches framework objects.
+A new framework is one class with these members and nothing else to learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+
+class Stepper(Protocol):
+    framework: str  # "torch" | "tensorflow", as in Strategy.framework
+    replicas: int  # model replicas in sync over every process: the devices the global batch is split over
+    steps_per_epoch: int
+    has_validation: bool
+    measures_comm: bool  # True when comm_times() splits the all-reduce out of each step
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint's state (model, optimizer, random state) written by ``state()``."""
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds, besides the step the driver adds."""
+
+    def start(self) -> None:
+        """Training begins (after any restore): wrap the model, move it, compile."""
+
+    def batches(self, epoch: int, skip: int) -> Iterator[Any]:
+        """This process's batches of ``epoch``, ready for ``train_step``, without the first ``skip``."""
+
+    def samples(self, batch: Any) -> int:
+        """Samples in this step over every process (the throughput meter's unit)."""
+
+    def train_step(self, batch: Any) -> Any:
+        """One optimizer step; returns the loss as a handle, not read back (reading would sync every step)."""
+
+    def mean_loss_and_votes(self, losses: list[Any], stop_vote: float) -> tuple[float, float]:
+        """The mean of ``losses`` over steps and ranks, and the sum of every rank's ``stop_vote``: one collective."""
+
+    def comm_times(self) -> tuple[float, float]:
+        """(busy, exposed) seconds of gradient communication since the last call."""
+
+    def compile_stats(self) -> dict[str, float]:
+        """Cumulative graph compilations, e.g. {"compiles": 3, "compile_time_s": 0.4}; {} where nothing compiles."""
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation figures (``val_loss``, ``val_accuracy``) over every rank's shard, identical on every rank."""
+
+    def per_rank(self, value: float) -> list[float]:
+        """Every process's ``value``, in rank order, on every process."""
+
+    def allreduce_time_s(self, nbytes: int) -> float:
+        """Seconds for one all-reduce of ``nbytes`` over every replica, on the collectives training uses."""
+
+    def measurements(self) -> dict[str, Any]:
+        """End-of-run figures only this framework can take: model size, memory, replica fingerprints."""
+
+    def report(self) -> dict[str, Any]:
+        """The workload's own final figures (rank 0 only), e.g. a learned weight."""

@@ -1,0 +1,134 @@
+"""The TensorFlow stepper (mirrored, tpu): a TFTask's Keras model under a tf.distribute strategy, as the driver asks.
+
+A custom loop (``strategy.run`` in a ``tf.function``), not ``model.fit``: Keras 3's fit fails under
+MultiWorkerMirroredStrategy in TF 2.21, and a loop of our own gets every feature of the training driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from scaletrain import metrics
+from scaletrain.context import RunContext
+from scaletrain.errors import ConfigError
+from scaletrain.loops.tf_data import ReplicaBatches
+from scaletrain.loops.tf_steps import Steps, build_optimizer, restore, tf, weights_state
+from scaletrain.workloads.task import TFTask
+
+log = logging.getLogger("scaletrain")
+
+EVAL_CHUNK = 1024  # validation rows per replica per call
+
+
+class TFStepper:
+    framework = "tensorflow"
+    measures_comm = False  # the all-reduce runs inside the compiled step: TensorFlow gives no hook to time it
+
+    def __init__(self, ctx: RunContext, task: TFTask) -> None:
+        train, strategy = ctx.job.train, ctx.strategy.tf_strategy
+        self.ctx, self.task = ctx, task
+        self.replicas = strategy.num_replicas_in_sync
+        if train.global_batch_size % self.replicas:
+            raise ConfigError(
+                f"train.global_batch_size={train.global_batch_size} does not split over the {self.replicas} "
+                f"replicas; use a multiple of {self.replicas}."
+            )
+        with strategy.scope():
+            self.model = task.model_fn()
+            self.optimizer = build_optimizer(train)
+            self.optimizer.build(self.model.trainable_variables)
+        self.steps = Steps(strategy, self.model, self.optimizer, task.loss)
+        self.x, self.y = _tpu_friendly(*task.train)
+        self.data = ReplicaBatches(len(self.x), train.global_batch_size, self.replicas, ctx.job.seed)
+        self.steps_per_epoch = len(self.data)
+        self.has_validation = task.val is not None
+        self._reduce_inputs: dict[int, Any] = {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        try:
+            restore(self.model, self.optimizer, state)
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(
+                f"the checkpoint in {self.ctx.checkpoint_dir} does not fit this model ({exc}); resume with the "
+                "workload that wrote it, or point checkpoint.dir elsewhere."
+            ) from None
+
+    def state(self) -> dict[str, Any]:
+        return weights_state(self.model, self.optimizer)
+
+    def start(self) -> None:
+        """Nothing to wrap: the model was built in the strategy's scope."""
+
+    def batches(self, epoch: int, skip: int) -> Iterator[tuple[np.ndarray, Any]]:
+        for index in self.data.epoch(epoch, skip):
+            yield index, self.steps.distribute(self.x, self.y, index)
+
+    def samples(self, batch: tuple[np.ndarray, Any]) -> int:
+        return batch[0].size  # the index table covers every replica of every process
+
+    def train_step(self, batch: tuple[np.ndarray, Any]) -> Any:
+        return self.steps.train_step(*batch[1])
+
+    def mean_loss_and_votes(self, losses: list[Any], stop_vote: float) -> tuple[float, float]:
+        loss_sum, votes = self.ctx.strategy.all_reduce_sum(np.array([self.steps.local_mean(losses), stop_vote]))
+        return float(loss_sum) / self.ctx.world_size, float(votes)
+
+    def comm_times(self) -> tuple[float, float]:
+        return 0.0, 0.0
+
+    def compile_stats(self) -> dict[str, float]:
+        return {}
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation loss and accuracy: replica r scores rows r, r + R, ...; the sums are reduced over replicas."""
+        x, y = _tpu_friendly(*self.task.val)
+        shards = [np.arange(r, len(x), self.replicas) for r in range(self.replicas)]
+        totals = np.zeros(3)
+        for start in range(0, len(shards[0]), EVAL_CHUNK):
+            index = [shard[start : start + EVAL_CHUNK] for shard in shards]  # the last chunks may differ by one row
+            totals += self.steps.eval_sums(*self.steps.distribute(x, y, index)).numpy().astype(np.float64)
+        loss_sum, correct, count = totals.tolist()
+        figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
+        if self.ctx.is_rank_zero:
+            log.info("validation: loss %.4f accuracy %.4f", figures["val_loss"], figures["val_accuracy"])
+        return figures
+
+    def per_rank(self, value: float) -> list[float]:
+        slots = np.zeros(self.ctx.world_size)
+        slots[self.ctx.rank] = value
+        return self.ctx.strategy.all_reduce_sum(slots).tolist()
+
+    def allreduce_time_s(self, nbytes: int) -> float:
+        """One cross-replica sum of ``nbytes`` of float32 on the strategy's own collectives, read back."""
+        values = max(1, nbytes // 4)
+        if values not in self._reduce_inputs:
+            self._reduce_inputs[values] = self.ctx.strategy.tf_strategy.experimental_distribute_values_from_function(
+                lambda _: tf.ones([values], tf.float32)
+            )
+        per_replica = self._reduce_inputs[values]
+        self.ctx.strategy.barrier()
+        started = time.perf_counter()
+        self.steps.sum_replicas(per_replica).numpy()
+        return time.perf_counter() - started
+
+    def measurements(self) -> dict[str, Any]:
+        sizes = [(int(np.prod(v.shape)), tf.as_dtype(v.dtype).size) for v in self.model.trainable_variables]
+        return {
+            "num_parameters": sum(count for count, _ in sizes),
+            "gradient_bytes": sum(count * itemsize for count, itemsize in sizes),
+            "peak_rss_mib": self.per_rank(metrics.peak_rss_mib()),
+            "replica_fingerprints": self.steps.fingerprints().numpy().tolist(),
+        }
+
+    def report(self) -> dict[str, Any]:
+        return self.task.report(self.model) if self.task.report is not None else {}
+
+
+def _tpu_friendly(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels as int32, once rather than per batch: TPUs lack many int64 ops."""
+    return x, (y.astype(np.int32) if np.issubdtype(y.dtype, np.integer) else y)

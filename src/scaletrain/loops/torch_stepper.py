@@ -1,0 +1,130 @@
+"""The PyTorch stepper (ddp, xla): a TorchTask's model, optimizer and batches as the training driver asks for them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from scaletrain.config import TrainConfig
+from scaletrain.context import RunContext
+from scaletrain.errors import ConfigError
+from scaletrain.loops import torch_stats
+from scaletrain.loops.torch_data import ShardedBatches
+from scaletrain.workloads.task import TorchTask
+
+LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
+
+
+def build_optimizer(train: TrainConfig, params) -> torch.optim.Optimizer:
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    kind = torch.optim.Adam if train.optimizer == "adam" else torch.optim.AdamW
+    return kind(params, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class TorchStepper:
+    framework = "torch"
+
+    def __init__(self, ctx: RunContext, task: TorchTask) -> None:
+        job, strategy = ctx.job, ctx.strategy
+        seed_everything(job.seed)
+        self.ctx, self.task, self.strategy = ctx, task, strategy
+        self.model = task.model.to(strategy.device)
+        self.wrapped = self.model
+        self.optimizer = build_optimizer(job.train, self.model.parameters())
+        self.loss_fn = LOSSES[task.loss]
+        batch_size = job.train.global_batch_size // ctx.world_size
+        self.data = ShardedBatches(*task.train, batch_size, ctx.rank, ctx.world_size, job.seed, strategy.static_shapes)
+        if len(self.data) == 0:
+            raise ConfigError(
+                f"train.global_batch_size={job.train.global_batch_size} is larger than the {len(task.train[0])} "
+                f"training samples, and {job.strategy.name} trains on full batches only; use a smaller global "
+                "batch size."
+            )
+        self.steps_per_epoch = len(self.data)
+        self.has_validation = task.val is not None
+        self.measures_comm = strategy.measures_comm
+
+    @property
+    def replicas(self) -> int:
+        return self.ctx.world_size * self.strategy.devices_per_process  # known after setup (XLA counts its devices)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"the checkpoint in {self.ctx.checkpoint_dir} does not fit this model "
+                f"({str(exc).strip().splitlines()[0]}); resume with the workload that wrote it, or point "
+                "checkpoint.dir elsewhere."
+            ) from None
+        torch.set_rng_state(state["rng"])
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+
+    def start(self) -> None:
+        self.wrapped = self.strategy.wrap_model(self.model)  # after loading: DDP broadcasts rank 0's weights here
+        self.wrapped.train()
+
+    def batches(self, epoch: int, skip: int) -> Iterator[tuple[Any, ...]]:
+        self.wrapped.train()
+        for batch in self.data.epoch(epoch, skip):
+            yield self.strategy.prepare_batch(*batch)
+
+    def samples(self, batch: tuple[Any, ...]) -> int:
+        return len(batch[0]) * self.ctx.world_size
+
+    def train_step(self, batch: tuple[Any, ...]) -> Any:
+        x, y = batch
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.wrapped(x), y)
+        loss.backward()
+        self.strategy.optimizer_step(self.optimizer)
+        self.strategy.step_end()  # lazy runtimes (XLA) run the step here; nothing is read back until a log step
+        return loss.detach()
+
+    def mean_loss_and_votes(self, losses: list[Any], stop_vote: float) -> tuple[float, float]:
+        mean = torch.stack(losses).float().mean() if len(losses) > 1 else losses[0].reshape(()).float()
+        packed = torch.stack([mean, torch.tensor(stop_vote, device=mean.device)])
+        loss_sum, votes = self.strategy.all_reduce_sum(packed).tolist()
+        return loss_sum / self.ctx.world_size, votes
+
+    def comm_times(self) -> tuple[float, float]:
+        return self.strategy.take_comm_times()
+
+    def compile_stats(self) -> dict[str, float]:
+        return self.strategy.compile_stats()
+
+    def evaluate(self) -> dict[str, float]:
+        return torch_stats.evaluate(self.ctx, self.model, self.task, self.loss_fn)
+
+    def per_rank(self, value: float) -> list[float]:
+        return torch_stats.gather_per_rank(self.ctx, value)
+
+    def allreduce_time_s(self, nbytes: int) -> float:
+        return self.strategy.allreduce_time_s(nbytes)
+
+    def measurements(self) -> dict[str, Any]:
+        return {
+            **torch_stats.model_size(self.model),
+            **torch_stats.memory(self.ctx),  # peak_rss_mib: one entry per process
+            "replica_fingerprints": torch_stats.replica_fingerprints(self.ctx, self.model),
+        }
+
+    def report(self) -> dict[str, Any]:
+        return self.task.report(self.model) if self.task.report is not None else {}

@@ -1,0 +1,221 @@
+"""The parity matrix: every strategy gets every capability of the one training driver, each cell a real run.
+
+Rows are the four ways scaletrain trains data-parallel on this machine; columns are the capabilities the README's
+matrix lists. The cheapest run that proves each cell: y = 2x + 1 (``workload=linear``), 3 steps an epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import child_env, scaletrain_argv
+from wandb_files import offline_runs, read_run
+
+pytestmark = [pytest.mark.slow]
+
+USERLAND = Path(__file__).parent / "userland"
+LINEAR = ("workload=linear", "seed=4")
+# Long enough that a stop request sent after the first log line lands well before the end on any machine.
+STOPPABLE = (*LINEAR, "train.epochs=400", "train.log_every_n_steps=10", "checkpoint.every_n_steps=0")
+# Every framework logs these each window; the communication split only where it is measured (README "Metrics").
+CORE_METRICS = {"epoch", "loss", "samples_per_s", "samples_per_s_per_device", "step_time_s", "data_time_s",
+                "compute_time_s"}  # fmt: skip
+MEASURED_ONLY = {"comm_time_s", "exposed_comm_s", "comm_fraction", "compiles", "compile_time_s"}
+
+
+@dataclass(frozen=True)
+class Row:
+    strategy: tuple[str, ...]  # the strategy's own overrides
+    local: tuple[str, ...]  # how launcher=local runs it
+    ray: tuple[str, ...]
+    slurm: tuple[str, ...]
+    processes: int
+    marks: tuple = ()
+
+
+ROWS = {
+    "ddp-2-ranks": Row(
+        ("+strategy=ddp",), ("launcher.nproc_per_node=2",), ("launcher.nproc=2",), ("launcher.nodes=2",), 2
+    ),
+    "mirrored-1-process-2-devices": Row(
+        ("+strategy=mirrored", "strategy.cpu_devices=2"),
+        ("launcher.nproc_per_node=1",),
+        ("launcher.nproc=1",),
+        ("launcher.nodes=1",),
+        1,
+        (pytest.mark.tf,),
+    ),
+    "mirrored-2-processes": Row(
+        ("+strategy=mirrored",),
+        ("launcher.nproc_per_node=2",),
+        ("launcher.nproc=2",),
+        ("launcher.nodes=2",),
+        2,
+        (pytest.mark.tf,),
+    ),
+    "xla-2-cpu-devices": Row(
+        ("+strategy=xla", "strategy.device=CPU", "strategy.num_devices=2"),
+        (),
+        ("launcher.nproc=1",),
+        ("launcher.nodes=1",),
+        1,
+        (pytest.mark.xla,),
+    ),
+}
+PARAMS = [pytest.param(row, id=name, marks=row.marks) for name, row in ROWS.items()]
+
+
+def _local(row: Row, *overrides: str) -> tuple[str, ...]:
+    return (*row.strategy, *row.local, *overrides)
+
+
+def _run(run_dir: Path, *overrides: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    argv = scaletrain_argv(run_dir, *overrides)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=child_env(), timeout=timeout)
+
+
+def _summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _assert_learned(summary: dict) -> None:
+    assert summary["weight"] == pytest.approx(2.0, abs=0.05) and summary["bias"] == pytest.approx(1.0, abs=0.1)
+    assert summary["replicas"] == 2  # two devices in sync in every row
+
+
+@pytest.mark.parametrize("row", PARAMS)
+def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, tmp_path: Path) -> None:
+    done = _run(tmp_path / "run", *_local(row, *LINEAR, "logger=wandb", "logger.mode=offline"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = _summary(tmp_path / "run")
+    _assert_learned(summary)
+    (path,) = offline_runs(tmp_path / "run")  # one run, from rank 0 only
+    wb = read_run(path)
+    names = {key for h in wb.history if "loss" in h for key in h if not key.startswith("_")}
+    assert CORE_METRICS <= names and names - CORE_METRICS <= MEASURED_ONLY, names
+    assert wb.summary["final_loss"] == pytest.approx(summary["final_loss"])
+
+
+@pytest.mark.parametrize("row", PARAMS)
+def test_cut_run_resumes_to_the_uninterrupted_result(row: Row, tmp_path: Path) -> None:
+    """A run cut at step 100 of 450 (mid-epoch), resumed from its checkpoint, ends where an uninterrupted run does."""
+    whole = _run(tmp_path / "whole", *_local(row, *LINEAR), cwd=tmp_path)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    cut = _run(tmp_path / "cut", *_local(row, *LINEAR, "train.max_steps=100"), cwd=tmp_path)
+    assert cut.returncode == 0, cut.stdout + cut.stderr
+    assert _summary(tmp_path / "cut")["steps"] == 100
+    resumed = _run(tmp_path / "cut", *_local(row, *LINEAR, "resume=true"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "(step 100)" in resumed.stdout + resumed.stderr
+    _assert_same_result(_summary(tmp_path / "cut"), _summary(tmp_path / "whole"))
+
+
+def _assert_same_result(resumed: dict, whole: dict) -> None:
+    assert resumed["steps"] == whole["steps"]
+    for key in ("final_loss", "weight", "bias"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-6), key
+    assert resumed["replica_fingerprints"] == pytest.approx(whole["replica_fingerprints"], rel=1e-5)
+
+
+@pytest.mark.parametrize("row", PARAMS)
+def test_stop_request_checkpoints_at_one_agreed_step_and_resumes(row: Row, tmp_path: Path) -> None:
+    """SIGUSR1 to the last rank only (as SLURM's warning would reach one of them first): every rank stops at the
+    same step, exit 75, and a resume ends with the uninterrupted result."""
+    run_dir = tmp_path / "run"
+    argv = scaletrain_argv(run_dir, *_local(row, *STOPPABLE))
+    launcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                                env=child_env())  # fmt: skip
+    try:
+        _wait_for_metrics(run_dir / "metrics.jsonl", launcher)
+        ranks = _ranks_of(launcher.pid)
+        assert len(ranks) == row.processes
+        os.kill(ranks[-1], signal.SIGUSR1)
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 75, output
+    stopped = [line for line in output.splitlines() if "stop requested: checkpoint of step" in line]
+    assert len(stopped) == 1, output  # rank 0 reports the step every rank agreed on
+    step = int(stopped[0].split("checkpoint of step ")[1].split()[0])
+    assert 0 < step < 1200 and step % 10 == 0
+    assert (run_dir / "checkpoints" / f"step_{step:09d}.ckpt").is_file()
+    resumed = _run(run_dir, *_local(row, *STOPPABLE, "resume=true"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    whole = _run(tmp_path / "whole", *_local(row, *STOPPABLE), cwd=tmp_path)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    _assert_same_result(_summary(run_dir), _summary(tmp_path / "whole"))
+
+
+def _wait_for_metrics(path: Path, launcher: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (path.is_file() and path.read_text().strip()):
+        assert launcher.poll() is None, launcher.stdout.read()
+        assert time.monotonic() < deadline, f"no metrics in {path} after {timeout_s} s"
+        time.sleep(0.05)
+
+
+def _ranks_of(launcher_pid: int) -> list[int]:
+    """The launcher's worker processes (its direct children running scaletrain.worker), in start order."""
+    children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+    ranks = []
+    for pid in map(int, children):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"scaletrain.worker" in cmdline:
+            ranks.append(pid)
+    return sorted(ranks)
+
+
+@pytest.mark.parametrize("row", PARAMS)
+def test_sweep_writes_measured_and_predicted_efficiency(row: Row, tmp_path: Path) -> None:
+    sweep = (*row.strategy, *LINEAR, "train.epochs=20", "scaling.world_sizes=[1,2]", "scaling.allreduce_repeats=2")
+    done = _run(tmp_path / "sweep", *sweep, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(tmp_path / "sweep" / "scaling.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["world_size"] for r in rows] == ["1", "2"]
+    assert all(float(r["efficiency"]) > 0 and float(r["predicted_efficiency"]) > 0 for r in rows), rows
+    assert json.loads((tmp_path / "sweep" / "scaling.json").read_text())["alpha_beta"]["fitted_at_world_size"] == 2
+
+
+@pytest.mark.parametrize("row", PARAMS)
+def test_user_function_gets_the_same_run_context(row: Row, tmp_path: Path) -> None:
+    probe = ("workload=function", "workload.fn._target_=context_probe.main")
+    done = _run(tmp_path / "run", *_local(row, *probe), cwd=USERLAND)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = _summary(tmp_path / "run")
+    assert summary["context_type"] == "RunContext"
+    assert summary["api"] == ["checkpoint_dir", "close", "env", "is_rank_zero", "job", "load_checkpoint", "log",
+                              "output_dir", "rank", "restart_count", "save_checkpoint", "should_resume",
+                              "should_stop", "stop_vote", "stopped_at_step", "strategy", "tracker", "world_size",
+                              "write_summary"]  # fmt: skip
+    assert summary["world_size_seen"] == row.processes and summary["stop_agreed"] is False
+    assert (tmp_path / "run" / "checkpoints" / "step_000000001.ckpt").is_file()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("row", PARAMS)
+def test_ray_launcher_runs_it(row: Row, tmp_path: Path) -> None:
+    done = _run(tmp_path / "run", *row.strategy, "launcher=ray", *row.ray, *LINEAR, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = _summary(tmp_path / "run")
+    assert summary["world_size"] == row.processes
+    _assert_learned(summary)
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("row", PARAMS)
+def test_slurm_launcher_runs_it(row: Row, tmp_path: Path) -> None:
+    done = _run(tmp_path / "run", *row.strategy, "launcher=slurm", *row.slurm, "launcher.wait=true", *LINEAR,
+                cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = _summary(tmp_path / "run")
+    assert summary["world_size"] == row.processes
+    _assert_learned(summary)
