@@ -1,10 +1,12 @@
 """launcher=slurm without a cluster: the rendered script run by real bash against stand-in srun/scontrol
-commands, the hand-written slurm/*.sbatch kept in sync, settings validation, tasks per node, mode detection."""
+commands, the hand-written slurm/*.sbatch kept in sync, settings validation (injection payloads field by field),
+tasks per node, mode detection, sbatch's refusal message."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -15,7 +17,7 @@ import pytest
 from scaletrain import config
 from scaletrain.errors import ConfigError, LaunchError
 from scaletrain.launchers import slurm
-from scaletrain.launchers.slurm_script import BODY, BatchRequest, render, sbatch_options
+from scaletrain.launchers.slurm_script import BODY, BatchRequest, render, sbatch_options, sbatch_refusal
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTURED = Path(__file__).parent / "fixtures" / "slurm"
@@ -192,7 +194,7 @@ def test_hand_written_scripts_run_the_same_body(name: str) -> None:
         ({"ntasks_per_node": 0}, "launcher.ntasks_per_node=0 must be 'auto' or a whole number"),
         ({"nodes": 0}, "launcher.nodes=0 must be at least 1"),
         ({"time_min": 0}, "launcher.time_min=0 must be at least 1"),
-        ({"signal": "KILL"}, "launcher.signal=KILL is not supported; use one of: USR1, USR2"),
+        ({"signal": "KILL"}, "launcher.signal='KILL' is not supported; use one of: USR1, USR2"),
         ({"sbatch_args": ["constraint=a100"]}, "is not an sbatch option"),
         ({"sbatch_args": ["--time=10"]}, "sets --time, which scaletrain writes itself; use launcher.time instead"),
         ({"job_name": " "}, "launcher.job_name is empty"),
@@ -247,3 +249,181 @@ def test_submit_mode_world_size_is_nodes_times_tasks() -> None:
 def test_body_is_valid_bash() -> None:
     assert subprocess.run(["bash", "-n"], input=render(_request(NASTY)), text=True).returncode == 0
     assert os.access(REPO / "slurm" / "ddp.sbatch", os.R_OK)
+
+
+# Injection payloads: shell ones need no PATH (`:`/`echo` and redirections are builtins), so they would show.
+BREAKOUTS = {  # what no #SBATCH line can carry: refused for every field that is written on one
+    "newline": "x\necho > pwned1",
+    "carriage return": "x\recho > pwned2",
+    "NUL": "x\0y",
+    "tab": "x\ty",
+}
+SHELL = {  # harmless to sbatch and bash once quoted; refused only where a SLURM name is expected
+    "command substitution": "$(: > pwned3)",
+    "backticks": "`: > pwned4`",
+    "semicolon": "x; echo > pwned5",
+}
+SBATCH = {  # what sbatch itself would misread
+    "leading dash": "-x",
+    "backslash": "a\\b",
+    "hetjob": "my-hetjob",
+    "packjob": "PackJob",
+}
+
+
+def _sbatch_reads(line: str) -> list[str]:
+    """The arguments sbatch takes from one #SBATCH line: a port of _get_argument in SLURM 22.05's sbatch/opt.c."""
+    rest, args = line.removeprefix("#SBATCH"), []
+    while rest.strip():
+        rest, arg, quote, escaped = rest.lstrip(), "", None, False
+        while rest and (quote or not rest[0].isspace()):
+            char, rest = rest[0], rest[1:]
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+                continue
+            elif quote:
+                if char == quote:
+                    quote = None
+                    continue
+            elif char in "'\"":
+                quote = char
+                continue
+            elif char == "#":
+                rest = ""
+                break
+            arg += char
+        assert quote is None, f"sbatch: unmatched {quote} in {line!r}"
+        if not arg:
+            break
+        args.append(arg)
+    return args
+
+
+def _sbatch_header(text: str) -> list[str]:
+    """The #SBATCH lines sbatch reads: it stops at the first line that is neither blank nor a comment."""
+    lines = text.split("\n")
+    end = next(i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#"))
+    return [line for line in lines[:end] if line.startswith("#SBATCH")]
+
+
+def _directive(text: str, key: str) -> str:
+    (line,) = [line for line in _sbatch_header(text) if line.startswith(f"#SBATCH --{key}=")]
+    return line
+
+
+@pytest.mark.parametrize("field", ["job_name", "partition", "account", "qos"])
+@pytest.mark.parametrize("payload", [*BREAKOUTS.values(), *SBATCH.values()], ids=[*BREAKOUTS, *SBATCH])
+def test_a_setting_sbatch_cannot_read_back_is_refused(field: str, payload: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^launcher\.{field}=.* cannot go on an #SBATCH line: it .*; use a "):
+        _job(**{field: payload})
+
+
+@pytest.mark.parametrize("field", ["partition", "account", "qos"])
+@pytest.mark.parametrize("payload", [*SHELL.values(), "gpu a100", "'gpu'"], ids=[*SHELL, "space", "quotes"])
+def test_a_slurm_name_with_shell_characters_is_refused(field: str, payload: str) -> None:
+    with pytest.raises(ConfigError, match=rf"launcher\.{field}=.* holds characters other than letters, digits"):
+        _job(**{field: payload})
+
+
+@pytest.mark.parametrize("payload", [*BREAKOUTS.values(), *SBATCH.values()], ids=[*BREAKOUTS, *SBATCH])
+def test_an_sbatch_args_value_sbatch_cannot_read_back_is_refused(payload: str) -> None:
+    with pytest.raises(ConfigError, match=r"^launcher\.sbatch_args item .* cannot go on an #SBATCH line: its value"):
+        _job(sbatch_args=[f"--constraint={payload}"])
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["nodes", "ntasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min", "signal_before_end_s",
+     "max_requeues", "signal"],
+)  # fmt: skip
+@pytest.mark.parametrize("payload", [BREAKOUTS["newline"], "1; echo > pwned", "$(: > pwned)"])
+def test_numbers_and_the_signal_take_no_text(field: str, payload: str) -> None:
+    with pytest.raises(ConfigError, match=rf"launcher\.{field}="):
+        _job(**{field: payload})
+
+
+@pytest.mark.parametrize("field", ["job_name", "partition", "account", "qos", "signal", "time_min", "sbatch_args"])
+def test_every_message_is_one_line(field: str) -> None:
+    value = [f"--comment={BREAKOUTS['newline']}"] if field == "sbatch_args" else BREAKOUTS["newline"]
+    with pytest.raises(ConfigError) as caught:
+        _job(**{field: value})
+    assert "\n" not in str(caught.value) and "\\n" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["job-name", "constraint", "comment"])
+@pytest.mark.parametrize("payload", [*SHELL.values(), "my job", 'it\'s "q" #1 %j'], ids=[*SHELL, "space", "quotes"])
+def test_free_text_values_are_quoted_and_sbatch_reads_them_back(tmp_path: Path, key: str, payload: str) -> None:
+    if key == "job-name":
+        _job(job_name=payload)  # accepted
+        options = sbatch_options(job_name=payload, nodes=1, ntasks_per_node=1)
+    else:
+        _job(sbatch_args=[f"--{key}={payload}"])
+        options = sbatch_options(job_name="t", nodes=1, ntasks_per_node=1, extra=(f"--{key}={payload}",))
+    text = render(BatchRequest(options, (), "/runs/r", "USR1", 1))
+    assert _sbatch_reads(_directive(text, key)) == [f"--{key}={payload}"]
+    assert _run_script(tmp_path, text).returncode == 0
+    assert not list(tmp_path.glob("pwned*"))
+
+
+@pytest.mark.parametrize("payload", [*SHELL.values(), "a b", "it's %j #x"], ids=[*SHELL, "space", "quote"])
+def test_the_run_dir_is_quoted_for_bash_and_for_sbatch(tmp_path: Path, payload: str) -> None:
+    run_dir = Path(f"/runs/{payload}")
+    text = render(slurm.SlurmLauncher(_job(), environ={}).request(run_dir))
+    output = str(run_dir).replace("%", "%%") + "/slurm-%j.out"  # %j in the directory is not the job id
+    assert _sbatch_reads(_directive(text, "output")) == [f"--output={output}"]
+    assert f"RUN_DIR={shlex.quote(str(run_dir))}" in text.splitlines()
+    assert _run_script(tmp_path, text).returncode == 0
+    assert _srun_argv(tmp_path)[-1] == f"hydra.run.dir={run_dir}"
+    assert not list(tmp_path.glob("pwned*"))
+
+
+@pytest.mark.parametrize("payload", [*BREAKOUTS.values(), "/runs/a\\b"], ids=[*BREAKOUTS, "backslash"])
+def test_a_run_dir_sbatch_cannot_read_back_is_refused_before_anything_is_written(payload: str) -> None:
+    job = config.load({**_job(dry_run=True).to_dict(), "output_dir": f"/runs/{payload}"})
+    with pytest.raises(ConfigError, match=r"^the run directory .* cannot go on the script's #SBATCH --output line"):
+        slurm.SlurmLauncher(job, environ={}).preflight()
+
+
+def test_render_refuses_what_validation_did_not_see() -> None:
+    with pytest.raises(ConfigError, match=r"#SBATCH --job-name='a\\nb' cannot be written: it holds a control"):
+        render(BatchRequest((("job-name", "a\nb"),), (), "/r", "USR1", 1))
+    with pytest.raises(ConfigError, match="holds a NUL character"):
+        render(_request(["+x=a\0b"]))
+
+
+def test_multi_line_overrides_stay_inside_their_quotes(tmp_path: Path) -> None:
+    nasty = ["+note=a\necho > pwned6\n#SBATCH --wrap=x", "+cr=a\recho > pwned7"]
+    text = render(_request(nasty))
+    assert any(line.startswith("#SBATCH --wrap=x") for line in text.split("\n"))  # a line of its own, but
+    assert not any("wrap" in line for line in _sbatch_header(text))  # sbatch stopped reading at RUN_DIR=
+    assert _run_script(tmp_path, text).returncode == 0
+    assert _srun_argv(tmp_path)[4:6] == nasty
+    assert not list(tmp_path.glob("pwned*"))
+
+
+SBATCH_ERRORS = [
+    (
+        "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified\n",
+        "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+    ),
+    (
+        "sbatch: unrecognized option '--bogus'\nTry \"sbatch --help\" for more information\n",
+        "sbatch: unrecognized option '--bogus'",
+    ),
+    (
+        "sbatch: error: invalid partition specified: x\nsbatch: error: Batch job submission failed: Invalid "
+        "partition name specified\n",
+        "sbatch: error: invalid partition specified: x; sbatch: error: Batch job submission failed: Invalid "
+        "partition name specified",
+    ),
+    ("", "exit code 1"),
+]
+
+
+@pytest.mark.parametrize(("stderr", "why"), SBATCH_ERRORS)
+def test_sbatch_refusal_shows_sbatchs_own_lines_in_one_sentence(stderr: str, why: str) -> None:
+    message = sbatch_refusal(Path("/r/submit.sbatch"), stderr, "", 1)
+    assert message.startswith(f"sbatch refused /r/submit.sbatch: {why}; fix what it names")
+    assert message.endswith("launcher.dry_run=true.") and "\n" not in message and "--help" not in message

@@ -30,7 +30,7 @@ from scaletrain.env import ClusterEnv, detect
 from scaletrain.errors import ConfigError, LaunchError
 from scaletrain.launchers import slurm_cluster
 from scaletrain.launchers.base import Launcher, worker_argv
-from scaletrain.launchers.slurm_script import BatchRequest, render, sbatch_options
+from scaletrain.launchers.slurm_script import BatchRequest, render, sbatch_options, value_problem
 
 log = logging.getLogger("scaletrain")
 
@@ -40,6 +40,8 @@ _MANAGED = {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "cpus-per-t
 _MANAGED |= {"account", "qos", "signal", "requeue", "open-mode", "output"}
 # Overrides that only concern the submitting process; the script appends launcher=slurm itself.
 _SUBMIT_ONLY = re.compile(r"\s*(launcher\s*=\s*slurm|launcher\.(dry_run|wait)\s*=.*)\s*$")
+# The string settings written on #SBATCH lines, with a value each would accept, for the error message.
+_NAMED = {"job_name": "train", "partition": "gpu", "account": "myproject", "qos": "normal"}
 
 
 @dataclass
@@ -74,13 +76,27 @@ class Config:
                 raise ConfigError(f"launcher.{key}={getattr(self, key)} must be at least 1 (or null to leave it out).")
         if not self.job_name.strip():
             raise ConfigError("launcher.job_name is empty; give the job a name such as launcher.job_name=train.")
+        for key, example in _NAMED.items():
+            value = getattr(self, key)
+            problem = value is not None and value_problem(value, name=key != "job_name")
+            if problem:
+                raise ConfigError(
+                    f"launcher.{key}={value!r} cannot go on an #SBATCH line: it {problem}; "
+                    f"use a plain value such as launcher.{key}={example}."
+                )
         try:
             stopping.signal_number(self.signal)
         except ConfigError:
             raise ConfigError(
-                f"launcher.signal={self.signal} is not supported; use one of: {', '.join(stopping.SIGNALS)}."
+                f"launcher.signal={self.signal!r} is not supported; use one of: {', '.join(stopping.SIGNALS)}."
             ) from None
         for item in self.sbatch_args:
+            value = item.partition("=")[2]
+            if "=" in item and (problem := value_problem(value)):
+                raise ConfigError(
+                    f"launcher.sbatch_args item {item!r} cannot go on an #SBATCH line: its value {problem}; "
+                    "give a plain value such as '--constraint=a100'."
+                )
             if not _OPTION.fullmatch(item):
                 raise ConfigError(
                     f"launcher.sbatch_args item {item!r} is not an sbatch option such as '--constraint=a100'."
@@ -160,6 +176,13 @@ class SlurmLauncher(Launcher):
         super().preflight()
         if self.mode != "submit":
             return
+        run_dir = self.job.output_dir  # written on the #SBATCH --output line, resolved as _submit does
+        run_dir = run_dir if "\0" in run_dir else str(Path(run_dir).resolve())  # resolve() raises on a NUL
+        if problem := value_problem(run_dir):
+            raise ConfigError(
+                f"the run directory {run_dir!r} cannot go on the script's #SBATCH --output line: it {problem}; "
+                "choose another one with hydra.run.dir=PATH (hydra.sweep.dir in a multirun)."
+            )
         tasks_per_node(self.job)
         if not self.job.launcher.dry_run:  # a dry run prints the job without asking any cluster
             slurm_cluster.require_sbatch()
@@ -183,7 +206,7 @@ class SlurmLauncher(Launcher):
             qos=cfg.qos,
             signal=cfg.signal,
             signal_before_end_s=cfg.signal_before_end_s,
-            output=str(run_dir / "slurm-%j.out"),
+            output=str(run_dir).replace("%", "%%") + "/slurm-%j.out",  # sbatch expands %j, %u, ...; %% is a '%'
             extra=tuple(cfg.sbatch_args),
         )
         return BatchRequest(options, tuple(task_overrides()), str(run_dir), cfg.signal, cfg.max_requeues)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaletrain.errors import ConfigError, LaunchError
+from scaletrain.launchers.slurm_script import sbatch_refusal
 
 log = logging.getLogger("scaletrain")
 TIMEOUT_S = 30
@@ -100,8 +101,7 @@ def submit(script: Path, env: Mapping[str, str]) -> str:
     """sbatch the script; returns the job id."""
     done = _run([require_sbatch(), "--parsable", str(script)], env=env)
     if done.returncode != 0:
-        why = (done.stderr.strip() or done.stdout.strip() or f"exit code {done.returncode}").splitlines()[-1]
-        raise LaunchError(f"sbatch refused {script}: {why}.")
+        raise LaunchError(sbatch_refusal(script, done.stderr, done.stdout, done.returncode))
     job_id = done.stdout.strip().split(";")[0]
     if not job_id.isdigit():
         raise LaunchError(f"sbatch answered {done.stdout.strip()!r} instead of a job id.")

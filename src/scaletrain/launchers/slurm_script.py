@@ -8,12 +8,21 @@ Overrides reach scaletrain verbatim: each is ``shlex.quote``-d into ``set -- ...
 and srun executes python directly, so no shell ever interprets them. Nothing from the environment (secrets
 such as WANDB_API_KEY) is written: the job inherits the submitter's environment through sbatch's default
 ``--export=ALL``.
+
+``#SBATCH`` lines are comments to bash but sbatch parses them itself, one line each: a value there is
+``shlex.quote``-d (which sbatch's own parser reads back, quotes and all) and refused by ``value_problem`` when no
+quoting can carry it (a line break, a backslash, ...). ``Config.validate`` refuses such settings by name first;
+``render`` refuses anything that still gets through.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
+
+from scaletrain.errors import ConfigError
 
 # Exit code 75 is scaletrain.stopping.EXIT_CODE: every rank stopped at an agreed step after a checkpoint.
 BODY = """\
@@ -125,8 +134,36 @@ def sbatch_options(
     return tuple(options)
 
 
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,-]*")  # partitions, accounts, QOS: SLURM names (',' lists partitions)
+
+
+def value_problem(value: str, *, name: bool = False) -> str | None:
+    """Why sbatch would not read ``value`` back unchanged from a ``#SBATCH --key=value`` line; None if it would."""
+    if not value:
+        return "is empty"
+    if not value.isprintable():
+        return "holds a control character (a line break, carriage return, tab or NUL)"
+    if value.startswith("-"):
+        return "starts with '-'"
+    if "\\" in value:
+        return "holds a backslash, which sbatch drops as an escape"
+    for word in ("hetjob", "packjob"):  # sbatch looks for these anywhere in the line, in any case
+        if word in value.lower():
+            return f"holds '{word}', which sbatch takes as the start of another job component"
+    if name and not _NAME.fullmatch(value):
+        return "holds characters other than letters, digits, '_', '.', '-' and ','"
+    return None
+
+
 def render(request: BatchRequest) -> str:
     """The batch script for ``request``: header, the few per-job assignments, then BODY."""
+    for key, value in request.options:
+        if value is not None and (problem := value_problem(value)):
+            raise ConfigError(f"#SBATCH --{key}={value!r} cannot be written: it {problem}; change the setting.")
+    if any("\0" in arg for arg in (*request.args, request.run_dir)):
+        raise ConfigError(
+            "an override or the run directory holds a NUL character, which a script cannot carry; remove it."
+        )
     lines = ["#!/bin/bash", "# Rendered by scaletrain's launcher=slurm (python -m scaletrain launcher=slurm ...)."]
     for key, value in request.options:
         lines.append(f"#SBATCH --{key}" if value is None else f"#SBATCH --{key}={shlex.quote(value)}")
@@ -139,3 +176,14 @@ def render(request: BatchRequest) -> str:
         "",
     ]
     return "\n".join(lines) + "\n" + BODY
+
+
+def sbatch_refusal(script: Path, stderr: str, stdout: str, returncode: int) -> str:
+    """The error for a refused submission: sbatch's own message lines (not its usage hint) in one sentence."""
+    lines = [line.strip().rstrip(".") for line in (stderr.strip() or stdout).splitlines() if line.strip()]
+    own = [line for line in lines if line.startswith("sbatch:")]
+    why = own or [line for line in lines if not line.startswith("Try ")] or [f"exit code {returncode}"]
+    return (
+        f"sbatch refused {script}: {'; '.join(why)}; fix what it names (a launcher setting or "
+        "launcher.sbatch_args) and submit again, or print the job with launcher.dry_run=true."
+    )
