@@ -227,6 +227,8 @@ def _brief(figures: dict[str, float]) -> str:
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "not measured"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

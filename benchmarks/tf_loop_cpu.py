@@ -3,8 +3,8 @@
 tf_loop_overhead.py compares wall time, which on a shared machine swings by tens of percent with other people's
 work. This companion counts CPU time instead (time.process_time: every thread of this process), which another
 process's load barely moves. Each round runs, in this one process and back to back, scaletrain's real loop
-(``tf_loop.fit`` under MirroredStrategy through a RunContext, exactly what a rank runs, with its throughput
-meter reading process_time instead of perf_counter) and plain_tf_train.train (its windows timed with
+(the training driver with the TF stepper under MirroredStrategy through a RunContext, exactly what a rank runs,
+with its throughput meter reading process_time instead of perf_counter) and plain_tf_train.train (its windows timed with
 process_time too). Same model, data, seed, optimizer and order: both must end on the same final loss.
 Ratio = scaletrain / plain within a round, median over rounds; target <= 1.05.
 
@@ -28,7 +28,7 @@ import plain_tf_train  # noqa: E402  (imports TensorFlow)
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from scaletrain import config, metrics, strategies, workloads  # noqa: E402
+from scaletrain import config, metrics, strategies, worker  # noqa: E402
 from scaletrain.context import RunContext  # noqa: E402
 from scaletrain.env import detect  # noqa: E402
 
@@ -49,7 +49,7 @@ def run_scaletrain(model: Model, steps: int) -> dict[str, float]:
         strategy.setup()
         ctx = RunContext(job, env, strategy)
         try:
-            summary = workloads.run(ctx)
+            summary = worker.train(ctx)
         finally:
             ctx.close()
     return {"cpu_s_per_step": summary["step_time_s"], "final_loss": summary["final_loss"]}

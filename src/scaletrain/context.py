@@ -13,6 +13,7 @@ from typing import Any
 from scaletrain import checkpoint, stopping, tracking
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
+from scaletrain.metrics import ThroughputMeter
 from scaletrain.strategies.base import Strategy
 from scaletrain.summary import RunSummary
 
@@ -40,6 +41,8 @@ class RunContext:
         self.stopped_at_step: int | None = None  # set when the ranks agreed to stop early (should_stop)
         self._metrics_file = None
         self.tracker: tracking.WandbRun | None = None
+        self._meter: ThroughputMeter | None = None  # a user loop's steps, once it marks them (step_done)
+        self._steps_marked = 0
         if self.is_rank_zero:
             for stale in checkpoint.prepare_dir(self.checkpoint_dir):  # a write killed in an earlier attempt
                 log.info("removed %s, left by a checkpoint write that was killed", stale)
@@ -63,6 +66,23 @@ class RunContext:
     def should_resume(self) -> bool:
         """True when this run continues earlier work: resume=true, or a restart after a failure."""
         return self.job.resume or self.restart_count > 0
+
+    def step_done(self, samples: int) -> None:
+        """Mark one optimizer step of your own training loop that trained ``samples`` samples over every rank.
+
+        Call it on every rank after each step: the run's summary then has its throughput and step time
+        (``samples_per_s``, ``step_time_s``), so a scaling sweep of your function measures its efficiency. The
+        first ``train.log_every_n_steps`` steps (start-up) are left out of the steady-state figures.
+        """
+        if self._meter is None:
+            devices = getattr(self.strategy, "num_replicas", None) or self.world_size * getattr(
+                self.strategy, "devices_per_process", 1
+            )
+            self._meter = ThroughputMeter(devices, measures_comm=False)  # a user loop's collectives are not timed
+        self._meter.add_step(samples)
+        self._steps_marked += 1
+        if self._steps_marked % self.job.train.log_every_n_steps == 0:
+            self._meter.read()  # closes a window: the first one (start-up) stays out of the totals
 
     def stop_vote(self) -> float:
         """1.0 if this rank was asked to stop, else 0.0: for a loop that sums it in one of its own collectives."""
@@ -155,6 +175,10 @@ class RunContext:
             global_batch_size=self.job.train.global_batch_size,
             attempt=self.restart_count,
         )
+        if self._meter is not None:  # a user loop that marked its steps: measured unless it reported its own
+            if self._steps_marked % self.job.train.log_every_n_steps:
+                self._meter.read()  # the last, partial window
+            summary.update({"steps": self._steps_marked, **self._meter.totals()})
         summary.update(dict(figures))
         if self.tracker is not None:
             summary.wandb_run_id = self.tracker.id

@@ -29,6 +29,33 @@ def test_user_function_runs_once_per_rank_with_a_context(scaletrain):
     assert (run.dir / "checkpoints" / "step_000000030.ckpt").is_file()
 
 
+@pytest.mark.parametrize("mark_steps", [False, True])
+def test_sweep_of_a_user_function_measures_what_it_marks(scaletrain, mark_steps):
+    """A function that marks its steps (ctx.step_done) gets measured efficiency; one that does not gets a sweep
+    table saying what was not measured, not a crash."""
+    run = scaletrain(
+        "+strategy=ddp",
+        "workload=function",
+        "workload.fn._target_=user_train.main",
+        "+workload.fn.steps=60",
+        f"+workload.fn.mark_steps={mark_steps}",
+        "train.log_every_n_steps=10",
+        "scaling.world_sizes=[1,2]",
+        "scaling.allreduce_repeats=1",
+        env={"PYTHONPATH": str(USERLAND)},
+    )
+    assert run.returncode == 0, run.output
+    result = json.loads((run.dir / "scaling.json").read_text())
+    efficiencies = [row["efficiency"] for row in result["rows"]]
+    if mark_steps:
+        assert efficiencies[0] == pytest.approx(1.0) and efficiencies[1] > 0
+        point = json.loads((run.dir / "world_size_2" / "summary.json").read_text())
+        assert point["steps"] == 60 and point["samples_per_s"] > 0 and "comm_fraction" not in point
+    else:
+        assert efficiencies == [None, None]
+        assert "Not measured: throughput, step time and efficiency were not measured" in run.output
+
+
 def test_torchrun_style_script_gets_torchrun_environment(scaletrain, tmp_path):
     out = tmp_path / "script_out"
     out.mkdir()

@@ -73,7 +73,7 @@ def _not_measured(points: list[RunSummary], measured: bool) -> list[str]:
     if not measured:
         return [
             "throughput, step time and efficiency were not measured: the training function marks no steps "
-            "(mark them with ctx.step_done(samples=...), or train a built-in or custom workload)"
+            "(mark each step with ctx.step_done(samples=...), or train a built-in workload)"
         ]
     notes = []
     if any(p.gradient_bytes is None for p in points):

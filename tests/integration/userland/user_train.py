@@ -4,7 +4,7 @@ import torch
 import torch.distributed as dist
 
 
-def main(ctx, steps: int = 20, lr: float = 0.1):
+def main(ctx, steps: int = 20, lr: float = 0.1, mark_steps: bool = False):
     torch.manual_seed(0)
     weight = torch.zeros(1, requires_grad=True)
     start = 0
@@ -21,5 +21,7 @@ def main(ctx, steps: int = 20, lr: float = 0.1):
             weight -= lr * weight.grad
         weight.grad.zero_()
         ctx.log({"loss": loss.item()}, step)
+        if mark_steps:
+            ctx.step_done(samples=ctx.world_size)  # one sample per rank per step
     ctx.save_checkpoint({"weight": weight.detach()}, steps)
     return {"weight": weight.item(), "rank_seen": ctx.rank, "world_size_seen": ctx.world_size}
