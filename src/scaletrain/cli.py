@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import re
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from scaletrain import config
 from scaletrain.errors import ConfigError, ScaletrainError
 
 _exit_codes: list[int] = []  # one per job: a multirun exits with the worst
+_new_dirs: list[Path] = []  # a single run's directory and its parents that did not exist before this command
+_RUN_DIR_OVERRIDE = re.compile(r"[+~]*hydra\.run\.dir=")
+_SAFE_PATH = re.compile(r"[\w./-]+")
 
 
 def _report(exc: ScaletrainError) -> None:
@@ -52,24 +59,80 @@ def check_group_overrides(args: Any) -> None:
                 raise ConfigError(f"{group}={name} does not exist; choose one of: {', '.join(known)}.")
 
 
-def check_composes(args: Any, conf) -> None:
-    """Hydra's own composition errors (an unknown key, a misplaced '+', a malformed value) as one sentence.
-
-    A single run is composed here once, the way Hydra will compose it (about 40 ms); multiruns are left to Hydra's
-    sweeper.
+def check_composes(args: Any, conf) -> Path | None:
+    """A single run composed once the way Hydra will compose it and pre-flighted, so that bad input is refused
+    before Hydra creates the run directory; returns that directory. Hydra's own composition errors (an unknown key,
+    a misplaced '+', a malformed value) become one sentence. Multiruns are left to Hydra's sweeper.
     """
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
+    from omegaconf import open_dict, read_write
 
     if args.multirun or args.help or args.hydra_help or args.shell_completion:
-        return
+        return None
     if args.config_path or args.config_name or args.config_dir:
-        return  # the user's own config search path: Hydra composes and reports it
+        return None  # the user's own config search path: Hydra composes and reports it
     with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
         try:
-            compose("config", overrides=args.overrides)
+            cfg = compose("config", overrides=args.overrides, return_hydra_config=True)
         except HydraException as exc:
             raise ConfigError(_composition_error(exc)) from None
+    if args.cfg or args.info or args.experimental_rerun:
+        return None  # Hydra prints or reruns; no new run starts here
+    previous = HydraConfig.instance().cfg
+    try:  # ${hydra:runtime.output_dir} resolved as Hydra's run_job will
+        HydraConfig.instance().set_config(cfg)
+        run_dir = str(cfg.hydra.run.dir)
+        with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+            cfg.hydra.runtime.output_dir = os.path.abspath(run_dir)
+        HydraConfig.instance().set_config(cfg)
+        task = copy.deepcopy(cfg)
+        with read_write(task), open_dict(task):
+            del task["hydra"]
+        preflight(config.load(_resolved(task)))
+    finally:
+        HydraConfig.instance().cfg = previous
+    return Path(run_dir)
+
+
+def preflight(job: config.Job) -> None:
+    """What run_single checks before anything starts (and checks again in the app: it is cheap), for a launcher
+    that can check it all without reaching a cluster (local, or a Ray this job starts itself). A cluster's launcher
+    and a sweep check the rest in the app, where a refusal removes the run directory again."""
+    from scaletrain import checkpoint, launchers
+
+    offline = job.launcher.name == "local" or (job.launcher.name == "ray" and job.launcher.address is None)
+    if offline and not job.scaling.world_sizes:
+        launcher = launchers.create(job)
+        checkpoint.check_dir(Path(job.checkpoint.dir))
+        launcher.preflight()
+
+
+def _resolved(cfg) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"the configuration does not resolve: {str(exc).splitlines()[0]}.") from None
+
+
+def _remove_if_only_hydra_files(run_dir: Path, job_name: str) -> None:
+    """Remove the run directory a refused run left, when Hydra's own files are all that is in it, and the parents
+    Hydra created for it (outputs/DATE) while they are empty."""
+    hydra_files = {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", f"{job_name}.log", ".hydra"}
+    if not all(str(p.relative_to(run_dir)) in hydra_files for p in run_dir.rglob("*")):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in run_dir.parents:
+        if parent not in _new_dirs:
+            break
+        try:
+            parent.rmdir()  # only while empty
+        except OSError:
+            break
 
 
 def _composition_error(exc: BaseException) -> str:
@@ -86,20 +149,18 @@ def _composition_error(exc: BaseException) -> str:
 
 
 def _task(cfg) -> None:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from hydra.core.hydra_config import HydraConfig
 
     from scaletrain.run import run_job
 
     try:
-        try:
-            raw = OmegaConf.to_container(cfg, resolve=True)
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"the configuration does not resolve: {str(exc).splitlines()[0]}.") from None
-        code = run_job(config.load(raw))
+        code = run_job(config.load(_resolved(cfg)))
     except ScaletrainError as exc:
         _report(exc)
         code = exc.exit_code
+        hydra = HydraConfig.get()
+        if Path(hydra.runtime.output_dir) in _new_dirs[:1]:
+            _remove_if_only_hydra_files(_new_dirs[0], hydra.job.name)
     _exit_codes.append(code)
 
 
@@ -110,12 +171,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         conf = config.conf_dir()
         args = hydra_args(argv)
+        run_dir = None
         if args is not None:  # None: Hydra prints its own usage error below
             check_group_overrides(args)
-            check_composes(args, conf)
+            run_dir = check_composes(args, conf)
     except ScaletrainError as exc:
         _report(exc)
         sys.exit(exc.exit_code)
+    absolute = Path(os.path.abspath(run_dir or "."))
+    _new_dirs[:] = [d for d in (absolute, *absolute.parents) if not d.exists()]
+    chosen = args is not None and any(_RUN_DIR_OVERRIDE.match(o) for o in args.overrides)
+    if _new_dirs and not chosen and _SAFE_PATH.fullmatch(str(run_dir)):
+        argv.append(f"hydra.run.dir={run_dir}")  # the default's ${now:...} must name the directory checked here
     sys.argv = [sys.argv[0], *argv]
     try:
         hydra.main(version_base="1.3", config_path=str(conf), config_name="config")(_task)()

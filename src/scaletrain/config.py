@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ PACKAGES = {"strategy": "strategies", "launcher": "launchers", "workload": "work
 GROUPS = tuple(PACKAGES)
 SELECTABLE = (*GROUPS, "logger")  # config groups a user picks by name on the command line
 DEFAULT_STRATEGY = "ddp"
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
+MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's limit
 
 
 @dataclass
@@ -40,6 +43,24 @@ class TrainConfig:
     weight_decay: float = 0.0
     log_every_n_steps: int = 10
 
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs={self.epochs} must be at least 1.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"train.max_steps={self.max_steps} must be at least 1 (or null for no limit).")
+        if self.global_batch_size < 1:
+            raise ConfigError(f"train.global_batch_size={self.global_batch_size} must be at least 1.")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ConfigError(f"train.optimizer='{self.optimizer}' is not known; use sgd, adam or adamw.")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr} must be positive, e.g. train.lr=0.01.")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"train.momentum={self.momentum} must lie in [0, 1), e.g. train.momentum=0.9.")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay={self.weight_decay} must be 0 or more, e.g. 0 or 1e-4.")
+        if self.log_every_n_steps < 1:
+            raise ConfigError(f"train.log_every_n_steps={self.log_every_n_steps} must be at least 1.")
+
 
 @dataclass
 class CheckpointConfig:
@@ -48,6 +69,27 @@ class CheckpointConfig:
     keep_last: int = 2
     # How often ranks agree whether a stop was requested (one tiny collective): None at every log step, 0 never.
     stop_check_every_n_steps: int | None = None
+
+    def validate(self) -> None:
+        if not self.dir.strip():
+            raise ConfigError(
+                f"checkpoint.dir={self.dir!r} is empty, which would write checkpoints into the current directory; "
+                "give a directory such as checkpoint.dir=checkpoints, or leave it unset for the run's own."
+            )
+        if self.every_n_steps < 0:
+            raise ConfigError(
+                f"checkpoint.every_n_steps={self.every_n_steps} must be 0 or more (0: only at the end of training)."
+            )
+        if self.keep_last < 1:
+            raise ConfigError(
+                f"checkpoint.keep_last={self.keep_last} would keep no checkpoint; keep at least one, e.g. "
+                "checkpoint.keep_last=2."
+            )
+        if (self.stop_check_every_n_steps or 0) < 0:
+            raise ConfigError(
+                f"checkpoint.stop_check_every_n_steps={self.stop_check_every_n_steps} must be 0 or more "
+                "(0: never, null: at every log step)."
+            )
 
 
 @dataclass
@@ -89,6 +131,19 @@ class LoggerConfig:
             raise ConfigError(f"logger='{self.name}' is not known; use logger=wandb or logger=none.")
         if self.mode not in ("auto", "online", "offline"):
             raise ConfigError(f"logger.mode='{self.mode}' is not known; use auto, online or offline.")
+        if self.name != "wandb":
+            return
+        # W&B's own rules (wandb.Settings.validate_project, validate_run_tags), checked before any run starts.
+        bad = sorted(set(WANDB_PROJECT_FORBIDDEN) & set(self.project))
+        if not self.project.strip() or len(self.project) > 128 or bad:
+            why = f"contains {' '.join(bad)}" if bad else "is empty" if not self.project.strip() else "is too long"
+            raise ConfigError(
+                f"logger.project={self.project!r} {why}, which W&B does not accept; give a name of 1 to 128 "
+                f"characters without any of {' '.join(WANDB_PROJECT_FORBIDDEN)}."
+            )
+        for tag in self.tags:
+            if not 1 <= len(str(tag)) <= 64:
+                raise ConfigError(f"logger.tags item {tag!r} must be 1 to 64 characters long, as W&B requires.")
 
 
 @dataclass
@@ -157,10 +212,23 @@ def typed(schema: type, values: Mapping[str, Any] | None, where: str) -> Any:
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         raise ConfigError(_describe_omegaconf_error(exc, schema, where)) from None
+    _check_finite(obj, where)
     check = getattr(obj, "validate", None)
     if check is not None:
         check()
     return obj
+
+
+def _check_finite(obj: Any, where: str) -> None:
+    """NaN and infinity are accepted by YAML and OmegaConf but are never a sensible setting (lr=nan trains to NaN)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        items = value.items() if isinstance(value, Mapping) and "float" in str(f.type) else [("", value)]
+        for sub, item in items:
+            if isinstance(item, float) and not math.isfinite(item):
+                key = f"{where}.{f.name}" + (f".{sub}" if sub else "")
+                example = "" if sub or f.default in (dataclasses.MISSING, None) else f", e.g. {key}={f.default}"
+                raise ConfigError(f"{key}={item} is not a finite number; give a finite value{example}.")
 
 
 def _describe_omegaconf_error(exc: OmegaConfBaseException, schema: type, where: str) -> str:
@@ -180,6 +248,13 @@ def _describe_omegaconf_error(exc: OmegaConfBaseException, schema: type, where: 
 def load(raw: Mapping[str, Any]) -> Job:
     """Validate a resolved config mapping (from Hydra or a saved job.json) into a Job."""
     raw = dict(raw)
+    known = [f.name for f in dataclasses.fields(Job)]
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"{key} is not a setting scaletrain knows; drop +{key}=... or check its spelling "
+                "(`python -m scaletrain --cfg job` prints every setting)."
+            )
     picked = raw.get("strategy") is None
     strategy_raw = dict(raw.get("strategy") or {"name": DEFAULT_STRATEGY})
     groups: dict[str, Any] = {}
@@ -224,30 +299,17 @@ def _top_level(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validate(job: Job) -> None:
-    t = job.train
-    if t.epochs < 1:
-        raise ConfigError(f"train.epochs={t.epochs} must be at least 1.")
-    if t.max_steps is not None and t.max_steps < 1:
-        raise ConfigError(f"train.max_steps={t.max_steps} must be at least 1 (or null for no limit).")
-    if t.global_batch_size < 1:
-        raise ConfigError(f"train.global_batch_size={t.global_batch_size} must be at least 1.")
-    if t.optimizer not in ("sgd", "adam", "adamw"):
-        raise ConfigError(f"train.optimizer='{t.optimizer}' is not known; use sgd, adam or adamw.")
-    if t.lr <= 0:
-        raise ConfigError(f"train.lr={t.lr} must be positive.")
-    if t.log_every_n_steps < 1:
-        raise ConfigError(f"train.log_every_n_steps={t.log_every_n_steps} must be at least 1.")
-    if (job.checkpoint.stop_check_every_n_steps or 0) < 0:
-        raise ConfigError(
-            f"checkpoint.stop_check_every_n_steps={job.checkpoint.stop_check_every_n_steps} must be >= 0 (0: never)."
-        )
-    if job.checkpoint.every_n_steps < 0 or job.checkpoint.keep_last < 1:
-        raise ConfigError(
-            f"checkpoint.every_n_steps={job.checkpoint.every_n_steps} must be >= 0 and "
-            f"checkpoint.keep_last={job.checkpoint.keep_last} >= 1."
-        )
+    if not 0 <= job.seed <= MAX_SEED:
+        raise ConfigError(f"seed={job.seed} must be a whole number from 0 to {MAX_SEED}, e.g. seed=0.")
     if job.max_restarts < 0:
         raise ConfigError(f"max_restarts={job.max_restarts} must be 0 or more.")
+    if not job.output_dir.strip() or Path(job.output_dir).is_file():
+        raise ConfigError(
+            f"output_dir={job.output_dir!r} is {'a file' if job.output_dir.strip() else 'empty'}; leave it unset "
+            "for the run's own directory, or give a directory."
+        )
+    if job.script is not None and Path(job.script).is_dir():
+        raise ConfigError(f"script={job.script} is a directory; give the path of a Python training script in it.")
     if job.script is not None and not Path(job.script).is_file():
         raise ConfigError(f"script={job.script} does not exist; give the path of a Python training script.")
 

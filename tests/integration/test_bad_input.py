@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import pytest
+from conftest import child_env
 
 CASES = {
     "unknown strategy": (["+strategy=horovod"], "strategy=horovod does not exist; choose one of: ddp"),
@@ -30,9 +38,74 @@ CASES = {
         ["launcher=slurm", "launcher.dry_run=true", "scaling.world_sizes=[1,2]"],
         "launcher=slurm cannot run scaling sweeps yet; use launcher=local or launcher=ray",
     ),
+    "empty checkpoint dir": (["checkpoint.dir=''"], "checkpoint.dir='' is empty, which would write checkpoints into"),
+    "blank checkpoint dir": (["checkpoint.dir=' '"], "checkpoint.dir=' ' is empty"),
+    "checkpoint dir is a file": ([f"checkpoint.dir={__file__}"], f"checkpoint.dir={__file__} is a file, not a dir"),
+    "checkpoint dir under a file": (
+        [f"checkpoint.dir={__file__}/sub"],
+        f"checkpoint.dir={__file__}/sub cannot be created because {__file__} is a file",
+    ),
     "function not importable": (
         ["workload=function", "workload.fn._target_=no_such_pkg.train"],
         "workload.fn._target_=no_such_pkg.train cannot be imported",
+    ),
+    # train: nothing that would train to NaN or misbehave silently
+    "lr nan": (["train.lr=nan"], "train.lr=nan is not a finite number; give a finite value, e.g. train.lr=0.01."),
+    "lr inf": (["train.lr=1e400"], "train.lr=inf is not a finite number"),
+    "lr zero": (["train.lr=0"], "train.lr=0.0 must be positive"),
+    "negative momentum": (["train.momentum=-0.5"], "train.momentum=-0.5 must lie in [0, 1)"),
+    "momentum of 1": (["train.momentum=1"], "train.momentum=1.0 must lie in [0, 1)"),
+    "negative weight decay": (["train.weight_decay=-1"], "train.weight_decay=-1.0 must be 0 or more"),
+    "weight decay nan": (["train.weight_decay=nan"], "train.weight_decay=nan is not a finite number"),
+    "log every 0 steps": (["train.log_every_n_steps=0"], "train.log_every_n_steps=0 must be at least 1."),
+    # top level
+    "unknown top-level key": (["+foo=bar"], "foo is not a setting scaletrain knows; drop +foo=..."),
+    "negative seed": (["seed=-1"], "seed=-1 must be a whole number from 0 to 4294967295"),
+    "empty output dir": (["output_dir=''"], "output_dir='' is empty; leave it unset"),
+    "output dir is a file": ([f"output_dir={__file__}"], f"output_dir='{__file__}' is a file"),
+    # checkpoint
+    "keep no checkpoint": (["checkpoint.keep_last=0"], "checkpoint.keep_last=0 would keep no checkpoint"),
+    "negative checkpoint interval": (["checkpoint.every_n_steps=-1"], "checkpoint.every_n_steps=-1 must be 0 or more"),
+    "negative stop check": (
+        ["checkpoint.stop_check_every_n_steps=-1"],
+        "checkpoint.stop_check_every_n_steps=-1 must be 0 or more",
+    ),
+    # launcher
+    "empty master address": (["launcher.master_addr=''"], "launcher.master_addr is empty"),
+    "unresolvable master address": (
+        ["launcher.master_addr=no-such-host.invalid"],
+        "launcher.master_addr=no-such-host.invalid cannot be used (",
+    ),
+    "grace nan": (["launcher.stop_grace_s=nan"], "launcher.stop_grace_s=nan is not a finite number"),
+    "ray timeout inf": (["launcher=ray", "launcher.connect_timeout_s=inf"], "launcher.connect_timeout_s=inf is not"),
+    "ray cpus nan": (["launcher=ray", "launcher.num_cpus_per_rank=nan"], "launcher.num_cpus_per_rank=nan is not"),
+    "ray gpus nan": (["launcher=ray", "launcher.num_gpus_per_rank=nan"], "launcher.num_gpus_per_rank=nan is not"),
+    "ray resource nan": (
+        ["launcher=ray", "+launcher.resources_per_rank.TPU=nan"],
+        "launcher.resources_per_rank.TPU=nan is not a finite number",
+    ),
+    "ray address malformed": (["launcher=ray", "launcher.address=head"], "launcher.address='head' is not a Ray"),
+    # workload
+    "negative hidden size": (["workload=digits", "workload.hidden=-3"], "workload.hidden=-3 must be at least 1"),
+    "negative width": (["workload=synthetic", "workload.width=-1"], "workload.width=-1 must be at least 1."),
+    "validation fraction nan": (["workload=digits", "workload.val_fraction=nan"], "workload.val_fraction=nan is"),
+    # logger: W&B's own rules for names
+    "wandb project with a slash": (
+        ["logger=wandb", "logger.mode=offline", "logger.project=team/run"],
+        "logger.project='team/run' contains /, which W&B does not accept",
+    ),
+    "wandb project too long": (
+        ["logger=wandb", "logger.mode=offline", f"logger.project={'p' * 129}"],
+        "is too long, which W&B does not accept",
+    ),
+    "wandb empty tag": (["logger=wandb", "logger.mode=offline", "logger.tags=['']"], "logger.tags item '' must be"),
+    # strategy
+    "collective timeout nan": (["+strategy=ddp", "strategy.timeout_s=nan"], "strategy.timeout_s=nan is not a finite"),
+    "collective timeout negative": (["+strategy=ddp", "strategy.timeout_s=-1"], "strategy.timeout_s=-1.0 must be"),
+    # script
+    "script is a directory": (
+        [f"script={Path(__file__).parent}"],
+        f"script={Path(__file__).parent} is a directory; give the path of a Python training script",
     ),
 }
 
@@ -48,9 +121,9 @@ def test_bad_input_exits_2_with_one_sentence_and_starts_nothing(scaletrain, case
     run = scaletrain(*overrides, timeout=60)
     assert run.returncode == 2, run.output
     errors = [line for line in run.stderr.splitlines() if line.startswith("scaletrain: error: ")]
-    assert len(errors) == 1 and sentence in errors[0], run.output
+    assert len(errors) == 1 and sentence in errors[0] and errors[0].endswith("."), run.output
     assert "Traceback" not in run.output
-    assert not (run.dir / "logs").exists() and not (run.dir / "job.json").exists()  # no rank was started
+    assert not run.dir.exists(), sorted(run.dir.rglob("*"))  # no rank started, and no run directory was left
 
 
 def test_unreachable_wandb_server_exits_2_before_anything_starts(scaletrain):
@@ -59,5 +132,63 @@ def test_unreachable_wandb_server_exits_2_before_anything_starts(scaletrain):
     assert run.returncode == 2, run.output
     assert "the W&B server 127.0.0.1:9 cannot be reached" in run.stderr
     assert "use logger.mode=offline" in run.stderr
-    assert not (run.dir / "logs").exists()
+    assert not run.dir.exists()
     assert "not-a-real-key" not in run.output
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.lr=nan"],  # refused before Hydra runs
+        ["launcher=slurm", "launcher.dry_run=true", "scaling.world_sizes=[1,2]"],  # refused inside the Hydra app
+    ],
+)
+def test_refused_run_leaves_no_default_run_directory(tmp_path, overrides):
+    """Without hydra.run.dir, Hydra would create outputs/DATE/TIME: neither it nor its parents are left behind."""
+    run = subprocess.run(
+        [sys.executable, "-m", "scaletrain", *overrides],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_refused_run_keeps_a_run_directory_that_existed_before(scaletrain, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    run = scaletrain(f"hydra.run.dir={mine}", "launcher=slurm", "launcher.dry_run=true", "scaling.world_sizes=[1,2]")
+    assert run.returncode == 2, run.output
+    assert mine.is_dir()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_ray_address_that_accepts_but_never_answers_is_given_up_within_the_connect_timeout(scaletrain, scheme):
+    """Something listens at the port but is not Ray: Ray's own connect retries last minutes; the connect timeout
+    bounds the whole attempt (probe, ray.init, its retries)."""
+    with socket.create_server(("0.0.0.0", 0)) as server:
+        port = server.getsockname()[1]
+        threading.Thread(target=_accept_and_say_nothing, args=(server,), daemon=True).start()
+        started = time.monotonic()
+        address = f"{scheme}127.0.0.1:{port}"
+        run = scaletrain("launcher=ray", f"launcher.address={address}", "launcher.connect_timeout_s=3", timeout=60)
+        took = time.monotonic() - started
+    assert run.returncode == 2, run.output
+    errors = [line for line in run.stderr.splitlines() if line.startswith("scaletrain: error: ")]
+    assert len(errors) == 1 and f"Ray did not connect to {address} within launcher.connect_timeout_s=3" in errors[0]
+    assert took < 3 + 12, f"took {took:.1f} s"  # the budget, plus starting Python and importing Ray
+    assert not run.dir.exists()
+
+
+def _accept_and_say_nothing(server: socket.socket) -> None:
+    held = []
+    try:
+        while True:
+            held.append(server.accept()[0])
+    except OSError:  # the server was closed
+        for conn in held:
+            conn.close()

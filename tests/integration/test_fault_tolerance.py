@@ -149,3 +149,24 @@ def test_full_disk_is_one_sentence_keeps_the_last_checkpoint_and_is_not_restarte
 
     state = torch.load(ckpt / "step_000000020.ckpt", weights_only=True)  # the last good one is whole
     assert state["step"] == 20 and state["model"]
+
+
+@pytest.mark.parametrize("strategy", [pytest.param("ddp"), pytest.param("mirrored", marks=pytest.mark.tf)])
+def test_resume_from_another_models_checkpoint_is_one_sentence(scaletrain, tmp_path, strategy):
+    common = (
+        f"+strategy={strategy}",
+        "workload=synthetic",
+        "workload.num_samples=256",
+        "workload.depth=1",
+        "train.global_batch_size=32",
+        "launcher.nproc_per_node=1",
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+    )
+    first = scaletrain(*common, "workload.width=32", "train.max_steps=4")
+    assert first.returncode == 0, first.output
+    other = scaletrain(*common, "workload.width=64", "resume=true", "max_restarts=2")
+    assert other.returncode == 2, other.output
+    errors = [line for line in other.output.splitlines() if "scaletrain: error: the checkpoint in" in line]
+    assert len(errors) == 1 and "does not fit this model" in errors[0], other.output
+    assert errors[0].endswith("resume with the workload that wrote it, or point checkpoint.dir elsewhere.")
+    assert "restarting all ranks" not in other.output

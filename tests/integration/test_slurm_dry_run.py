@@ -23,7 +23,7 @@ OVERRIDES = (
     "+strategy=ddp",
     "workload=linear",
     "train.lr=0.05",
-    '+tag="it\'s $(touch pwned) `touch pwned2`; echo"',
+    'checkpoint.dir="it\'s $(touch pwned) `touch pwned2`; echo"',
     "launcher.dry_run=true",
 )
 

@@ -54,8 +54,7 @@ def test_quoted_fields_reach_srun_verbatim_and_nothing_injected_runs(tmp_path: P
     _stubs(tmp_path)
     run_dir = tmp_path / f"run {PAYLOAD}"
     checkpoints = f"checkpoint.dir='{tmp_path}/ck {PAYLOAD}'"
-    tag = f'+tag="{PAYLOAD} it\'s"'
-    done = _dry_run(tmp_path, str(run_dir), "launcher.job_name='job $(touch pwned6)'", checkpoints, tag)
+    done = _dry_run(tmp_path, str(run_dir), "launcher.job_name='job $(touch pwned6)'", checkpoints)
     assert done.returncode == 0, done.stdout + done.stderr
     script = run_dir / "submit.sbatch"
     assert script.read_text() in done.stdout
@@ -76,7 +75,6 @@ def test_quoted_fields_reach_srun_verbatim_and_nothing_injected_runs(tmp_path: P
         "+strategy=ddp",
         "launcher.job_name='job $(touch pwned6)'",
         checkpoints,
-        tag,
         "launcher=slurm",
         f"hydra.run.dir={run_dir}",
     ]

@@ -56,6 +56,12 @@ CASES = {
         {},
         "launcher.nnodes=2 cannot be used with XLA's CPU device, which serves one process only",
     ),
+    "sweep on TPU": (
+        ["scaling.world_sizes=[1,2]"],
+        {"PJRT_DEVICE": "TPU"},
+        "scaling sweeps with +strategy=xla run on XLA's CPU device only (PJRT_DEVICE=TPU picked TPU, whose runtime "
+        "takes every chip of the host); use strategy.device=CPU",
+    ),
     "unknown device": (["strategy.device=GPU"], {}, "strategy.device='GPU' is not known; use one of: auto, TPU"),
     "CUDA without GPUs": (["strategy.device=CUDA"], {}, "strategy.device=CUDA needs NVIDIA GPUs"),
 }
@@ -90,7 +96,7 @@ def _assert_refused(run, sentence: str) -> None:
     errors = [line for line in run.stderr.splitlines() if line.startswith("scaletrain: error: ")]
     assert len(errors) == 1 and sentence in errors[0], run.output
     assert "Traceback" not in run.output
-    assert not (run.dir / "logs").exists() and not (run.dir / "job.json").exists()  # no process was started
+    assert not run.dir.exists(), sorted(run.dir.rglob("*"))  # no process started, and no run directory was left
 
 
 @pytest.mark.slow

@@ -48,6 +48,22 @@ def test_job_round_trips_through_json(tmp_path):
         (["workload=digits", "workload.model=resnet"], "workload.model='resnet' is not known"),
         (["workload=synthetic", "workload.depth=0"], "workload.depth=0 must be at least 1."),
         (["max_restarts=-1"], "max_restarts=-1 must be 0 or more."),
+        (["train.lr=nan"], "train.lr=nan is not a finite number; give a finite value, e.g. train.lr=0.01."),
+        (["train.lr=-1"], "train.lr=-1.0 must be positive"),
+        (["train.momentum=1.5"], "train.momentum=1.5 must lie in [0, 1)"),
+        (["train.weight_decay=-0.1"], "train.weight_decay=-0.1 must be 0 or more"),
+        (["checkpoint.keep_last=0"], "checkpoint.keep_last=0 would keep no checkpoint; keep at least one"),
+        (["checkpoint.every_n_steps=-5"], "checkpoint.every_n_steps=-5 must be 0 or more"),
+        (["+strategy=tpu", "strategy.timeout_s=inf"], "strategy.timeout_s=inf is not a finite number"),
+        (["launcher=ray", "launcher.placement_timeout_s=nan"], "launcher.placement_timeout_s=nan is not a finite"),
+        (["launcher.master_addr=' '"], "launcher.master_addr is empty"),
+        (["workload=digits", "workload.hidden=0"], "workload.hidden=0 must be at least 1"),
+        (["logger=wandb", "logger.project=a:b"], "logger.project='a:b' contains :, which W&B does not accept"),
+        (["logger=wandb", "logger.project=' '"], "logger.project=' ' is empty, which W&B does not accept"),
+        (["logger=wandb", f"logger.tags=[{'t' * 65}]"], "must be 1 to 64 characters long"),
+        (["seed=4294967296"], "seed=4294967296 must be a whole number from 0 to 4294967295"),
+        (["+foo=bar"], "foo is not a setting scaletrain knows"),
+        (["script=/"], "script=/ is a directory"),
     ],
 )
 def test_bad_values_name_the_value_and_the_fix(overrides, message):
@@ -74,3 +90,13 @@ def test_every_group_option_has_a_module_with_a_config():
             node = values.get(group, values)  # workloads are @package _global_
             module = config.plugin_module(group, node["name"])
             assert hasattr(module, "Config"), (group, name)
+
+
+def test_a_finite_value_at_the_edge_is_accepted():
+    job = compose_job("train.momentum=0", "train.weight_decay=0", "logger=wandb", f"logger.project={'p' * 128}")
+    assert job.train.momentum == 0 and job.logger.project == "p" * 128
+
+
+def test_a_saved_job_with_a_key_scaletrain_does_not_know_is_refused():
+    with pytest.raises(ConfigError, match=r"^extra is not a setting scaletrain knows"):
+        config.load({"launcher": {"name": "local"}, "workload": {"name": "linear"}, "extra": 1})

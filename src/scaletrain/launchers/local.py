@@ -42,6 +42,11 @@ class Config:
             raise ConfigError(
                 f"launcher.node_rank={self.node_rank} must lie in 0..nnodes-1 (launcher.nnodes={self.nnodes})."
             )
+        if not self.master_addr.strip():
+            raise ConfigError(
+                "launcher.master_addr is empty; give the address the ranks meet at, "
+                "e.g. launcher.master_addr=127.0.0.1."
+            )
         if not 0 <= self.master_port < 65536:
             raise ConfigError(f"launcher.master_port={self.master_port} is not a TCP port (0..65535).")
         if self.nnodes > 1 and self.master_port == 0:
@@ -93,6 +98,20 @@ def free_ports(addr: str, count: int) -> list[int]:
             s.close()
 
 
+def check_master_addr(cfg: Config) -> None:
+    """On one host the launcher binds its ports at master_addr, so it must be this host's; else it must resolve."""
+    try:
+        if cfg.nnodes == 1:
+            free_port(cfg.master_addr)
+        else:
+            socket.getaddrinfo(cfg.master_addr, cfg.master_port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        fix = "an address of this host, e.g. 127.0.0.1" if cfg.nnodes == 1 else "the name or IP of node 0"
+        raise ConfigError(
+            f"launcher.master_addr={cfg.master_addr} cannot be used ({exc.strerror or exc}); give {fix}."
+        ) from None
+
+
 class LocalLauncher(Launcher):
     def __init__(self, job: Job) -> None:
         super().__init__(job)
@@ -119,6 +138,7 @@ class LocalLauncher(Launcher):
                 f"launcher=local runs inside a SLURM step of {os.environ['SLURM_NTASKS']} tasks, so every task would "
                 "start its own ranks; add launcher=slurm so that each srun task is one rank."
             )
+        check_master_addr(self.job.launcher)
         super().preflight()
 
     @property

@@ -11,9 +11,11 @@ import math
 import os
 import re
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from scaletrain import hardware
 from scaletrain.env import ClusterEnv
@@ -24,6 +26,7 @@ log = logging.getLogger("scaletrain")
 STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD")
 _HOST_PORT = re.compile(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[^:/\s]+):([0-9]{1,5})")
 _CONFIG_KEYS = {"CPU": "launcher.num_cpus_per_rank", "GPU": "launcher.num_gpus_per_rank"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,23 +73,58 @@ def find_auto_address() -> str:
     return found
 
 
-def probe(address: str, timeout_s: float) -> None:
-    """Fail in ``timeout_s`` when nothing listens at the address (ray.init to a dead address retries for minutes)."""
+def within(deadline: float, call: Callable[[], T]) -> T:
+    """``call()``, or TimeoutError at ``deadline``: a call blocked in C (a DNS lookup, Ray's gRPC connect retries)
+    cannot be interrupted, so it runs in a daemon thread that is left behind when time is up."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="scaletrain-ray-connect", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if thread.is_alive():
+        raise TimeoutError("timed out")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def probe(address: str, timeout_s: float, deadline: float | None = None) -> None:
+    """Fail by ``deadline`` when nothing listens at the address (ray.init to a dead address retries for minutes):
+    the name lookup and every address it gives share the one budget."""
     host, port = split_address(address)
+    deadline = time.monotonic() + timeout_s if deadline is None else deadline
+    reason = "timed out"
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return
-    except OSError as exc:
-        reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc)).lower()
-        raise LaunchError(
-            f"launcher.address={address}: nothing answers at {host}:{port} ({reason} within "
-            f"launcher.connect_timeout_s={timeout_s:g}); start the cluster there (`ray start --head`) or fix the "
-            "address."
-        ) from None
+        found = within(deadline, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        for family, kind, proto, _, where in found:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.settimeout(left)
+                    sock.connect(where)
+                    return
+            except OSError as exc:
+                reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
+    except OSError as exc:  # the lookup failed, or did not answer in time
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
+    raise LaunchError(
+        f"launcher.address={address}: nothing answers at {host}:{port} ({reason} within "
+        f"launcher.connect_timeout_s={timeout_s:g}); start the cluster there (`ray start --head`) or fix the "
+        "address."
+    )
 
 
 def connect(address: str | None, timeout_s: float, runtime_env: dict[str, Any], local_cpus: int) -> None:
-    """ray.init to ``address`` after a bounded probe, or start a private local Ray when address is None."""
+    """ray.init to ``address`` within ``timeout_s`` in all (probe, connect, retries), or start a private local Ray
+    when address is None."""
     import ray
 
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
@@ -100,9 +138,11 @@ def connect(address: str | None, timeout_s: float, runtime_env: dict[str, Any], 
             return
         if ray.is_initialized():
             return  # this process is connected already: a scaling sweep sizes every point before it runs any
+        deadline = time.monotonic() + timeout_s
+        logging.getLogger("ray._private.worker").addFilter(_not_main_thread_notice)
         target = find_auto_address() if address == "auto" else address
-        probe(target, timeout_s)
-        _init_retrying_client_start(ray, target, kwargs)
+        probe(target, timeout_s, deadline)
+        within(deadline, lambda: _init_retrying_client_start(ray, target, kwargs, deadline))
     except (ValueError, TypeError) as exc:  # Ray checks the runtime_env (and uploads working_dir) in ray.init
         if not runtime_env:
             raise
@@ -111,6 +151,13 @@ def connect(address: str | None, timeout_s: float, runtime_env: dict[str, Any], 
             f"Ray rejected the job's runtime_env {runtime_env} ({_first_line(exc)}); fix launcher.working_dir or "
             "launcher.runtime_env."
         ) from None
+    except TimeoutError:
+        shipping = " (shipping launcher.working_dir included)" if runtime_env.get("working_dir") else ""
+        raise LaunchError(
+            f"launcher.address={address}: Ray did not connect to {target} within launcher.connect_timeout_s="
+            f"{timeout_s:g}{shipping}; check that the address is the head node's Ray port, or raise "
+            "launcher.connect_timeout_s for a slow cluster."
+        ) from None
     except (ConnectionError, RuntimeError) as exc:
         raise LaunchError(
             f"launcher.address={address}: Ray could not connect to {target} ({_first_line(exc)}); check that the "
@@ -118,16 +165,21 @@ def connect(address: str | None, timeout_s: float, runtime_env: dict[str, Any], 
         ) from None
 
 
+def _not_main_thread_notice(record: logging.LogRecord) -> bool:
+    """Hides Ray's notice that ray.init in a thread (see ``within``) leaves SIGTERM's handler alone."""
+    return "is not the main thread" not in record.getMessage()
+
+
 CLIENT_INIT_ATTEMPTS = 3
 _CLIENT_START_FAILURE = "Initialization failure from server"
 
 
-def _init_retrying_client_start(ray: Any, target: str, kwargs: dict[str, Any]) -> None:
+def _init_retrying_client_start(ray: Any, target: str, kwargs: dict[str, Any], deadline: float = math.inf) -> None:
     """ray.init, retried when a ray:// client server fails to start this client's own server process.
 
     Ray's client server forks a server per client on connect; on a loaded head that start can time out and the
     client gets ConnectionAbortedError("Initialization failure from server"). A second attempt usually succeeds;
-    any other failure (wrong address, version mismatch) is raised at once.
+    any other failure (wrong address, version mismatch) is raised at once, and none is retried past ``deadline``.
     """
     for attempt in range(1, CLIENT_INIT_ATTEMPTS + 1):
         try:
@@ -135,7 +187,8 @@ def _init_retrying_client_start(ray: Any, target: str, kwargs: dict[str, Any]) -
             return
         except ConnectionAbortedError as exc:
             client_start = target.startswith("ray://") and _CLIENT_START_FAILURE in str(exc)
-            if not client_start or attempt == CLIENT_INIT_ATTEMPTS:
+            pause = float(attempt)
+            if not client_start or attempt == CLIENT_INIT_ATTEMPTS or time.monotonic() + pause >= deadline:
                 raise
             ray.shutdown()
             log.warning(
@@ -145,7 +198,7 @@ def _init_retrying_client_start(ray: Any, target: str, kwargs: dict[str, Any]) -
                 attempt + 1,
                 CLIENT_INIT_ATTEMPTS,
             )
-            time.sleep(float(attempt))
+            time.sleep(pause)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -115,6 +115,14 @@ def preflight(job: Any) -> None:
         )
 
 
+def sweep_point(config: Config, world_size: int) -> tuple[Config, int]:
+    """TPUStrategy takes every chip its TPU has, so a sweep cannot choose 1 or N of them (yet): refused."""
+    raise ConfigError(
+        "scaling sweeps with +strategy=tpu are not supported: TPUStrategy always trains on every chip of its TPU; "
+        "sweep over TPU sizes with one run per size (-m), or sweep +strategy=xla on XLA's CPU device."
+    )
+
+
 def procs_per_node(job: Any) -> int:
     """One process drives every TPU chip it is attached to."""
     return 1

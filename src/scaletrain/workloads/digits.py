@@ -24,6 +24,8 @@ class Config:
             raise ConfigError(f"workload.model='{self.model}' is not known; use one of: {', '.join(MODELS)}.")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"workload.val_fraction={self.val_fraction} must be between 0 and 1.")
+        if self.hidden < 1:
+            raise ConfigError(f"workload.hidden={self.hidden} must be at least 1, e.g. workload.hidden=128.")
 
 
 def data(val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
