@@ -13,6 +13,7 @@ from typing import Any
 from scaletrain import checkpoint, stopping, tracking
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
+from scaletrain.errors import ConfigError
 from scaletrain.metrics import ThroughputMeter
 from scaletrain.strategies.base import Strategy
 from scaletrain.summary import RunSummary
@@ -137,8 +138,16 @@ class RunContext:
         path = checkpoint.latest(self.checkpoint_dir)
         if path is None:
             return None
-        with open(path, "rb") as f:
-            state = self.strategy.load_state(f)
+        try:
+            with open(path, "rb") as f:
+                state = self.strategy.load_state(f)
+        except Exception as exc:  # a format error surfaces as any of several types, per framework and library
+            raise ConfigError(
+                f"the checkpoint {path} cannot be read by +strategy={self.job.strategy.name} "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}): "
+                "it was written by another framework or is damaged; resume with the strategy that wrote it, or "
+                "point checkpoint.dir elsewhere."
+            ) from None
         log.info("resumed from %s (step %d)", path, state["step"])
         self._forget_metrics_after(int(state["step"]))
         return state

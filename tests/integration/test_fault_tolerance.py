@@ -166,7 +166,20 @@ def test_resume_from_another_models_checkpoint_is_one_sentence(scaletrain, tmp_p
     assert first.returncode == 0, first.output
     other = scaletrain(*common, "workload.width=64", "resume=true", "max_restarts=2")
     assert other.returncode == 2, other.output
-    errors = [line for line in other.output.splitlines() if "scaletrain: error: the checkpoint in" in line]
-    assert len(errors) == 1 and "does not fit this model" in errors[0], other.output
+    errors = [line for line in other.output.splitlines() if line.startswith("[rank 0] scaletrain: error: ")]
+    assert len(errors) == 1 and "does not fit this model (" in errors[0], other.output
     assert errors[0].endswith("resume with the workload that wrote it, or point checkpoint.dir elsewhere.")
     assert "restarting all ranks" not in other.output
+
+
+@pytest.mark.tf
+def test_resume_from_another_frameworks_checkpoint_is_one_sentence(scaletrain, tmp_path):
+    common = ("workload=linear", "launcher.nproc_per_node=1", f"checkpoint.dir={tmp_path / 'ckpt'}")
+    first = scaletrain("+strategy=ddp", *common, "train.max_steps=3")
+    assert first.returncode == 0, first.output
+    other = scaletrain("+strategy=mirrored", *common, "resume=true")
+    assert other.returncode == 2, other.output
+    errors = [line for line in other.output.splitlines() if line.startswith("[rank 0] scaletrain: error: ")]
+    assert len(errors) == 1 and "cannot be read by +strategy=mirrored" in errors[0], other.output
+    assert errors[0].endswith("it was written by another framework or is damaged; resume with the strategy that "
+                              "wrote it, or point checkpoint.dir elsewhere.")  # fmt: skip

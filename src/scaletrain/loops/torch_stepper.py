@@ -64,9 +64,8 @@ class TorchStepper:
             self.optimizer.load_state_dict(state["optimizer"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ConfigError(
-                f"the checkpoint in {self.ctx.checkpoint_dir} does not fit this model "
-                f"({str(exc).strip().splitlines()[0]}); resume with the workload that wrote it, or point "
-                "checkpoint.dir elsewhere."
+                f"the checkpoint in {self.ctx.checkpoint_dir} does not fit this model ({_first_mismatch(exc)}); "
+                "resume with the workload that wrote it, or point checkpoint.dir elsewhere."
             ) from None
         torch.set_rng_state(state["rng"])
 
@@ -128,3 +127,10 @@ class TorchStepper:
 
     def report(self) -> dict[str, Any]:
         return self.task.report(self.model) if self.task.report is not None else {}
+
+
+def _first_mismatch(exc: Exception) -> str:
+    """The line of load_state_dict's error that names what differs (its first line only says "Error(s) in ...")."""
+    lines = [line.strip().rstrip(".") for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+    return (named or lines or [type(exc).__name__])[0]
