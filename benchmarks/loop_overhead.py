@@ -9,7 +9,7 @@ Each round runs, in separate subprocesses and back to back, the real CLI
 left out too), both with the same OMP_NUM_THREADS: 1 by default, because on a shared 2-core machine two
 OpenMP threads per process turn any outside load into several-fold slowdowns (--threads 2 is what scaletrain
 itself picks for 1 rank there). Both must end on the same final loss, proof that they did the same work.
-Ratio = scaletrain / plain within a round, median over rounds; target <= 1.01.
+Ratio = scaletrain / plain within a round, median over rounds; target <= 1.01 (medium), <= 1.05 (small).
 
 Two more ratios resist load from other processes on a shared machine: the median over the log windows
 (10 steps) of each run (metrics.jsonl for scaletrain, the same windows for the plain loop), which shrugs off
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import _common as c
 
-TARGET = 1.01
+TARGETS = {"medium": 1.01, "small": 1.05}  # issue 10: a tiny (0.15 ms) step may pay a little more
 NUM_SAMPLES = 8192
 WINDOW = 10  # the synthetic workload's train.log_every_n_steps: scaletrain's timing window (--log-every)
 PROBE = c.BENCH_DIR / "_probe"  # sitecustomize.py reading the CPU clock at scaletrain's window boundaries
@@ -156,8 +156,9 @@ def main() -> None:
                     c.spread(per_round),
                 ]
             )
+        verdict = c.verdict(found["step_time_s"], TARGETS[model.name])
         verdicts.append(
-            f"{model.name}: ratio {found['step_time_s']:.4f}, target {c.verdict(found['step_time_s'], TARGET)}; "
+            f"{model.name}: ratio {found['step_time_s']:.4f}, target {verdict}; "
             f"median-window {found['window_median_s']:.4f}, CPU {found['cpu_step_time_s']:.4f}; "
             f"same final loss: {'yes' if same_loss else 'NO'}"
         )

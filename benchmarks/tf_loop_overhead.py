@@ -8,7 +8,7 @@ Each round runs, in separate subprocesses and back to back, the real CLI
 window left out) and benchmarks/plain_tf_train.py (same arrays, Keras model, seed, SGD momentum 0.9 lr 0.05,
 batch size and per-epoch order, a tf.function step and no distribution strategy; its first window left out
 too), both with the same environment. Both must end on the same final loss, proof that they did the same work.
-Ratio = scaletrain / plain within a round, median over rounds; target <= 1.05, so the PyTorch-vs-TensorFlow
+Ratio = scaletrain / plain within a round, median over rounds; target <= 1.03, so the PyTorch-vs-TensorFlow
 head-to-head measures the frameworks and not scaletrain's wrappers.
 
     .venv/bin/python benchmarks/tf_loop_overhead.py [--repeats N] [--quick]
@@ -26,7 +26,7 @@ from pathlib import Path
 import _common as c
 from loop_overhead import MODELS, NUM_SAMPLES, WINDOW, Model
 
-TARGET = 1.05
+TARGET = 1.03  # issue 10: the TF stepper under the shared driver against a plain TF custom loop
 
 
 def scaletrain_cmd(model: Model, steps: int, out_dir: str) -> list[str]:
