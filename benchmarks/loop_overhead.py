@@ -55,7 +55,7 @@ MODELS = (
 )
 
 
-def scaletrain_cmd(model: Model, steps: int, window: int, out_dir: str) -> list[str]:
+def scaletrain_cmd(model: Model, steps: int, window: int, out_dir: str, *extra: str) -> list[str]:
     return [
         c.PYTHON,
         "-m",
@@ -65,6 +65,7 @@ def scaletrain_cmd(model: Model, steps: int, window: int, out_dir: str) -> list[
         "launcher.nproc_per_node=1",
         f"hydra.run.dir={out_dir}",
         *c.scaletrain_loop_overrides(model, NUM_SAMPLES, steps, window),
+        *extra,
     ]
 
 
@@ -72,7 +73,9 @@ def plain_cmd(model: Model, steps: int, window: int, out: str) -> list[str]:
     return [c.PYTHON, str(c.BENCH_DIR / "plain_train.py"), *c.plain_loop_args(model, NUM_SAMPLES, steps, window, out)]
 
 
-def run_scaletrain(model: Model, steps: int, window: int, env: dict[str, str]) -> dict[str, float]:
+def run_scaletrain(
+    model: Model, steps: int, window: int, env: dict[str, str], extra: tuple[str, ...] = ()
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         cpu_file = Path(tmp) / "cpu_marks.json"
         probe_env = {
@@ -80,7 +83,7 @@ def run_scaletrain(model: Model, steps: int, window: int, env: dict[str, str]) -
             "BENCH_CPU_PROBE": str(cpu_file),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROBE), env.get("PYTHONPATH")])),
         }
-        c.run(scaletrain_cmd(model, steps, window, tmp), probe_env)
+        c.run(scaletrain_cmd(model, steps, window, tmp, *extra), probe_env)
         summary = c.read_json(Path(tmp) / "summary.json")
         records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
         cpu_marks = c.read_json(cpu_file)

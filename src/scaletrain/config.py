@@ -93,6 +93,21 @@ class CheckpointConfig:
 
 
 @dataclass
+class WatchdogConfig:
+    """The hang watchdog of the local launcher (launchers/watchdog.py): see README "Hangs"."""
+
+    enabled: bool = True
+    hang_timeout_s: float | None = None  # null: max(120 s, 20 × the slowest step seen); no rank advancing that long
+
+    def validate(self) -> None:
+        if self.hang_timeout_s is not None and self.hang_timeout_s <= 0:
+            raise ConfigError(
+                f"watchdog.hang_timeout_s={self.hang_timeout_s} must be positive, or null to derive it from the "
+                "step time."
+            )
+
+
+@dataclass
 class ScalingConfig:
     world_sizes: list[int] = field(default_factory=list)  # non-empty: run a scaling sweep over these sizes
     mode: str = "weak"  # weak: fixed per-device batch; strong: fixed global batch
@@ -157,6 +172,7 @@ class Job:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     seed: int = 0
     resume: bool = False
     max_restarts: int = 0
@@ -277,6 +293,7 @@ def load(raw: Mapping[str, Any]) -> Job:
         checkpoint=typed(CheckpointConfig, raw.get("checkpoint"), "checkpoint"),
         scaling=typed(ScalingConfig, raw.get("scaling"), "scaling"),
         logger=typed(LoggerConfig, raw.get("logger"), "logger"),
+        watchdog=typed(WatchdogConfig, raw.get("watchdog"), "watchdog"),
         **_top_level(raw),
         strategy_was_picked=bool(raw.get("strategy_was_picked", picked)),
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scaletrain import checkpoint, stopping, tracking
+from scaletrain.beacon import Beacon
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
@@ -19,6 +20,18 @@ from scaletrain.strategies.base import Strategy
 from scaletrain.summary import RunSummary
 
 log = logging.getLogger("scaletrain")
+
+
+class NullBeacon:
+    """The beacon of a rank nobody watches: the training loop's calls cost one method call."""
+
+    step = 0
+
+    def at(self, phase: str, step: int | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _logged_step(row: str) -> int:
@@ -42,6 +55,7 @@ class RunContext:
         self.stopped_at_step: int | None = None  # set when the ranks agreed to stop early (should_stop)
         self._metrics_file = None
         self.tracker: tracking.WandbRun | None = None
+        self.beacon: Beacon | NullBeacon = NullBeacon()  # where this rank is, for the launcher's hang watchdog
         self._meter: ThroughputMeter | None = None  # a user loop's steps, once it marks them (step_done)
         self._steps_marked = 0
         if self.is_rank_zero:

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from scaletrain.errors import ConfigError, ScaletrainError
 
@@ -26,6 +27,19 @@ def _die_with_parent() -> None:
 
 def _setup_logging(rank: int) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=logging.INFO if rank == 0 else logging.WARNING)
+
+
+def _start_beacon(directory: Path, rank: int):
+    """This rank's progress beacon, and its stack dumped into the same directory on the watchdog's signal."""
+    import faulthandler
+
+    from scaletrain.beacon import Beacon
+    from scaletrain.launchers.watchdog import DUMP_SIGNAL
+
+    beacon = Beacon(directory, rank)
+    stacks = open(directory / f"stack_rank_{rank}.txt", "w")  # noqa: SIM115  (open for the process's lifetime)
+    faulthandler.register(DUMP_SIGNAL, file=stacks, all_threads=True, chain=False)
+    return beacon
 
 
 def train(ctx) -> dict:
@@ -67,6 +81,9 @@ def run(job_file: str) -> int:
     global _exit_without_finalization
     _exit_without_finalization = strategy.exit_without_finalization
     ctx = RunContext(job, env, strategy, restart_count)
+    beacon_dir = os.environ.get("SCALETRAIN_BEACON_DIR")
+    if beacon_dir:  # the launcher's hang watchdog reads it
+        ctx.beacon = _start_beacon(Path(beacon_dir), env.rank)
     code = 1
     try:
         strategy.setup()
@@ -82,6 +99,7 @@ def run(job_file: str) -> int:
         code = exc.exit_code
     finally:
         ctx.close(code)
+        ctx.beacon.close()
         strategy.teardown()
     if code == stopping.EXIT_CODE:
         log.info("stopped at step %d on request: exit code %d (resumable)", ctx.stopped_at_step, stopping.EXIT_CODE)

@@ -183,3 +183,17 @@ def test_resume_from_another_frameworks_checkpoint_is_one_sentence(scaletrain, t
     assert len(errors) == 1 and "cannot be read by +strategy=mirrored" in errors[0], other.output
     assert errors[0].endswith("it was written by another framework or is damaged; resume with the strategy that "
                               "wrote it, or point checkpoint.dir elsewhere.")  # fmt: skip
+
+
+def test_stale_temp_file_of_a_killed_write_is_removed_at_the_next_start(scaletrain, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    common = ("+strategy=ddp", "workload=linear", "launcher.nproc_per_node=1", f"checkpoint.dir={ckpt}")
+    first = scaletrain(*common, "train.max_steps=30")
+    assert first.returncode == 0, first.output
+    stale = ckpt / ".tmp-killed.ckpt"  # what a SIGKILL mid-write leaves (tests/unit/test_checkpoint.py makes one)
+    stale.write_bytes(b"\0" * 4096)
+    resumed = scaletrain(*common, "resume=true")
+    assert resumed.returncode == 0, resumed.output
+    assert f"removed {stale}, left by a checkpoint write that was killed" in resumed.output
+    assert "(step 30)" in resumed.output  # the stale file was never read as a checkpoint
+    assert not list(ckpt.glob(".tmp-*"))

@@ -19,6 +19,7 @@ from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.launchers.base import Launcher, worker_argv
 from scaletrain.launchers.supervisor import Outcome, Supervisor, run_attempts
+from scaletrain.launchers.watchdog import Watchdog
 
 log = logging.getLogger("scaletrain")
 
@@ -156,15 +157,29 @@ class LocalLauncher(Launcher):
         addresses = self.worker_addresses(avoid=port)
         supervisor = Supervisor(cfg.stop_grace_s, log_dir=Path(self.job.output_dir) / "logs")
         argv = worker_argv(self.job, job_file)
+        beacons = self._beacon_dir(attempt)
         with _forward_interrupts(supervisor):
             try:
                 for local_rank in range(self.nproc):
                     env = self.rank_env(local_rank, port, addresses)
-                    supervisor.start(env.rank, argv, self._process_env(env, attempt))
+                    supervisor.start(env.rank, argv, self._process_env(env, attempt, beacons))
             except BaseException:
                 supervisor.stop()
                 raise
+            if beacons is not None:
+                pids = {r.rank: r.proc.pid for r in supervisor.ranks}
+                supervisor.watchdog = Watchdog(beacons, pids, self.job.watchdog.hang_timeout_s)
+                supervisor.report_dir = Path(self.job.output_dir)
             return supervisor.wait()
+
+    def _beacon_dir(self, attempt: int) -> Path | None:
+        """A fresh directory for this attempt's beacons, when the watchdog is on and the ranks run scaletrain's
+        worker (an unmodified script publishes none)."""
+        if not self.job.watchdog.enabled or self.job.script is not None:
+            return None
+        directory = Path(self.job.output_dir) / "beacons" / f"attempt_{attempt}"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
 
     def worker_addresses(self, avoid: int) -> tuple[str, ...]:
         """A free port per rank on this host (TF_CONFIG names every worker); unknown across several hosts."""
@@ -189,8 +204,10 @@ class LocalLauncher(Launcher):
             worker_addresses=worker_addresses,
         )
 
-    def _process_env(self, env: ClusterEnv, attempt: int) -> dict[str, str]:
+    def _process_env(self, env: ClusterEnv, attempt: int, beacons: Path | None = None) -> dict[str, str]:
         child = dict(os.environ)
+        if beacons is not None:
+            child["SCALETRAIN_BEACON_DIR"] = str(beacons)
         child.update(env.torchrun_vars())
         child.update(strategies.worker_env(self.job, env))
         child["SCALETRAIN_RESTART_COUNT"] = str(attempt)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from scaletrain import stopping
 from scaletrain.launchers.output import TAIL_LINES, RankOutput
+from scaletrain.launchers.watchdog import HANG_EXIT_CODE, HangReport, Watchdog
 
 __all__ = ["TAIL_LINES", "Outcome", "Supervisor", "run_attempts"]
 
@@ -30,8 +31,11 @@ class Outcome:
     returncode: int | None = None
     tail: list[str] = field(default_factory=list)
     lost: str | None = None  # why a rank vanished without an exit code (its Ray actor or node died)
+    hang: HangReport | None = None  # the watchdog's finding, when the job hung rather than failed
 
     def describe(self) -> str:
+        if self.hang is not None:
+            return self.hang.sentence()
         if self.lost is not None:
             how = self.lost
         elif self.returncode is not None and self.returncode < 0:
@@ -85,6 +89,8 @@ class Supervisor:
         self.log_dir = log_dir
         self.poll_s = poll_s
         self.ranks: list[_RankProcess] = []
+        self.watchdog: Watchdog | None = None  # set by the launcher once every rank started (it needs their pids)
+        self.report_dir: Path | None = None  # where a hang report goes
         self._lock = threading.Lock()
         self._interrupted = threading.Event()
         if log_dir:
@@ -110,14 +116,29 @@ class Supervisor:
                     r.exited_at = now
             failed = [r for r in self.ranks if r.exited_at is not None and r.proc.returncode != 0]
             if failed:
+                # A frozen peer makes the healthy ranks fail (collective timeouts, TensorFlow's heartbeat): blame it.
+                hang = self.watchdog.blame_on_failure() if self.watchdog else None
+                if hang is not None:
+                    return self._hung(hang)
                 # Killed-by-signal ranks first: a rank that lost its peer then errors out is a consequence.
                 first = min(failed, key=lambda r: (r.exited_at, r.proc.returncode >= 0))
                 self.stop(signal.SIGTERM)
                 return Outcome(False, rank=first.rank, returncode=first.proc.returncode, tail=first.tail)
+            hang = self.watchdog.check() if self.watchdog else None
+            if hang is not None:
+                return self._hung(hang)
             if all(r.exited_at is not None for r in self.ranks):
                 self._join_pumps()
                 return Outcome(ok=True)
             time.sleep(self.poll_s)
+
+    def _hung(self, report: HangReport) -> Outcome:
+        """Record the hang report, stop every rank, and end the attempt with HANG_EXIT_CODE."""
+        if self.report_dir is not None:
+            report.write(self.report_dir)
+        self.stop(signal.SIGKILL)  # a hung rank may not get as far as its SIGTERM handler
+        rank = report.culprits[0] if report.culprits else None
+        return Outcome(False, rank=rank, returncode=HANG_EXIT_CODE, hang=report)
 
     def stop(self, first_signal: int = signal.SIGTERM) -> None:
         """``first_signal`` to every live rank, SIGKILL after the grace period, then collect their output."""
@@ -155,6 +176,8 @@ def run_attempts(max_restarts: int, attempt: Callable[[int], Outcome], output_di
         log.error("job failed: %s", outcome.describe())
         if outcome.returncode == 2:  # a user error reported by a rank: restarting cannot fix it
             return 2
+        if outcome.hang is not None and number == max_restarts:
+            return HANG_EXIT_CODE
         if number < max_restarts:
             log.warning("restarting all ranks from the last checkpoint (restart %d of %d)", number + 1, max_restarts)
     return 1

@@ -31,6 +31,7 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
     step = start_step = _resume(ctx, stepper)
     stepper.start()
 
+    beacon = ctx.beacon  # where this rank is, for the launcher's hang watchdog: two attribute stores a phase
     meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)
     progress = Progress(ctx.is_rank_zero, total_steps, step)
     window: list[Any] = []  # loss handles since the last log step, read there
@@ -41,18 +42,22 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
         epoch, skip = divmod(step, stepper.steps_per_epoch)
         batches = stepper.batches(epoch, skip)
         while step < total_steps:
+            beacon.at("data")
             fetch_started = time.perf_counter()
             batch = next(batches, None)
             if batch is None:
                 break
             data_s = time.perf_counter() - fetch_started
+            beacon.at("compute")  # the gradient all-reduce runs inside it (DDP's hooks, the compiled TF/XLA step)
             last_loss = stepper.train_step(batch)
             step += 1
+            beacon.step = step
             window.append(last_loss)
             meter.add_step(stepper.samples(batch), data_s, *stepper.comm_times())
             first_step_unix_s = first_step_unix_s or time.time()
             votes = None  # every rank's stop request rides on the log step's loss reduction: no extra collective
             if step % cfg.log_every_n_steps == 0 or step == total_steps:
+                beacon.at("communication")
                 loss, votes = stepper.mean_loss_and_votes(window, ctx.stop_vote())
                 compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
                 figures = {"epoch": epoch, "loss": loss, **meter.read(compiled.get("compile_time_s", 0.0)), **compiled}
@@ -60,15 +65,18 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
                 progress.update(step, figures)
                 window = []
             if ctx.job.checkpoint.every_n_steps and step % ctx.job.checkpoint.every_n_steps == 0:
+                beacon.at("checkpoint")
                 ctx.save_checkpoint(stepper.state(), step)
                 last_checkpoint_step = step
             if step < total_steps and ctx.should_stop(step, votes):  # e.g. SLURM's warning signal: all ranks agree
                 stopped = True
                 break
         if not stopped and step % stepper.steps_per_epoch == 0 and stepper.has_validation:
+            beacon.at("validation")
             validated = (step, stepper.evaluate())
             ctx.log({"epoch": epoch, **validated[1]}, step)
     progress.close()
+    beacon.at("checkpoint")
     if last_checkpoint_step != step:
         ctx.save_checkpoint(stepper.state(), step)
     if stopped:

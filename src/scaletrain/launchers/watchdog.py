@@ -1,0 +1,193 @@
+"""The hang watchdog: reads the ranks' beacons, notices when no rank advances, and names the rank(s) the others
+wait for, with every rank's Python stack, in ``hang_report.json`` and ``hang_report.md``.
+
+Which ranks are to blame, in order of evidence: a process the kernel has stopped (SIGSTOP, a debugger); a rank
+whose beacon went stale (its process cannot run Python: frozen, or a native call holding the interpreter); else
+the ranks that got least far (step, then phase): the others sit in a collective waiting for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from scaletrain.beacon import PUBLISH_EVERY_S, Position, read_all
+
+HANG_EXIT_CODE = 3  # the job ended because it hung (README "Hangs"); 1 is an ordinary failure, 2 bad input
+AUTO_FLOOR_S = 120.0
+AUTO_STEPS = 20  # the automatic timeout: this many of the slowest steps seen, at least AUTO_FLOOR_S
+STALE_AFTER_S = 5 * PUBLISH_EVERY_S
+DUMP_SIGNAL = signal.SIGQUIT  # the worker dumps every thread's stack on it (faulthandler), as a JVM does
+STACK_WAIT_S = 2.0
+
+
+@dataclass
+class HangReport:
+    waited_s: float  # how long no rank had advanced
+    timeout_s: float
+    culprits: list[int]
+    why: str  # what gave the culprits away
+    positions: dict[int, dict] = field(default_factory=dict)
+    states: dict[int, str] = field(default_factory=dict)
+    stacks: dict[int, str] = field(default_factory=dict)
+
+    def sentence(self) -> str:
+        if not self.culprits:
+            return (
+                f"hang: no rank advanced for {self.waited_s:.0f} s (watchdog.hang_timeout_s={self.timeout_s:g}) and "
+                "every rank is at the same place; see hang_report.md for each rank's stack."
+            )
+        named = "; ".join(self._describe(rank) for rank in self.culprits)
+        others = sorted(set(self.positions) - set(self.culprits))
+        waiting = f"rank(s) {', '.join(map(str, others))} wait for " if others else ""
+        return (
+            f"hang: no rank advanced for {self.waited_s:.0f} s (watchdog.hang_timeout_s={self.timeout_s:g}); "
+            f"{waiting}{named} ({self.why}); stacks in hang_report.md."
+        )
+
+    def _describe(self, rank: int) -> str:
+        p = self.positions.get(rank, {})
+        state = self.states.get(rank, "unknown")
+        return f"rank {rank} on {p.get('host', '?')} (pid {p.get('pid', '?')}, step {p.get('step', '?')}, phase " \
+            f"{p.get('phase', '?')}, {state})"  # fmt: skip
+
+    def write(self, run_dir: Path) -> list[Path]:
+        paths = [Path(run_dir) / "hang_report.json", Path(run_dir) / "hang_report.md"]
+        paths[0].write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        header = "| rank | host | pid | step | phase | state |"
+        lines = [f"# Hang report\n\n{self.sentence()}\n", header, "|---" * 6 + "|"]
+        for rank in sorted(self.positions):
+            p, state = self.positions[rank], self.states.get(rank)
+            lines.append(f"| {rank} | {p['host']} | {p['pid']} | {p['step']} | {p['phase']} | {state} |")
+        for rank in sorted(self.stacks):
+            lines += ["", f"## Rank {rank}", "", "```", self.stacks[rank].rstrip(), "```"]
+        paths[1].write_text("\n".join(lines) + "\n")
+        return paths
+
+
+class Watchdog:
+    """Checked from the launcher's supervision loop; reads the beacons at most once a second."""
+
+    def __init__(self, beacon_dir: Path, pids: dict[int, int], timeout_s: float | None) -> None:
+        self.beacon_dir = Path(beacon_dir)
+        self.pids = pids  # rank -> pid of the ranks this launcher started
+        self.fixed_timeout_s = timeout_s
+        self.slowest_step_s = 0.0
+        self._last: dict[int, Position] = {}
+        self._next_read = 0.0
+
+    @property
+    def timeout_s(self) -> float:
+        return self.fixed_timeout_s or max(AUTO_FLOOR_S, AUTO_STEPS * self.slowest_step_s)
+
+    def check(self) -> HangReport | None:
+        """A report once no rank has advanced for the timeout, counted from the first trained step (a frozen rank's
+        own beacon may be older than that, or missing: it need not have published since)."""
+        now = time.time()
+        if now < self._next_read:
+            return None
+        self._next_read = now + PUBLISH_EVERY_S
+        positions = read_all(self.beacon_dir)
+        self._learn_step_time(positions)
+        if not any(p.step >= 1 for p in positions.values()):
+            return None  # still starting up (imports, compiling, the first collective): no step to measure from
+        waited_s = now - max(p.step_since_unix_s for p in positions.values())
+        if waited_s < self.timeout_s:
+            return None
+        return self.report(positions, waited_s)
+
+    def blame_on_failure(self) -> HangReport | None:
+        """When a rank failed: a report if another rank is frozen, whose peers then fail (a collective timeout,
+        TensorFlow's heartbeat) and would otherwise be blamed."""
+        positions = read_all(self.beacon_dir)
+        report = self.report(positions, time.time() - max((p.step_since_unix_s for p in positions.values()), default=0))
+        return report if report.why in ("stopped", "stale beacon") else None
+
+    def report(self, positions: dict[int, Position], waited_s: float) -> HangReport:
+        states = {rank: process_state(pid) for rank, pid in self.pids.items()}
+        culprits, why = diagnose(positions, states, time.time())
+        known = {rank: asdict(p) for rank, p in positions.items()}
+        for rank, pid in self.pids.items():  # a rank frozen before its first beacon: what this launcher knows
+            known.setdefault(rank, {"rank": rank, "host": socket.gethostname(), "pid": pid, "step": "?",
+                                    "phase": "no beacon yet"})  # fmt: skip
+        return HangReport(
+            waited_s=waited_s,
+            timeout_s=self.timeout_s,
+            culprits=culprits,
+            why=why,
+            positions=known,
+            states=states,
+            stacks=self.stacks(states),
+        )
+
+    def stacks(self, states: dict[int, str]) -> dict[int, str]:
+        """Every rank's Python stack (all threads), dumped by the rank itself on DUMP_SIGNAL; a stopped rank is
+        continued for that (the job is being ended anyway)."""
+        for rank, pid in self.pids.items():
+            _signal(pid, DUMP_SIGNAL)
+            if states.get(rank) == "stopped":
+                _signal(pid, signal.SIGCONT)
+        deadline = time.monotonic() + STACK_WAIT_S
+        stacks: dict[int, str] = {}
+        while time.monotonic() < deadline and len(stacks) < len(self.pids):
+            for rank in self.pids:
+                text = _read(self.beacon_dir / f"stack_rank_{rank}.txt")
+                if "File " in text:
+                    stacks[rank] = text
+            time.sleep(0.1)
+        return {rank: stacks.get(rank, "(no stack: the rank did not answer the dump signal)") for rank in self.pids}
+
+    def _learn_step_time(self, positions: dict[int, Position]) -> None:
+        for rank, p in positions.items():
+            last = self._last.get(rank)
+            if last is not None and p.step > last.step > 0:
+                step_s = (p.step_since_unix_s - last.step_since_unix_s) / (p.step - last.step)
+                self.slowest_step_s = max(self.slowest_step_s, step_s)
+        self._last = positions
+
+
+def diagnose(positions: dict[int, Position], states: dict[int, str], now: float) -> tuple[list[int], str]:
+    """(the ranks the others wait for, what gave them away)."""
+    stopped = sorted(rank for rank, state in states.items() if state == "stopped")
+    if stopped:
+        return stopped, "stopped"
+    stale = sorted(rank for rank, p in positions.items() if now - p.updated_unix_s > STALE_AFTER_S)
+    if stale and len(stale) < len(positions):
+        return stale, "stale beacon"
+    if not positions:
+        return [], "no beacons"
+    lowest = min(p.order for p in positions.values())
+    behind = sorted(rank for rank, p in positions.items() if p.order == lowest)
+    if len(behind) == len(positions):
+        return [], "every rank at the same place"
+    return behind, "furthest behind"
+
+
+def process_state(pid: int) -> str:
+    """running, sleeping, stopped, zombie or gone, from /proc (Linux)."""
+    try:
+        code = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+    return {"R": "running", "S": "sleeping", "D": "waiting on I/O", "T": "stopped", "t": "stopped", "Z": "zombie"}.get(
+        code, code
+    )
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

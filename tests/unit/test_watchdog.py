@@ -1,0 +1,79 @@
+"""Who the others wait for, from beacons and process states; and the beacon's own file, read back."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from scaletrain.beacon import Beacon, Position, read_all
+from scaletrain.launchers.watchdog import HangReport, Watchdog, diagnose, process_state
+
+NOW = 1_000_000.0
+
+
+def _at(rank: int, step: int, phase: str = "compute", updated_ago_s: float = 0.5) -> Position:
+    return Position(rank, "host-a", 100 + rank, step, phase, NOW - 60, NOW - 60, NOW - updated_ago_s)
+
+
+def test_a_stopped_process_is_blamed_first():
+    positions = {0: _at(0, 10), 1: _at(1, 10), 2: _at(2, 9, "data")}
+    assert diagnose(positions, {0: "sleeping", 1: "stopped", 2: "sleeping"}, NOW) == ([1], "stopped")
+
+
+def test_a_stale_beacon_is_blamed_when_no_process_is_stopped():
+    positions = {0: _at(0, 10), 1: _at(1, 10, updated_ago_s=30)}
+    assert diagnose(positions, {0: "sleeping", 1: "running"}, NOW) == ([1], "stale beacon")
+
+
+def test_otherwise_the_ranks_furthest_behind():
+    positions = {0: _at(0, 10, "compute"), 1: _at(1, 10, "data"), 2: _at(2, 10, "compute")}
+    assert diagnose(positions, {}, NOW) == ([1], "furthest behind")  # stuck fetching its batch
+
+
+def test_every_rank_at_the_same_place_blames_nobody():
+    positions = {0: _at(0, 10), 1: _at(1, 10)}
+    culprits, why = diagnose(positions, {}, NOW)
+    assert culprits == [] and why == "every rank at the same place"
+    report = HangReport(waited_s=12, timeout_s=10, culprits=[], why=why)
+    assert report.sentence().startswith("hang: no rank advanced for 12 s (watchdog.hang_timeout_s=10)")
+
+
+def test_beacon_publishes_step_and_phase_and_says_done(tmp_path):
+    beacon = Beacon(tmp_path, rank=3, every_s=0.05)
+    beacon.at("compute")
+    beacon.step = 7
+    time.sleep(0.3)
+    mid = read_all(tmp_path)[3]
+    assert (mid.step, mid.phase, mid.pid) == (7, "compute", os.getpid())
+    beacon.close()
+    assert read_all(tmp_path)[3].phase == "done"
+
+
+def test_watchdog_waits_for_a_first_trained_step(tmp_path):
+    Beacon(tmp_path, rank=0, every_s=0.05).close()  # published, but at step 0: still starting up
+    watchdog = Watchdog(tmp_path, {0: os.getpid()}, timeout_s=0.01)
+    assert watchdog.check() is None
+
+
+def test_process_state_reads_proc():
+    assert process_state(os.getpid()) == "running"
+    assert process_state(2**22 + 12345) == "gone"
+
+
+def test_a_rank_frozen_before_its_first_beacon_is_still_named_with_its_pid(tmp_path):
+    import signal
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "30"])  # stands for a rank: stopped before it published anything
+    try:
+        os.kill(child.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while process_state(child.pid) != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.01)  # the signal is delivered asynchronously
+        report = Watchdog(tmp_path, {1: child.pid}, timeout_s=10).report({}, waited_s=12.0)
+    finally:
+        child.kill()
+        child.wait()
+    assert report.culprits == [1] and report.why == "stopped"
+    named = f"rank 1 on {os.uname().nodename} (pid {child.pid}, step ?, phase no beacon yet, stopped)"
+    assert named in report.sentence()
