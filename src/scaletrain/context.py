@@ -96,6 +96,7 @@ class RunContext:
             self._meter = ThroughputMeter(devices, measures_comm=False)  # a user loop's collectives are not timed
         self._meter.add_step(samples)
         self._steps_marked += 1
+        self.beacon.step = self._steps_marked  # the hang watchdog watches a marked loop too
         if self._steps_marked % self.job.train.log_every_n_steps == 0:
             self._meter.read()  # closes a window: the first one (start-up) stays out of the totals
 

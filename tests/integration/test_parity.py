@@ -192,10 +192,11 @@ def test_user_function_gets_the_same_run_context(row: Row, tmp_path: Path) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     summary = _summary(tmp_path / "run")
     assert summary["context_type"] == "RunContext"
-    assert summary["api"] == ["checkpoint_dir", "close", "env", "is_rank_zero", "job", "load_checkpoint", "log",
-                              "output_dir", "rank", "restart_count", "save_checkpoint", "should_resume",
-                              "should_stop", "step_done", "stop_vote", "stopped_at_step", "strategy", "tracker",
-                              "world_size", "write_summary"]  # fmt: skip
+    assert summary["api"] == [
+        "beacon", "checkpoint_dir", "close", "env", "is_rank_zero", "job", "load_checkpoint", "log", "output_dir",
+        "rank", "restart_count", "save_checkpoint", "should_resume", "should_stop", "step_done", "stop_vote",
+        "stopped_at_step", "strategy", "tracker", "world_size", "write_summary",
+    ]  # fmt: skip
     assert summary["world_size_seen"] == row.processes and summary["stop_agreed"] is False
     assert (tmp_path / "run" / "checkpoints" / "step_000000001.ckpt").is_file()
 
