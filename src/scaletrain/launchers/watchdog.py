@@ -103,14 +103,27 @@ class Watchdog:
 
     def blame_on_failure(self) -> HangReport | None:
         """When a rank failed: a report if another rank is frozen, whose peers then fail (a collective timeout,
-        TensorFlow's heartbeat) and would otherwise be blamed."""
+        TensorFlow's heartbeat) and would otherwise be blamed. An ordinary failure costs a look at /proc only."""
         positions = read_all(self.beacon_dir)
-        report = self.report(positions, time.time() - max((p.step_since_unix_s for p in positions.values()), default=0))
-        return report if report.why in ("stopped", "stale beacon") else None
+        states = self._states()
+        culprits, why = diagnose(positions, states, time.time())
+        if why not in ("stopped", "stale beacon"):
+            return None
+        waited_s = time.time() - max((p.step_since_unix_s for p in positions.values()), default=0)
+        return self._report(positions, waited_s, states, culprits, why)
 
     def report(self, positions: dict[int, Position], waited_s: float) -> HangReport:
-        states = {rank: process_state(pid) for rank, pid in self.pids.items()}
+        states = self._states()
         culprits, why = diagnose(positions, states, time.time())
+        return self._report(positions, waited_s, states, culprits, why)
+
+    def _states(self) -> dict[int, str]:
+        return {rank: process_state(pid) for rank, pid in self.pids.items()}
+
+    def _report(
+        self, positions: dict[int, Position], waited_s: float, states: dict[int, str], culprits: list[int], why: str
+    ) -> HangReport:
+        """The report, with every rank's stack: only taken once a hang is certain (it signals every rank)."""
         known = {rank: asdict(p) for rank, p in positions.items()}
         for rank, pid in self.pids.items():  # a rank frozen before its first beacon: what this launcher knows
             known.setdefault(rank, {"rank": rank, "host": socket.gethostname(), "pid": pid, "step": "?",
