@@ -122,3 +122,23 @@ def scaletrain(tmp_path: Path):
         return Run(proc.returncode, proc.stdout, proc.stderr, run_dir)
 
     return run
+
+
+EXPECTS_STRAGGLER = ".expects-straggler"  # a test that slows a rank on purpose leaves this in its tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_false_straggler_alarm(tmp_path_factory: pytest.TempPathFactory):
+    """After the whole suite: no run named a straggler unless its test slowed a rank on purpose."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    false_alarms = []
+    for path in base.rglob("summary.json"):
+        try:
+            named = json.loads(path.read_text()).get("stragglers")
+        except (OSError, ValueError):
+            continue
+        expected = any((parent / EXPECTS_STRAGGLER).exists() for parent in path.parents if base in parent.parents)
+        if named and not expected:
+            false_alarms.append(f"{path}: {named}")
+    assert not false_alarms, "stragglers named in undisturbed runs:\n" + "\n".join(false_alarms)

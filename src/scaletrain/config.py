@@ -94,10 +94,12 @@ class CheckpointConfig:
 
 @dataclass
 class WatchdogConfig:
-    """The hang watchdog of the local launcher (launchers/watchdog.py): see README "Hangs"."""
+    """The hang watchdog (launchers/watchdog.py) and the straggler detector (stragglers.py): README "Hangs"."""
 
     enabled: bool = True
     hang_timeout_s: float | None = None  # null: max(120 s, 20 × the slowest step seen); no rank advancing that long
+    straggler_slowdown: float = 1.5  # a rank whose own step time is this many times the others' is a straggler...
+    straggler_windows: int = 3  # ...over this many log windows (the median of their ratios)
 
     def validate(self) -> None:
         if self.hang_timeout_s is not None and self.hang_timeout_s <= 0:
@@ -105,6 +107,13 @@ class WatchdogConfig:
                 f"watchdog.hang_timeout_s={self.hang_timeout_s} must be positive, or null to derive it from the "
                 "step time."
             )
+        if not self.straggler_slowdown > 1:
+            raise ConfigError(
+                f"watchdog.straggler_slowdown={self.straggler_slowdown} must be more than 1 (1.5: a rank 50 % slower "
+                "than the others is named)."
+            )
+        if self.straggler_windows < 1:
+            raise ConfigError(f"watchdog.straggler_windows={self.straggler_windows} must be at least 1.")
 
 
 @dataclass

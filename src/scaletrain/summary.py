@@ -60,6 +60,7 @@ class RunSummary:
     peak_gpu_mib: list[float] | None = None
     replica_fingerprints: list[float] | None = None
     allreduce: dict[str, Any] | None = None  # the α-β fit of this run's collectives (scaling sweeps)
+    stragglers: list[dict[str, Any]] | None = None  # ranks persistently slower than the others (stragglers.py)
     # written after the run
     wandb_run_id: str | None = None
     efficiency: float | None = None

@@ -132,15 +132,29 @@ class WandbRun:
         return self.run.id
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
-        self.run.log(dict(metrics), step=step)
+        self.run.log(chartable(metrics), step=step)
 
     def summary(self, figures: Mapping[str, Any]) -> None:
         for key, value in figures.items():
-            if isinstance(value, int | float | str | bool):
+            if isinstance(value, int | float | str | bool) or key == "stragglers":
                 self.run.summary[key] = value
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
+
+
+def chartable(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A log step's figures as W&B charts them: a per-rank figure becomes one series per rank
+    (``own_step_time_s/rank_1``), a named straggler its slowdown (``straggler_slowdown/rank_1``)."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}/{name}": item for name, item in value.items()})
+        elif key == "stragglers":
+            flat.update({f"straggler_slowdown/rank_{s['rank']}": s["slowdown"] for s in value})
+        else:
+            flat[key] = value
+    return flat
 
 
 def start(job: Any, world_size: int, resume: bool) -> WandbRun | None:

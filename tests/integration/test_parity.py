@@ -100,7 +100,9 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, tm
     (path,) = offline_runs(tmp_path / "run")  # one run, from rank 0 only
     wb = read_run(path)
     names = {key for h in wb.history if "loss" in h for key in h if not key.startswith("_")}
-    assert CORE_METRICS <= names and names - CORE_METRICS <= MEASURED_ONLY, names
+    per_process = {f"own_step_time_s/rank_{rank}" for rank in range(row.processes)} if row.processes > 1 else set()
+    assert CORE_METRICS | per_process <= names and names - CORE_METRICS - per_process <= MEASURED_ONLY, names
+    assert summary.get("stragglers") == ([] if row.processes > 1 else None)  # one straggler check per process
     assert wb.summary["final_loss"] == pytest.approx(summary["final_loss"])
 
 

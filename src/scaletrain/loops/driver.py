@@ -18,6 +18,7 @@ from scaletrain.loops.progress import Progress, log_done
 from scaletrain.loops.stepper import Stepper
 from scaletrain.metrics import ThroughputMeter
 from scaletrain.scaling.model import fit_alpha_beta
+from scaletrain.stragglers import StragglerDetector, own_times
 
 log = logging.getLogger("scaletrain")
 
@@ -35,6 +36,8 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
     meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)
     progress = Progress(ctx.is_rank_zero, total_steps, step)
     window: list[Any] = []  # loss handles since the last log step, read there
+    window_s = [0.0, 0.0, 0.0]  # this rank's step, data and wait seconds since the last log step (stragglers)
+    stragglers = _detector(ctx, stepper)
     last_loss, last_checkpoint_step, validated = None, step, None
     first_step_unix_s, started = None, time.perf_counter()
     stopped = False
@@ -50,20 +53,26 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
             data_s = time.perf_counter() - fetch_started
             beacon.at("compute")  # the gradient all-reduce runs inside it (DDP's hooks, the compiled TF/XLA step)
             last_loss = stepper.train_step(batch)
+            step_s = time.perf_counter() - fetch_started
             step += 1
             beacon.step = step
             window.append(last_loss)
-            meter.add_step(stepper.samples(batch), data_s, *stepper.comm_times())
+            comm_s, exposed_comm_s = stepper.comm_times()
+            meter.add_step(stepper.samples(batch), data_s, comm_s, exposed_comm_s)
+            window_s = [window_s[0] + step_s, window_s[1] + data_s, window_s[2] + exposed_comm_s]
             first_step_unix_s = first_step_unix_s or time.time()
             votes = None  # every rank's stop request rides on the log step's loss reduction: no extra collective
             if step % cfg.log_every_n_steps == 0 or step == total_steps:
                 beacon.at("communication")
-                loss, votes = stepper.mean_loss_and_votes(window, ctx.stop_vote())
+                row = tuple(seconds / len(window) for seconds in window_s) if stragglers else ()
+                loss, votes, rows = stepper.reduce_window(window, ctx.stop_vote(), row)
                 compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
                 figures = {"epoch": epoch, "loss": loss, **meter.read(compiled.get("compile_time_s", 0.0)), **compiled}
+                if stragglers:
+                    figures.update(_straggler_figures(stragglers, rows, stepper.measures_comm))
                 ctx.log(figures, step)
                 progress.update(step, figures)
-                window = []
+                window, window_s = [], [0.0, 0.0, 0.0]
             if ctx.job.checkpoint.every_n_steps and step % ctx.job.checkpoint.every_n_steps == 0:
                 beacon.at("checkpoint")
                 ctx.save_checkpoint(stepper.state(), step)
@@ -94,7 +103,9 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
     if first_step_unix_s is not None:
         summary["first_step_unix_s"] = first_step_unix_s
     if last_loss is not None:
-        summary["final_loss"] = stepper.mean_loss_and_votes([last_loss], 0.0)[0]
+        summary["final_loss"] = stepper.reduce_window([last_loss], 0.0)[0]
+    if stragglers:
+        summary["stragglers"] = stragglers.summary()
     if ctx.job.scaling.measure_allreduce and stepper.replicas > 1:
         summary["allreduce"] = allreduce_benchmark(ctx, stepper)
     if stepper.has_validation:
@@ -105,6 +116,24 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
     if ctx.is_rank_zero:
         log_done(summary)
     return summary
+
+
+def _detector(ctx: RunContext, stepper: Stepper) -> StragglerDetector | None:
+    """The straggler detector of a multi-process run (the same decisions on every rank), else None."""
+    if ctx.world_size < 2:
+        return None
+    cfg = ctx.job.watchdog
+    return StragglerDetector(stepper.hosts(), cfg.straggler_slowdown, cfg.straggler_windows)
+
+
+def _straggler_figures(detector: StragglerDetector, rows: list[list[float]], wait_measured: bool) -> dict[str, Any]:
+    """The log window's per-rank own step times and the ranks named as stragglers now (metrics.jsonl, W&B)."""
+    own_s = own_times(rows, wait_measured)
+    named = detector.update(own_s)
+    figures: dict[str, Any] = {"own_step_time_s": {f"rank_{rank}": value for rank, value in enumerate(own_s)}}
+    if named:
+        figures["stragglers"] = [{"rank": s.rank, "host": s.host, "slowdown": s.slowdown} for s in named]
+    return figures
 
 
 def _resume(ctx: RunContext, stepper: Stepper) -> int:

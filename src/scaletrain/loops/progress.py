@@ -20,6 +20,10 @@ def log_done(summary: dict[str, Any]) -> None:
     log.info("done: %s", ", ".join(f"{k}={fmt(v)}" for k, v in shown.items()))
 
 
+def _stragglers(named: list[dict[str, Any]]) -> str:
+    return "; ".join(f"rank {s['rank']} on {s['host']} ({s['slowdown']:.2f}x the others' own step time)" for s in named)
+
+
 class Progress:
     """A progress bar on rank 0 in an interactive terminal; plain log lines otherwise.
 
@@ -34,14 +38,19 @@ class Progress:
         self.last_line_s: float | None = None
         self.bar = None
         self.enabled = is_rank_zero
+        self.stragglers: set[int] = set()  # the ranks named in the last window, warned about once
         if self.enabled and os.environ.get("SCALETRAIN_PROGRESS") == "1":
             from tqdm import tqdm
 
             self.bar = tqdm(total=total_steps, initial=initial, unit="step", ncols=100, mininterval=0.5)
 
-    def update(self, step: int, figures: dict[str, float]) -> None:
+    def update(self, step: int, figures: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        named = figures.get("stragglers", [])
+        if {s["rank"] for s in named} - self.stragglers:
+            log.warning("straggler at step %d: %s", step, _stragglers(named))
+        self.stragglers = {s["rank"] for s in named}
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
             self.bar.set_postfix(loss=f"{figures['loss']:.4g}", sps=f"{figures['samples_per_s']:.0f}")
@@ -51,13 +60,14 @@ class Progress:
             return
         self.last_line_s = now_s
         log.info(
-            "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f",
+            "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f%s",
             step,
             self.total_steps,
             figures["epoch"],
             figures["loss"],
             figures["samples_per_s"],
             figures["step_time_s"],
+            f" straggler: {_stragglers(named)}" if named else "",
         )
 
     def close(self) -> None:

@@ -35,8 +35,14 @@ class Stepper(Protocol):
     def train_step(self, batch: Any) -> Any:
         """One optimizer step; returns the loss as a handle, not read back (reading would sync every step)."""
 
-    def mean_loss_and_votes(self, losses: list[Any], stop_vote: float) -> tuple[float, float]:
-        """The mean of ``losses`` over steps and ranks, and the sum of every rank's ``stop_vote``: one collective."""
+    def reduce_window(
+        self, losses: list[Any], stop_vote: float, row: tuple[float, ...] = ()
+    ) -> tuple[float, float, list[list[float]]]:
+        """One collective for a log window: the mean of ``losses`` over steps and ranks, the sum of every rank's
+        ``stop_vote``, and every rank's ``row`` of figures (its step times), in rank order."""
+
+    def hosts(self) -> list[str]:
+        """Every process's host, in rank order (called once, at the start)."""
 
     def comm_times(self) -> tuple[float, float]:
         """(busy, exposed) seconds of gradient communication since the last call."""

@@ -6,7 +6,10 @@ MultiWorkerMirroredStrategy in TF 2.21, and a loop of our own gets every feature
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -74,9 +77,22 @@ class TFStepper:
     def train_step(self, batch: tuple[np.ndarray, Any]) -> Any:
         return self.steps.train_step(*batch[1])
 
-    def mean_loss_and_votes(self, losses: list[Any], stop_vote: float) -> tuple[float, float]:
-        loss_sum, votes = self.ctx.strategy.all_reduce_sum(np.array([self.steps.local_mean(losses), stop_vote]))
-        return float(loss_sum) / self.ctx.world_size, float(votes)
+    def reduce_window(
+        self, losses: list[Any], stop_vote: float, row: tuple[float, ...] = ()
+    ) -> tuple[float, float, list[list[float]]]:
+        n, k = self.ctx.world_size, len(row)
+        packed = np.zeros(2 + n * k)
+        packed[0], packed[1] = self.steps.local_mean(losses), stop_vote
+        packed[2 + self.ctx.rank * k : 2 + (self.ctx.rank + 1) * k] = row
+        summed = self.ctx.strategy.all_reduce_sum(packed).tolist()
+        return summed[0] / n, summed[1], [summed[2 + r * k : 2 + (r + 1) * k] for r in range(n)] if k else []
+
+    def hosts(self) -> list[str]:
+        """Each process's host, as TF_CONFIG's worker list names it (its address)."""
+        workers = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {}).get("worker", [])
+        if len(workers) == self.ctx.world_size:
+            return [address.rsplit(":", 1)[0] for address in workers]
+        return [socket.gethostname()] * self.ctx.world_size
 
     def comm_times(self) -> tuple[float, float]:
         return 0.0, 0.0

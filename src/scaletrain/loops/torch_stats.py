@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import torch
@@ -45,6 +46,17 @@ def gather_per_rank(ctx: RunContext, value: float) -> list[float]:
     slots = torch.zeros(ctx.world_size, dtype=torch.float64, device=ctx.strategy.device)
     slots[ctx.rank] = value
     return ctx.strategy.all_reduce_sum(slots).tolist()
+
+
+def hosts(ctx: RunContext) -> list[str]:
+    """Every rank's host name, in rank order (one object all-gather, once per run)."""
+    if ctx.world_size == 1:
+        return [socket.gethostname()]
+    import torch.distributed as dist
+
+    found: list[str] = [""] * ctx.world_size
+    dist.all_gather_object(found, socket.gethostname())
+    return found
 
 
 def replica_fingerprints(ctx: RunContext, model: torch.nn.Module) -> list[float]:

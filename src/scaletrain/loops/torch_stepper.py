@@ -97,11 +97,20 @@ class TorchStepper:
         self.strategy.step_end()  # lazy runtimes (XLA) run the step here; nothing is read back until a log step
         return loss.detach()
 
-    def mean_loss_and_votes(self, losses: list[Any], stop_vote: float) -> tuple[float, float]:
+    def reduce_window(
+        self, losses: list[Any], stop_vote: float, row: tuple[float, ...] = ()
+    ) -> tuple[float, float, list[list[float]]]:
         mean = torch.stack(losses).float().mean() if len(losses) > 1 else losses[0].reshape(()).float()
-        packed = torch.stack([mean, torch.tensor(stop_vote, device=mean.device)])
-        loss_sum, votes = self.strategy.all_reduce_sum(packed).tolist()
-        return loss_sum / self.ctx.world_size, votes
+        n, k = self.ctx.world_size, len(row)
+        packed = torch.zeros(2 + n * k, dtype=torch.float64, device=mean.device)
+        packed[0], packed[1] = mean, stop_vote
+        if k:
+            packed[2 + self.ctx.rank * k : 2 + (self.ctx.rank + 1) * k] = torch.tensor(row, dtype=torch.float64)
+        summed = self.strategy.all_reduce_sum(packed).tolist()
+        return summed[0] / n, summed[1], [summed[2 + r * k : 2 + (r + 1) * k] for r in range(n)] if k else []
+
+    def hosts(self) -> list[str]:
+        return torch_stats.hosts(self.ctx)
 
     def comm_times(self) -> tuple[float, float]:
         return self.strategy.take_comm_times()

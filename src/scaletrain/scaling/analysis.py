@@ -65,7 +65,24 @@ def analyse(mode: str, points: list[RunSummary]) -> dict[str, Any]:
         "prediction": PREDICTION,
     }
     result["not_measured"] = _not_measured(points, measured)
+    result["stragglers"] = _stragglers(points)
     return result
+
+
+def _stragglers(points: list[RunSummary]) -> list[str]:
+    """One sentence per point that had a straggler: then a slow rank, not the network, explains its gap."""
+    notes = []
+    for p in points:
+        if p.stragglers:
+            named = ", ".join(
+                f"rank {s['rank']} on {s['host']} ({s['slowdown']:.2f}x the others' own step time)"
+                for s in p.stragglers
+            )
+            notes.append(
+                f"at world size {p.devices} {named} slowed the others: a straggler, not the network, explains "
+                "that point's gap to the prediction"
+            )
+    return notes
 
 
 def _not_measured(points: list[RunSummary], measured: bool) -> list[str]:

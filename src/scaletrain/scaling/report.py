@@ -31,6 +31,8 @@ def table(analysis: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(_cell(k, row[k]) for k in keys) + " |")
     for sentence in analysis.get("not_measured", []):
         lines += ["", f"Not measured: {sentence}."]
+    for sentence in analysis.get("stragglers", []):
+        lines += ["", f"Straggler: {sentence}."]
     ab = analysis.get("alpha_beta")
     if ab:
         lines.append("")
