@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PHASES = ("start", "data", "compute", "communication", "checkpoint", "validation", "done")
+PHASES = ("start", "script", "data", "compute", "communication", "checkpoint", "validation", "done")
 PUBLISH_EVERY_S = 1.0
 
 

@@ -142,6 +142,22 @@ class ScalingConfig:
 
 
 @dataclass
+class PreflightConfig:
+    """Checks run before the job starts (README "Network check"): ``network`` times the links between a Ray
+    cluster's nodes (scaletrain.netcheck) and writes netcheck.json into the run directory."""
+
+    network: bool = False  # launcher=ray: time every pair of the cluster's nodes and an all-reduce first
+    network_gbit: float | None = None  # also name a node whose links carry less than this (Gbit/s)
+    network_stop: bool = False  # true: a node named slow refuses the job (exit 2) instead of a warning
+
+    def validate(self) -> None:
+        if self.network_gbit is not None and self.network_gbit <= 0:
+            raise ConfigError(
+                f"preflight.network_gbit={self.network_gbit} must be positive (Gbit/s, e.g. 10), or null."
+            )
+
+
+@dataclass
 class LoggerConfig:
     name: str = "none"  # none | wandb
     project: str = "scaletrain"
@@ -182,6 +198,7 @@ class Job:
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    preflight: PreflightConfig = field(default_factory=PreflightConfig)
     seed: int = 0
     resume: bool = False
     max_restarts: int = 0
@@ -303,6 +320,7 @@ def load(raw: Mapping[str, Any]) -> Job:
         scaling=typed(ScalingConfig, raw.get("scaling"), "scaling"),
         logger=typed(LoggerConfig, raw.get("logger"), "logger"),
         watchdog=typed(WatchdogConfig, raw.get("watchdog"), "watchdog"),
+        preflight=typed(PreflightConfig, raw.get("preflight"), "preflight"),
         **_top_level(raw),
         strategy_was_picked=bool(raw.get("strategy_was_picked", picked)),
     )

@@ -14,6 +14,10 @@ log = logging.getLogger("scaletrain")
 
 def run_job(job: Job) -> int:
     """A scaling sweep when scaling.world_sizes is set, else one run."""
+    if job.preflight.network:  # before anything is placed on the cluster
+        from scaletrain.netcheck import preflight
+
+        preflight(job)
     if job.scaling.world_sizes:
         from scaletrain.scaling.sweep import run_sweep
 

@@ -8,10 +8,10 @@ gradient all-reduce. So a rank's *own* time is its step minus the time it waited
   on every rank (the least any rank spent in the step), so own = data + that least compute: a rank slow to get
   its data is found, a rank slow to compute is not (README "Stragglers" says so).
 
-A rank is named once its own time per step, over the last ``windows`` log windows (their median), exceeds the
-median of the other ranks' by more than ``slowdown``× and by at least ``MIN_EXCESS_S`` (so microsecond steps do
-not raise alarms on noise). The figures ride on the log window's loss all-reduce (``Stepper.reduce_window``):
-no extra collective.
+A rank is named once its own time per step, over the last ``windows`` blocks of log windows (their median; a
+block is at least ``BLOCK_S`` of training), exceeds the median of the other ranks' by more than ``slowdown``× and
+by at least ``MIN_EXCESS_S`` (so microsecond steps do not raise alarms on noise). The figures ride on the log
+window's loss all-reduce (``Stepper.reduce_window``): no extra collective.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 RANK_FIGURES = ("step_time_s", "data_time_s", "wait_time_s")  # per-step means over a window, one row per rank
 MIN_EXCESS_S = 0.001  # a straggler's own step is also at least this much longer than the others'
+BLOCK_S = 0.5  # log windows are judged together in blocks of at least this much training time
 
 
 @dataclass
@@ -41,20 +42,36 @@ def own_times(rows: list[list[float]], wait_measured: bool) -> list[float]:
 
 
 class StragglerDetector:
-    """Fed every log window's own times (the same on every rank); names the ranks persistently slower: those whose
-    median slowdown over the last ``windows`` windows is above ``slowdown`` (one quick window does not clear them,
-    one slow window does not name them)."""
+    """Fed every log window's own times (the same on every rank); names the ranks persistently slower.
+
+    Log windows are gathered into blocks of at least ``BLOCK_S`` seconds of training (a window of five millisecond
+    steps says little on a busy host); a rank is named when its slowdown, the median over the last ``windows``
+    blocks, is above ``slowdown``: one quick block does not clear it, one slow block does not name it.
+    """
 
     def __init__(self, hosts: list[str], slowdown: float, windows: int) -> None:
         self.hosts = hosts
         self.slowdown = slowdown
-        self._recent = [deque(maxlen=windows) for _ in hosts]  # (ratio, excess seconds) of the last windows
+        self._recent = [deque(maxlen=windows) for _ in hosts]  # (ratio, excess seconds) of the last blocks
         self._named: dict[int, list[float]] = {}
+        self._current: list[Straggler] = []
+        self._block_s = [0.0] * len(hosts)  # own seconds per rank in the block being gathered
+        self._block_steps = 0
+        self._block_span_s = 0.0
 
-    def update(self, own_s: list[float]) -> list[Straggler]:
-        """The ranks named at this window."""
-        if len(own_s) < 2:
+    def update(self, own_s: list[float], steps: int, span_s: float) -> list[Straggler]:
+        """Add a window of ``steps`` steps (``own_s`` per step, ``span_s`` of training); the ranks named now."""
+        if len(own_s) < 2 or steps < 1:
             return []
+        self._block_s = [total + own * steps for total, own in zip(self._block_s, own_s, strict=True)]
+        self._block_steps += steps
+        self._block_span_s += span_s
+        if self._block_span_s >= BLOCK_S:
+            self._current = self._judge([total / self._block_steps for total in self._block_s])
+            self._block_s, self._block_steps, self._block_span_s = [0.0] * len(own_s), 0, 0.0
+        return self._current
+
+    def _judge(self, own_s: list[float]) -> list[Straggler]:
         current = []
         for rank, mine in enumerate(own_s):
             others = statistics.median(own_s[:rank] + own_s[rank + 1 :])

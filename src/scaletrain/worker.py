@@ -107,9 +107,34 @@ def run(job_file: str) -> int:
     return code
 
 
+def _run_script(argv: list[str], beacon_dir: Path) -> int:
+    """Run an unmodified script as ``python SCRIPT ARGS`` would (its directory first on sys.path, run as __main__),
+    with this rank's beacon (host, pid, no steps: a script marks none) and its stack dumped on the watchdog's signal,
+    so the watchdog can name a frozen rank of a script too."""
+    import runpy
+
+    beacon = _start_beacon(beacon_dir, int(os.environ.get("RANK", "0")))
+    beacon.at("script")
+    sys.argv = list(argv)
+    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    code: object = 0
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        beacon.close()
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)  # sys.exit("message"), as the interpreter would print it
+    return 1
+
+
 def main(argv: list[str]) -> int:
     _die_with_parent()
     if argv[:1] == ["--exec"]:
+        if os.environ.get("SCALETRAIN_BEACON_DIR"):  # watched: run it here, beside a beacon and a stack dump
+            return _run_script(argv[1:], Path(os.environ["SCALETRAIN_BEACON_DIR"]))
         # The parent-death signal survives exec, so an unmodified script inherits it.
         os.execv(sys.executable, [sys.executable, *argv[1:]])
     if len(argv) != 1:

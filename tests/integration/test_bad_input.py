@@ -16,7 +16,10 @@ CASES = {
     "unknown strategy": (["+strategy=horovod"], "strategy=horovod does not exist; choose one of: ddp"),
     "strategy without +": (["strategy=ddp"], "write +strategy=ddp"),
     "unknown launcher": (["launcher=kubernetes"], "launcher=kubernetes does not exist; choose one of: local"),
-    "unknown workload": (["workload=imagenet"], "workload=imagenet does not exist; choose one of: cifar10, digits"),
+    "unknown workload": (
+        ["workload=imagenet"],
+        "workload=imagenet does not exist; choose one of: cifar10, custom, digits",
+    ),
     "nproc < 1": (["launcher.nproc_per_node=0"], "launcher.nproc_per_node=0 must be 'auto' or a whole number"),
     "batch not divisible": (
         ["launcher.nproc_per_node=2", "train.global_batch_size=5"],

@@ -1,5 +1,6 @@
-"""The hang watchdog with real frozen ranks (SIGSTOP) under the local launcher: it names the frozen rank, with its
-host, pid and stack, ends the job with exit 3, leaves nothing running, and a restart finishes the job."""
+"""The hang watchdog with real frozen ranks (SIGSTOP) under the local launcher, a real Ray cluster and the real
+SLURM cluster: it names the frozen rank, with its host, pid and stack, ends the job with exit 3, leaves nothing
+running, and a restart finishes the job."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import child_env, scaletrain_argv
 from job_args import ENDLESS, LONGER, SYNTHETIC_DDP
+from slurm_jobs import wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +105,117 @@ def test_undisturbed_run_reports_no_hang(scaletrain) -> None:
     assert beacons == ["rank_0.json", "rank_1.json"]
     final = json.loads((run.dir / "beacons" / "attempt_0" / "rank_1.json").read_text())
     assert final["phase"] == "done" and final["step"] == run.summary["steps"]
+
+
+CLUSTERS = [
+    pytest.param(("launcher=ray", "launcher.nproc=2"), id="ray", marks=pytest.mark.ray),
+    pytest.param(("launcher=slurm", "launcher.nodes=2"), id="slurm", marks=pytest.mark.slurm),
+]
+
+
+def _beacon_of(run_dir: Path, rank: int, proc: subprocess.Popen, timeout_s: float = 120) -> dict:
+    """The rank's beacon once it trained a few steps (under Ray the beacons stay on the nodes: ray_ranks.json)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        beacon = run_dir / "beacons" / "attempt_0" / f"rank_{rank}.json"
+        if beacon.exists() and json.loads(beacon.read_text()).get("step", 0) >= 20:
+            return json.loads(beacon.read_text())
+        placed = run_dir / "ray_ranks.json"
+        steps = [json.loads(line)["step"] for line in _lines(run_dir / "metrics.jsonl")]
+        if placed.exists() and steps and max(steps) >= 20:
+            (found,) = [r for r in json.loads(placed.read_text()) if r["rank"] == rank]
+            return {"pid": found["pid"], "host": os.uname().nodename}
+        assert proc.poll() in (None, 0), proc.stdout.read()  # the SLURM submission itself returns at once
+        time.sleep(0.2)
+    raise AssertionError(f"rank {rank} did not reach step 20 in {timeout_s} s")
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_frozen_rank_on_a_cluster_is_named_with_its_host_pid_and_stack(
+    tmp_path: Path, cluster: tuple[str, ...], strategy: tuple[str, ...]
+) -> None:
+    run_dir = tmp_path / "run"
+    proc = _start(run_dir, *strategy, *SYNTHETIC_DDP[1:], f"watchdog.hang_timeout_s={HANG_TIMEOUT_S}", *cluster,
+                  *ENDLESS)  # fmt: skip
+    try:
+        frozen = _beacon_of(run_dir, 1, proc)
+        os.kill(frozen["pid"], signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        output, _ = proc.communicate(timeout=HANG_TIMEOUT_S + 60)
+        if cluster[0] == "launcher=slurm":
+            job_id = (run_dir / "slurm_job_id").read_text().strip()
+            wait_gone(job_id, timeout=HANG_TIMEOUT_S + 60)
+            output = (run_dir / f"slurm-{job_id}.out").read_text()
+            assert "the job step failed with exit code 3" in output, output
+        else:
+            assert proc.returncode == 3, output
+    finally:
+        proc.kill()
+    assert time.monotonic() - frozen_at < HANG_TIMEOUT_S + 30, output
+    sentences = [line for line in output.splitlines() if "wait for rank 1 on" in line]
+    assert sentences and f"rank 1 on {frozen['host']} (pid {frozen['pid']}, step " in sentences[0], output
+    assert "rank 0 on" not in sentences[0] and "stopped" in sentences[0]
+    report = json.loads((run_dir / "hang_report.json").read_text())
+    assert report["culprits"] == [1] and report["why"] == "stopped"
+    assert "File " in report["stacks"]["1"], report["stacks"]  # the frozen rank's own stack
+    if strategy == ("+strategy=ddp",):  # under mirrored TensorFlow's heartbeat fails rank 0 in about as long
+        assert "File " in report["stacks"]["0"], report["stacks"]
+    deadline = time.monotonic() + 10  # nothing left running (the cluster reaps its processes within seconds)
+    while Path(f"/proc/{frozen['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (
+        not Path(f"/proc/{frozen['pid']}").exists()
+        or "zombie" in Path(f"/proc/{frozen['pid']}/status").read_text().lower()
+    )
+
+
+@pytest.mark.slurm
+def test_slurm_hang_then_restart_in_the_allocation_finishes_with_the_uninterrupted_result(
+    tmp_path: Path, scaletrain
+) -> None:
+    reference = scaletrain("+strategy=ddp", *JOB, *LONGER)
+    assert reference.returncode == 0, reference.output
+    run_dir = tmp_path / "restarted"
+    proc = _start(run_dir, "+strategy=ddp", *SYNTHETIC_DDP[1:], f"watchdog.hang_timeout_s={HANG_TIMEOUT_S}",
+                  "launcher=slurm", "launcher.nodes=2", *LONGER, "max_restarts=1")  # fmt: skip
+    try:
+        os.kill(_beacon_of(run_dir, 1, proc)["pid"], signal.SIGSTOP)
+        proc.communicate(timeout=60)
+        job_id = (run_dir / "slurm_job_id").read_text().strip()
+        wait_gone(job_id, timeout=HANG_TIMEOUT_S + 180)
+    finally:
+        proc.kill()
+    log = (run_dir / f"slurm-{job_id}.out").read_text()
+    assert "wait for rank 1 on" in log and "restarting them from the last checkpoint (restart 1 of 1)" in log, log
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["attempt"] == 1 and summary["steps"] == reference.summary["steps"]
+    assert summary["final_loss"] == pytest.approx(reference.summary["final_loss"], rel=1e-6, abs=1e-7)
+    assert summary["replica_fingerprints"] == pytest.approx(reference.summary["replica_fingerprints"], rel=1e-6)
+
+
+def test_frozen_rank_of_an_unmodified_script_is_named_with_its_stack(tmp_path: Path) -> None:
+    """A script marks no steps: when its peer's collective times out, the frozen rank is still named, with its stack."""
+    run_dir = tmp_path / "run"
+    script = Path(__file__).parent / "userland" / "looping_script.py"
+    proc = _start(run_dir, "launcher.nproc_per_node=2", f"script={script}", "script_args=[5]")
+    try:
+        beacon = run_dir / "beacons" / "attempt_0" / "rank_1.json"
+        deadline = time.monotonic() + 60
+        while not beacon.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.1)
+        time.sleep(2)  # well into its loop of collectives
+        frozen = json.loads(beacon.read_text())
+        os.kill(frozen["pid"], signal.SIGSTOP)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, output
+    assert f"wait for rank 1 on {frozen['host']} (pid {frozen['pid']}, step 0, phase script, stopped)" in output
+    report = json.loads((run_dir / "hang_report.json").read_text())
+    assert report["culprits"] == [1] and "looping_script.py" in report["stacks"]["1"], report["stacks"]

@@ -407,7 +407,8 @@ def test_lost_node_ends_the_attempt_naming_the_rank(tmp_path, cluster, ray_state
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 1, out
         assert time.monotonic() - lost_at < 60
-        assert f"job failed: rank {on_second[0]['rank']} was lost: its Ray actor" in out, out
+        lost = on_second[0]
+        assert f"job failed: rank {lost['rank']} on {lost['node_ip']} was lost: its Ray actor" in out, out
         assert all(gone(r["pid"]) for r in ranks(run_dir))
         assert leftovers(ray_state) == []
     finally:

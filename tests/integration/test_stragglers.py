@@ -16,11 +16,14 @@ import pytest
 from conftest import EXPECTS_STRAGGLER, child_env, scaletrain_argv
 from wandb_files import offline_runs, read_run
 
+from scaletrain.stragglers import BLOCK_S
+
 pytestmark = pytest.mark.slow
 
 USERLAND = Path(__file__).parent / "userland"
 SLOW_RANK = ("workload=function", "workload.fn._target_=slow_rank.main", "train.global_batch_size=64")
-TWO_RANKS = ("launcher.nproc_per_node=2", "train.log_every_n_steps=10", "train.max_steps=60")
+# 150 steps: the first window, then at least three blocks of half a second to judge (stragglers.BLOCK_S)
+TWO_RANKS = ("launcher.nproc_per_node=2", "train.log_every_n_steps=10", "train.max_steps=150", "train.epochs=10")
 
 
 def _named(summary: dict) -> list[int]:
@@ -56,9 +59,11 @@ def test_a_rank_slowed_from_inside_is_named_everywhere(scaletrain, tmp_path: Pat
 
 
 def test_an_undisturbed_run_names_no_straggler(scaletrain) -> None:
-    run = scaletrain("+strategy=ddp", *SLOW_RANK, *TWO_RANKS, "+workload.fn.sleep_s=0",
+    run = scaletrain("+strategy=ddp", *SLOW_RANK, *TWO_RANKS, "+workload.fn.sleep_s=0", "+workload.fn.width=512",
+                     "train.global_batch_size=512", "train.max_steps=500", "train.epochs=100",
                      env={"PYTHONPATH": str(USERLAND)})  # fmt: skip
     assert run.returncode == 0, run.output
+    assert run.summary["train_time_s"] > 4 * BLOCK_S  # long enough to be judged, several times over
     assert run.summary["stragglers"] == []
     assert not any("stragglers" in m for m in run.metrics) and "straggler at step" not in run.output
 

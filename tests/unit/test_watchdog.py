@@ -6,7 +6,7 @@ import os
 import time
 
 from scaletrain.beacon import Beacon, Position, read_all
-from scaletrain.launchers.watchdog import HangReport, Watchdog, diagnose, process_state
+from scaletrain.launchers.watchdog import HangReport, LocalProbe, Watchdog, diagnose, process_state
 
 NOW = 1_000_000.0
 
@@ -51,7 +51,7 @@ def test_beacon_publishes_step_and_phase_and_says_done(tmp_path):
 
 def test_watchdog_waits_for_a_first_trained_step(tmp_path):
     Beacon(tmp_path, rank=0, every_s=0.05).close()  # published, but at step 0: still starting up
-    watchdog = Watchdog(tmp_path, {0: os.getpid()}, timeout_s=0.01)
+    watchdog = Watchdog(LocalProbe(tmp_path, {0: os.getpid()}), timeout_s=0.01)
     assert watchdog.check() is None
 
 
@@ -70,7 +70,7 @@ def test_a_rank_frozen_before_its_first_beacon_is_still_named_with_its_pid(tmp_p
         deadline = time.monotonic() + 5
         while process_state(child.pid) != "stopped" and time.monotonic() < deadline:
             time.sleep(0.01)  # the signal is delivered asynchronously
-        report = Watchdog(tmp_path, {1: child.pid}, timeout_s=10).report({}, waited_s=12.0)
+        report = Watchdog(LocalProbe(tmp_path, {1: child.pid}), timeout_s=10).report({}, waited_s=12.0)
     finally:
         child.kill()
         child.wait()

@@ -19,7 +19,7 @@ from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.launchers.base import Launcher, worker_argv
 from scaletrain.launchers.supervisor import Outcome, Supervisor, run_attempts
-from scaletrain.launchers.watchdog import Watchdog
+from scaletrain.launchers.watchdog import LocalProbe, Watchdog
 
 log = logging.getLogger("scaletrain")
 
@@ -168,14 +168,14 @@ class LocalLauncher(Launcher):
                 raise
             if beacons is not None:
                 pids = {r.rank: r.proc.pid for r in supervisor.ranks}
-                supervisor.watchdog = Watchdog(beacons, pids, self.job.watchdog.hang_timeout_s)
+                supervisor.watchdog = Watchdog(LocalProbe(beacons, pids), self.job.watchdog.hang_timeout_s)
                 supervisor.report_dir = Path(self.job.output_dir)
             return supervisor.wait()
 
     def _beacon_dir(self, attempt: int) -> Path | None:
-        """A fresh directory for this attempt's beacons, when the watchdog is on and the ranks run scaletrain's
-        worker (an unmodified script publishes none)."""
-        if not self.job.watchdog.enabled or self.job.script is not None:
+        """A fresh directory for this attempt's beacons, when the watchdog is on (an unmodified script's beacon
+        says where its process is, but no steps)."""
+        if not self.job.watchdog.enabled:
             return None
         directory = Path(self.job.output_dir) / "beacons" / f"attempt_{attempt}"
         directory.mkdir(parents=True, exist_ok=True)

@@ -193,11 +193,13 @@ class RayLauncher(Launcher):
             gpus = cluster.visible_gpus(group.slots, group.placed)
             rank_env = {env.rank: self._rank_env(env, attempt, gpus.get(env.rank)) for env in envs}
             argv = worker_argv(self.job, job_file)
-            pids = group.start_workers(argv[1:], rank_env, str(job_file), job_file.read_text())
+            watch = self.job.watchdog.enabled
+            pids = group.start_workers(argv[1:], rank_env, str(job_file), job_file.read_text(), watch)
             self._record(group, pids, attempt)
             log_dir = Path(self.job.output_dir) / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
-            return group.supervise(log_dir, self.cfg.stop_grace_s)
+            report_dir = Path(self.job.output_dir) if watch else None
+            return group.supervise(log_dir, self.cfg.stop_grace_s, self.job.watchdog.hang_timeout_s, report_dir)
         finally:
             group.release()
 

@@ -1,6 +1,7 @@
 """The Ray actor that hosts one rank: it runs the same worker process the local launcher would, on its node.
 
-Imported on every node of the cluster, so it needs only the standard library and Ray. Its methods run one at a
+Imported on every node of the cluster, so it needs only the standard library, Ray and scaletrain's stdlib-only
+watchdog helpers (the node runs scaletrain's worker anyway). Its methods run one at a
 time on the actor's main thread: the worker is started from that thread, which lives as long as the actor, so the
 worker's parent-death signal fires exactly when the actor (or its node) dies.
 """
@@ -16,6 +17,9 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
+
+from scaletrain.launchers.watchdog import NO_STACK, collect_stacks, process_state, request_stack
 
 CHUNK_BYTES = 256 * 1024
 _EXIT_WITHOUT_EOF_S = 1.0  # a rank's own children may hold its stdout open after it exited
@@ -29,6 +33,8 @@ class RankActor:
         self._exited_at: float | None = None
         self._cond = threading.Condition()
         self._tmp: str | None = None
+        self._beacons: Path | None = None  # this rank's beacon directory on this node, when the watchdog is on
+        self._rank = 0
 
     def describe(self) -> dict:
         """Where this actor landed: node id and IP, the GPUs Ray gave it, and two free ports on its node (the
@@ -48,13 +54,18 @@ class RankActor:
             "pid": os.getpid(),
         }
 
-    def start(self, args: list[str], env: dict[str, str], job_file: str, job_json: str) -> int:
-        """Run ``python *args`` with this node's Python; the job file travels as text, so no shared disk is needed."""
+    def start(self, args: list[str], env: dict[str, str], job_file: str, job_json: str, watch: bool = False) -> int:
+        """Run ``python *args`` with this node's Python; the job file travels as text, so no shared disk is needed.
+        ``watch``: the rank publishes its beacon into a directory on this node, which ``poll`` reads."""
         self._tmp = tempfile.mkdtemp(prefix="scaletrain-rank-")
         local_job = os.path.join(self._tmp, "job.json")
         with open(local_job, "w") as f:
             f.write(job_json)
         argv = [sys.executable, *(local_job if a == job_file else a for a in args)]
+        self._rank = int(env.get("RANK", "0"))
+        if watch:
+            self._beacons = Path(self._tmp) / "beacons"
+            env = {**env, "SCALETRAIN_BEACON_DIR": str(self._beacons)}
         self._proc = subprocess.Popen(
             argv,
             env={**os.environ, **env},
@@ -67,9 +78,33 @@ class RankActor:
         threading.Thread(target=self._reap, daemon=True).start()
         return self._proc.pid
 
-    def poll(self, wait_s: float) -> tuple[bytes, int | None]:
-        """The output of the last ``wait_s`` (sooner when the rank exits or much has piled up) and, once all of it
-        is read, the exit code. Batching by time keeps the relay to a few calls a second however chatty the rank."""
+    def poll(self, wait_s: float) -> tuple[bytes, int | None, str, str]:
+        """The output of the last ``wait_s`` (sooner when the rank exits or much has piled up); once all of it is
+        read, the exit code; then the rank's beacon (JSON text, "" when none) and its process state, for the
+        watchdog. Batching by time keeps the relay to a few calls a second however chatty the rank."""
+        data, code = self._output(wait_s)
+        return data, code, self._beacon(), process_state(self._proc.pid)
+
+    def dump_stack(self, stopped: bool) -> str:
+        """The rank's Python stack, every thread, dumped by the rank itself on the watchdog's signal."""
+        if self._beacons is None:
+            return NO_STACK
+        if self._proc.poll() is not None:
+            return "(no stack: the rank had already exited)"
+        request_stack(self._proc.pid, stopped)
+        return collect_stacks(self._beacons, [self._rank])[self._rank]
+
+    def _beacon(self) -> str:
+        if self._beacons is None:
+            return ""
+        for path in self._beacons.glob("rank_*.json"):
+            try:
+                return path.read_text()
+            except OSError:
+                return ""
+        return ""
+
+    def _output(self, wait_s: float) -> tuple[bytes, int | None]:
         with self._cond:
             self._cond.wait_for(
                 lambda: len(self._buf) >= CHUNK_BYTES or self._eof or self._exited_at is not None, timeout=wait_s

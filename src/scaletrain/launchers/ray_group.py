@@ -6,6 +6,7 @@ Only imported once Ray is connected (``import ray`` at the top is fine here).
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -18,11 +19,13 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from scaletrain.beacon import Position
 from scaletrain.errors import LaunchError
 from scaletrain.launchers.output import RankOutput
 from scaletrain.launchers.ray_actor import RankActor
 from scaletrain.launchers.ray_cluster import Slot, describe_bundle, free_resources, plan
-from scaletrain.launchers.supervisor import Outcome
+from scaletrain.launchers.supervisor import Outcome, hang_outcome
+from scaletrain.launchers.watchdog import NO_STACK, STACK_WAIT_S, Watchdog
 
 log = logging.getLogger("scaletrain")
 
@@ -53,6 +56,7 @@ class RankGroup:
         self.actors: list[Any] = []
         self.placed: list[dict[str, Any]] = []
         self.slots: list[Slot] = []
+        self.pids: dict[int, int] = {}  # rank -> worker pid on its node
 
     def reserve(self, timeout_s: float) -> None:
         """The placement group, ready within ``timeout_s`` or a LaunchError (the caller releases it)."""
@@ -99,19 +103,31 @@ class RankGroup:
             ) from None
         self.slots = plan(self.placed)
 
-    def start_workers(self, args: list[str], envs: dict[int, dict[str, str]], job_file: str, job_json: str) -> list:
-        """Start rank r's worker in its actor with ``envs[r]``; the worker pids in rank order."""
-        refs = [self.actors[s.bundle_index].start.remote(args, envs[s.rank], job_file, job_json) for s in self.slots]
-        return ray.get(refs)
+    def start_workers(
+        self, args: list[str], envs: dict[int, dict[str, str]], job_file: str, job_json: str, watch: bool = False
+    ) -> list:
+        """Start rank r's worker in its actor with ``envs[r]``; the worker pids in rank order. ``watch``: each rank
+        publishes its beacon on its node, for the hang watchdog (``RayProbe``)."""
+        refs = [
+            self.actors[s.bundle_index].start.remote(args, envs[s.rank], job_file, job_json, watch) for s in self.slots
+        ]
+        self.pids = dict(zip((s.rank for s in self.slots), ray.get(refs), strict=True))
+        return [self.pids[s.rank] for s in self.slots]
 
-    def supervise(self, log_dir: Path | None, stop_grace_s: float) -> Outcome:
-        """Relay every rank's output until all succeeded, one failed or died (the others are then stopped), or an
+    def supervise(
+        self, log_dir: Path | None, stop_grace_s: float, timeout_s: float | None = None, report_dir: Path | None = None
+    ) -> Outcome:
+        """Relay every rank's output until all succeeded, one failed or died (the others are then stopped), the
+        watchdog found a hang (``timeout_s``: watchdog.hang_timeout_s; the report goes into ``report_dir``), or an
         interrupt (every rank gets SIGINT)."""
+        probe = RayProbe(self)
+        watchdog = Watchdog(probe, timeout_s) if report_dir is not None else None
         lock = threading.Lock()
         outputs = {
             s.rank: RankOutput(s.rank, log_dir / f"rank_{s.rank}.log" if log_dir else None, lock) for s in self.slots
         }
         actor_of = {s.rank: self.actors[s.bundle_index] for s in self.slots}
+        ip_of = {s.rank: s.ip for s in self.slots}
         pending = {actor_of[r].poll.remote(POLL_S): r for r in outputs}
         exited: dict[int, int] = {}
         failures: list[tuple[int, bool, Outcome]] = []  # (round, not-killed, outcome): killed ranks sort first
@@ -129,10 +145,13 @@ class RankGroup:
                 for ref in ready:
                     rank = pending.pop(ref)
                     try:
-                        data, code = ray.get(ref)
+                        data, code, beacon, state = ray.get(ref)
                     except RayActorError as exc:
-                        failures.append((round_no, False, Outcome(False, rank=rank, lost=_lost(exc))))
+                        failures.append(
+                            (round_no, False, Outcome(False, rank=rank, lost=f"on {ip_of[rank]} {_lost(exc)}"))
+                        )
                         continue
+                    probe.seen[rank] = (beacon, state)
                     outputs[rank].feed(data)
                     if code is None:
                         pending[actor_of[rank].poll.remote(POLL_S)] = rank
@@ -140,13 +159,22 @@ class RankGroup:
                     exited[rank] = code
                     if code != 0:
                         failures.append((round_no, code >= 0, Outcome(False, rank=rank, returncode=code)))
+                # A frozen peer makes the healthy ranks fail (collective timeouts, TensorFlow's heartbeat): blame it.
+                # (A rank whose actor or node was lost is itself the cause: Ray's reason says more than a hang.)
+                ordinary = failures and all(outcome.lost is None for _, _, outcome in failures)
+                hang = watchdog.blame_on_failure() if watchdog and ordinary else None
+                hang = hang or (watchdog.check() if watchdog else None)
+                if hang is not None:
+                    outcome = hang_outcome(hang, report_dir)
+                    self.stop(signal.SIGKILL, stop_grace_s)
+                    return outcome
                 if failures:
                     _, _, first = min(failures, key=lambda f: (f[0], f[1]))
                     dead = self.stop(signal.SIGTERM, stop_grace_s)
                     if first.lost is None and first.returncode >= 0 and dead:
                         # A rank that lost its peer errors out before Ray reports the peer's actor (or node) dead.
                         rank, why = min(dead.items())
-                        first = Outcome(False, rank=rank, lost=why)
+                        first = Outcome(False, rank=rank, lost=f"on {ip_of[rank]} {why}")
                     first.tail = list(outputs[first.rank].tail)
                     return first
                 if len(exited) == len(outputs):
@@ -180,6 +208,41 @@ class RankGroup:
         if self.pg is not None:
             remove_placement_group(self.pg)
         self.actors, self.pg = [], None
+
+
+class RayProbe:
+    """The watchdog's view of ranks on Ray nodes: each poll of a rank's actor brings its beacon and process state
+    from its node (no shared disk needed); stacks are asked of the actors."""
+
+    def __init__(self, group: RankGroup) -> None:
+        self.group = group
+        self.seen: dict[int, tuple[str, str]] = {}  # rank -> (beacon JSON text, process state) of its last poll
+
+    def positions(self) -> dict[int, Position]:
+        found = {}
+        for rank, (text, _) in self.seen.items():
+            try:
+                found[rank] = Position(**json.loads(text))
+            except (ValueError, TypeError):
+                continue  # no beacon yet
+        return found
+
+    def states(self) -> dict[int, str]:
+        return {rank: state for rank, (_, state) in self.seen.items()}
+
+    def stacks(self, states: dict[int, str]) -> dict[int, str]:
+        actor_of = {s.rank: self.group.actors[s.bundle_index] for s in self.group.slots}
+        refs = {rank: actor.dump_stack.remote(states.get(rank) == "stopped") for rank, actor in actor_of.items()}
+        stacks = {}
+        for rank, ref in refs.items():
+            try:
+                stacks[rank] = ray.get(ref, timeout=STACK_WAIT_S + POLL_S + 5)
+            except (RayError, GetTimeoutError):
+                stacks[rank] = NO_STACK
+        return stacks
+
+    def placeholders(self) -> dict[int, dict]:
+        return {s.rank: {"host": s.ip, "pid": self.group.pids.get(s.rank, "?")} for s in self.group.slots}
 
 
 def _lost(exc: RayActorError) -> str:

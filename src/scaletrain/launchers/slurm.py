@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from scaletrain import hardware, stopping, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv, detect
 from scaletrain.errors import ConfigError, LaunchError
-from scaletrain.launchers import slurm_cluster
+from scaletrain.launchers import rank_agent, slurm_cluster
 from scaletrain.launchers.base import Launcher, worker_argv
 from scaletrain.launchers.slurm_script import BatchRequest, render, sbatch_options, value_problem
 
@@ -42,6 +43,7 @@ _MANAGED |= {"account", "qos", "signal", "requeue", "open-mode", "output"}
 _SUBMIT_ONLY = re.compile(r"\s*(launcher\s*=\s*slurm|launcher\.(dry_run|wait)\s*=.*)\s*$")
 # The string settings written on #SBATCH lines, with a value each would accept, for the error message.
 _NAMED = {"job_name": "train", "partition": "gpu", "account": "myproject", "qos": "normal"}
+HANG_RESTARTS = "SCALETRAIN_HANG_RESTARTS"  # set by the batch script when it restarts hung ranks (slurm_script.BODY)
 
 
 @dataclass
@@ -209,7 +211,9 @@ class SlurmLauncher(Launcher):
             output=str(run_dir).replace("%", "%%") + "/slurm-%j.out",  # sbatch expands %j, %u, ...; %% is a '%'
             extra=tuple(cfg.sbatch_args),
         )
-        return BatchRequest(options, tuple(task_overrides()), str(run_dir), cfg.signal, cfg.max_requeues)
+        return BatchRequest(
+            options, tuple(task_overrides()), str(run_dir), cfg.signal, cfg.max_requeues, self.job.max_restarts
+        )
 
     def _submit(self) -> int:
         run_dir = Path(self.job.output_dir).resolve()
@@ -236,7 +240,8 @@ class SlurmLauncher(Launcher):
 
     def _become_rank(self, job_file: Path) -> int:
         env, job = self.env, self.job
-        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        # requeues of the job, plus restarts of its ranks within this allocation after a hang (the batch script's)
+        restarts = str(int(os.environ.get("SLURM_RESTART_COUNT", "0")) + int(os.environ.get(HANG_RESTARTS, "0")))
         child = dict(os.environ)
         child.update(env.torchrun_vars())
         child.update(strategies.worker_env(job, env))
@@ -254,6 +259,11 @@ class SlurmLauncher(Launcher):
         self._warn_idle_gpus()
         argv = worker_argv(job, job_file)
         sys.stdout.flush()
+        if job.watchdog.enabled:  # this task stays the worker's agent, for the watchdog
+            beacons = Path(job.output_dir) / "beacons" / f"attempt_{restarts}"
+            forward = (stopping.signal_number(job.launcher.signal), signal.SIGTERM)
+            return rank_agent.run(argv, child, beacons, env.rank, env.world_size, job.watchdog.hang_timeout_s,
+                                  forward, Path(job.output_dir))  # fmt: skip
         os.execve(argv[0], argv, child)  # does not return: this task is now the rank's worker
         return 0  # pragma: no cover
 

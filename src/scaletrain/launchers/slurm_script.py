@@ -24,7 +24,8 @@ from pathlib import Path
 
 from scaletrain.errors import ConfigError
 
-# Exit code 75 is scaletrain.stopping.EXIT_CODE: every rank stopped at an agreed step after a checkpoint.
+# Exit code 75 is scaletrain.stopping.EXIT_CODE: every rank stopped at an agreed step after a checkpoint; 3 is
+# watchdog.HANG_EXIT_CODE: the ranks hung and were ended.
 BODY = """\
 # ---- scaletrain's batch logic: the same in every script (launchers/slurm_script.py renders it) ----
 PYTHON=${SCALETRAIN_PYTHON:-python}
@@ -39,17 +40,31 @@ on_stop_signal() {
 }
 trap on_stop_signal "$STOP_SIGNAL"
 echo "scaletrain: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $SLURM_JOB_NODELIST; outputs in $RUN_DIR" >&2
-# One srun task per rank; srun starts python itself (no shell), so the overrides arrive verbatim.
-srun --kill-on-bad-exit=1 "$PYTHON" -m scaletrain "$@" launcher=slurm "hydra.run.dir=$RUN_DIR" &
-srun_pid=$!
-# A signal that arrived between starting srun and learning its pid found no pid to forward to: forward it now.
-if [ "$stop_requested" = 1 ]; then kill -s "$STOP_SIGNAL" "$srun_pid" 2>/dev/null; fi
+hang_restarts=0
 while :; do
-  interrupted=0
-  wait "$srun_pid"
-  code=$?
-  # The trap cuts `wait` short (status > 128) while srun still runs: wait again for its real exit code.
-  if [ "$interrupted" = 1 ] && [ "$code" -gt 128 ]; then continue; fi
+  # One srun task per rank; srun starts python itself (no shell), so the overrides arrive verbatim.
+  SCALETRAIN_HANG_RESTARTS=$hang_restarts srun --kill-on-bad-exit=1 "$PYTHON" -m scaletrain "$@" launcher=slurm \\
+    "hydra.run.dir=$RUN_DIR" &
+  srun_pid=$!
+  # A signal that arrived between starting srun and learning its pid found no pid to forward to: forward it now.
+  if [ "$stop_requested" = 1 ]; then kill -s "$STOP_SIGNAL" "$srun_pid" 2>/dev/null; fi
+  while :; do
+    interrupted=0
+    wait "$srun_pid"
+    code=$?
+    # The trap cuts `wait` short (status > 128) while srun still runs: wait again for its real exit code.
+    if [ "$interrupted" = 1 ] && [ "$code" -gt 128 ]; then continue; fi
+    break
+  done
+  # The ranks hung and the watchdog ended them (hang_report.md): exit code 3, and restart them from the last
+  # checkpoint while max_restarts allows. (srun reports the highest of its tasks' codes: the marker tells.)
+  if [ -f "$RUN_DIR/beacons/attempt_$((${SLURM_RESTART_COUNT:-0} + hang_restarts))/hung" ]; then code=3; fi
+  if [ "$code" = 3 ] && [ "$stop_requested" = 0 ] && [ "$hang_restarts" -lt "$MAX_RESTARTS" ]; then
+    hang_restarts=$((hang_restarts + 1))
+    echo "scaletrain: the ranks hung (see $RUN_DIR/hang_report.md); restarting them from the last checkpoint" \\
+      "(restart $hang_restarts of $MAX_RESTARTS)" >&2
+    continue
+  fi
   break
 done
 if [ "$code" = 0 ]; then exit 0; fi
@@ -86,6 +101,7 @@ class BatchRequest:
     run_dir: str  # hydra.run.dir of every task and every requeued run: where the checkpoints stay
     signal: str  # the warning signal (USR1): SLURM sends it to the batch shell before the time limit
     max_requeues: int
+    max_restarts: int = 0  # restarts of hung ranks within the allocation (exit code 3: the hang watchdog)
 
     @property
     def option_args(self) -> list[str]:
@@ -172,6 +188,7 @@ def render(request: BatchRequest) -> str:
         f"RUN_DIR={shlex.quote(request.run_dir)}",
         f"STOP_SIGNAL={shlex.quote(request.signal)}  # the signal of --signal=B:...",
         f"MAX_REQUEUES={int(request.max_requeues)}",
+        f"MAX_RESTARTS={int(request.max_restarts)}",
         "set -- " + " ".join(shlex.quote(arg) for arg in request.args) if request.args else "set --",
         "",
     ]

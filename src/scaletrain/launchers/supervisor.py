@@ -16,7 +16,7 @@ from scaletrain import stopping
 from scaletrain.launchers.output import TAIL_LINES, RankOutput
 from scaletrain.launchers.watchdog import HANG_EXIT_CODE, HangReport, Watchdog
 
-__all__ = ["TAIL_LINES", "Outcome", "Supervisor", "run_attempts"]
+__all__ = ["TAIL_LINES", "Outcome", "Supervisor", "hang_outcome", "run_attempts"]
 
 log = logging.getLogger("scaletrain")
 
@@ -134,11 +134,9 @@ class Supervisor:
 
     def _hung(self, report: HangReport) -> Outcome:
         """Record the hang report, stop every rank, and end the attempt with HANG_EXIT_CODE."""
-        if self.report_dir is not None:
-            report.write(self.report_dir)
+        outcome = hang_outcome(report, self.report_dir)
         self.stop(signal.SIGKILL)  # a hung rank may not get as far as its SIGTERM handler
-        rank = report.culprits[0] if report.culprits else None
-        return Outcome(False, rank=rank, returncode=HANG_EXIT_CODE, hang=report)
+        return outcome
 
     def stop(self, first_signal: int = signal.SIGTERM) -> None:
         """``first_signal`` to every live rank, SIGKILL after the grace period, then collect their output."""
@@ -159,6 +157,15 @@ class Supervisor:
     def _join_pumps(self) -> None:
         for r in self.ranks:
             r.pump.join(timeout=5)
+
+
+def hang_outcome(report: HangReport, report_dir: Path | None) -> Outcome:
+    """The attempt's end after a hang: the report written into ``report_dir``, exit code HANG_EXIT_CODE (the caller
+    stops the ranks)."""
+    if report_dir is not None:
+        report.write(report_dir)
+    rank = report.culprits[0] if report.culprits else None
+    return Outcome(False, rank=rank, returncode=HANG_EXIT_CODE, hang=report)
 
 
 def run_attempts(max_restarts: int, attempt: Callable[[int], Outcome], output_dir: str = "") -> int:

@@ -15,6 +15,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from scaletrain.beacon import PUBLISH_EVERY_S, Position, read_all
 
@@ -23,7 +24,9 @@ AUTO_FLOOR_S = 120.0
 AUTO_STEPS = 20  # the automatic timeout: this many of the slowest steps seen, at least AUTO_FLOOR_S
 STALE_AFTER_S = 5 * PUBLISH_EVERY_S
 DUMP_SIGNAL = signal.SIGQUIT  # the worker dumps every thread's stack on it (faulthandler), as a JVM does
-STACK_WAIT_S = 2.0
+STACK_WAIT_S = 5.0  # a busy or just-continued rank may take seconds to dump
+NO_STACK = "(no stack: the rank did not answer the dump signal)"
+EXITED = ("gone", "zombie", "exited")  # process states of a rank that no longer runs
 
 
 @dataclass
@@ -70,12 +73,49 @@ class HangReport:
         return paths
 
 
-class Watchdog:
-    """Checked from the launcher's supervision loop; reads the beacons at most once a second."""
+class RankProbe(Protocol):
+    """What a launcher can see of its ranks: where they are, their process states, their stacks."""
 
-    def __init__(self, beacon_dir: Path, pids: dict[int, int], timeout_s: float | None) -> None:
+    def positions(self) -> dict[int, Position]: ...
+
+    def states(self) -> dict[int, str]: ...
+
+    def stacks(self, states: dict[int, str]) -> dict[int, str]: ...
+
+    def placeholders(self) -> dict[int, dict]:
+        """What the launcher knows of each rank (host, pid) for a rank that never published a beacon."""
+        ...
+
+
+class LocalProbe:
+    """The ranks this host started: beacons in one directory, process states from /proc, stacks by signal."""
+
+    def __init__(self, beacon_dir: Path, pids: dict[int, int]) -> None:
         self.beacon_dir = Path(beacon_dir)
-        self.pids = pids  # rank -> pid of the ranks this launcher started
+        self.pids = pids  # rank -> pid
+
+    def positions(self) -> dict[int, Position]:
+        return read_all(self.beacon_dir)
+
+    def states(self) -> dict[int, str]:
+        return {rank: process_state(pid) for rank, pid in self.pids.items()}
+
+    def stacks(self, states: dict[int, str]) -> dict[int, str]:
+        """Every rank's Python stack (all threads), dumped by the rank itself on DUMP_SIGNAL; a stopped rank is
+        continued for that (the job is being ended anyway)."""
+        for rank, pid in self.pids.items():
+            request_stack(pid, states.get(rank) == "stopped")
+        return collect_stacks(self.beacon_dir, list(self.pids), states=states)
+
+    def placeholders(self) -> dict[int, dict]:
+        return {rank: {"host": socket.gethostname(), "pid": pid} for rank, pid in self.pids.items()}
+
+
+class Watchdog:
+    """Checked from the launcher's supervision loop; reads the ranks' positions at most once a second."""
+
+    def __init__(self, probe: RankProbe, timeout_s: float | None) -> None:
+        self.probe = probe
         self.fixed_timeout_s = timeout_s
         self.slowest_step_s = 0.0
         self._last: dict[int, Position] = {}
@@ -92,7 +132,7 @@ class Watchdog:
         if now < self._next_read:
             return None
         self._next_read = now + PUBLISH_EVERY_S
-        positions = read_all(self.beacon_dir)
+        positions = self.probe.positions()
         self._learn_step_time(positions)
         if not any(p.step >= 1 for p in positions.values()):
             return None  # still starting up (imports, compiling, the first collective): no step to measure from
@@ -103,9 +143,9 @@ class Watchdog:
 
     def blame_on_failure(self) -> HangReport | None:
         """When a rank failed: a report if another rank is frozen, whose peers then fail (a collective timeout,
-        TensorFlow's heartbeat) and would otherwise be blamed. An ordinary failure costs a look at /proc only."""
-        positions = read_all(self.beacon_dir)
-        states = self._states()
+        TensorFlow's heartbeat) and would otherwise be blamed. An ordinary failure costs a look at the states only."""
+        positions = self.probe.positions()
+        states = self.probe.states()
         culprits, why = diagnose(positions, states, time.time())
         if why not in ("stopped", "stale beacon"):
             return None
@@ -113,21 +153,17 @@ class Watchdog:
         return self._report(positions, waited_s, states, culprits, why)
 
     def report(self, positions: dict[int, Position], waited_s: float) -> HangReport:
-        states = self._states()
+        states = self.probe.states()
         culprits, why = diagnose(positions, states, time.time())
         return self._report(positions, waited_s, states, culprits, why)
-
-    def _states(self) -> dict[int, str]:
-        return {rank: process_state(pid) for rank, pid in self.pids.items()}
 
     def _report(
         self, positions: dict[int, Position], waited_s: float, states: dict[int, str], culprits: list[int], why: str
     ) -> HangReport:
         """The report, with every rank's stack: only taken once a hang is certain (it signals every rank)."""
         known = {rank: asdict(p) for rank, p in positions.items()}
-        for rank, pid in self.pids.items():  # a rank frozen before its first beacon: what this launcher knows
-            known.setdefault(rank, {"rank": rank, "host": socket.gethostname(), "pid": pid, "step": "?",
-                                    "phase": "no beacon yet"})  # fmt: skip
+        for rank, seen in self.probe.placeholders().items():  # a rank frozen before its first beacon
+            known.setdefault(rank, {"rank": rank, "step": "?", "phase": "no beacon yet", **seen})
         return HangReport(
             waited_s=waited_s,
             timeout_s=self.timeout_s,
@@ -135,25 +171,8 @@ class Watchdog:
             why=why,
             positions=known,
             states=states,
-            stacks=self.stacks(states),
+            stacks=self.probe.stacks(states),
         )
-
-    def stacks(self, states: dict[int, str]) -> dict[int, str]:
-        """Every rank's Python stack (all threads), dumped by the rank itself on DUMP_SIGNAL; a stopped rank is
-        continued for that (the job is being ended anyway)."""
-        for rank, pid in self.pids.items():
-            _signal(pid, DUMP_SIGNAL)
-            if states.get(rank) == "stopped":
-                _signal(pid, signal.SIGCONT)
-        deadline = time.monotonic() + STACK_WAIT_S
-        stacks: dict[int, str] = {}
-        while time.monotonic() < deadline and len(stacks) < len(self.pids):
-            for rank in self.pids:
-                text = _read(self.beacon_dir / f"stack_rank_{rank}.txt")
-                if "File " in text:
-                    stacks[rank] = text
-            time.sleep(0.1)
-        return {rank: stacks.get(rank, "(no stack: the rank did not answer the dump signal)") for rank in self.pids}
 
     def _learn_step_time(self, positions: dict[int, Position]) -> None:
         for rank, p in positions.items():
@@ -162,6 +181,32 @@ class Watchdog:
                 step_s = (p.step_since_unix_s - last.step_since_unix_s) / (p.step - last.step)
                 self.slowest_step_s = max(self.slowest_step_s, step_s)
         self._last = positions
+
+
+def request_stack(pid: int, stopped: bool) -> None:
+    """Ask a rank for its stack (DUMP_SIGNAL); a stopped rank is continued so that it can answer."""
+    _signal(pid, DUMP_SIGNAL)
+    if stopped:
+        _signal(pid, signal.SIGCONT)
+
+
+def collect_stacks(
+    beacon_dir: Path, ranks: list[int], wait_s: float = STACK_WAIT_S, states: dict[int, str] | None = None
+) -> dict[int, str]:
+    """The stacks the ranks dumped into ``beacon_dir``, waiting up to ``wait_s`` for them (not for ranks whose
+    process had already exited, per ``states``)."""
+    states = states or {}
+    ranks = [rank for rank in ranks if states.get(rank) not in EXITED]
+    deadline = time.monotonic() + wait_s
+    stacks: dict[int, str] = {}
+    while time.monotonic() < deadline and len(stacks) < len(ranks):
+        for rank in ranks:
+            text = _read(Path(beacon_dir) / f"stack_rank_{rank}.txt")
+            if "File " in text:
+                stacks[rank] = text
+        time.sleep(0.1)
+    gone = {rank: "(no stack: the rank had already exited)" for rank, state in states.items() if state in EXITED}
+    return {**gone, **{rank: stacks.get(rank, NO_STACK) for rank in ranks}}
 
 
 def diagnose(positions: dict[int, Position], states: dict[int, str], now: float) -> tuple[list[int], str]:

@@ -69,7 +69,7 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
                 compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
                 figures = {"epoch": epoch, "loss": loss, **meter.read(compiled.get("compile_time_s", 0.0)), **compiled}
                 if stragglers:
-                    figures.update(_straggler_figures(stragglers, rows, stepper.measures_comm))
+                    figures.update(_straggler_figures(stragglers, rows, stepper.measures_comm, len(window)))
                 ctx.log(figures, step)
                 progress.update(step, figures)
                 window, window_s = [], [0.0, 0.0, 0.0]
@@ -126,10 +126,12 @@ def _detector(ctx: RunContext, stepper: Stepper) -> StragglerDetector | None:
     return StragglerDetector(stepper.hosts(), cfg.straggler_slowdown, cfg.straggler_windows)
 
 
-def _straggler_figures(detector: StragglerDetector, rows: list[list[float]], wait_measured: bool) -> dict[str, Any]:
+def _straggler_figures(
+    detector: StragglerDetector, rows: list[list[float]], wait_measured: bool, steps: int
+) -> dict[str, Any]:
     """The log window's per-rank own step times and the ranks named as stragglers now (metrics.jsonl, W&B)."""
     own_s = own_times(rows, wait_measured)
-    named = detector.update(own_s)
+    named = detector.update(own_s, steps, span_s=max(step_s for step_s, _, _ in rows) * steps)
     figures: dict[str, Any] = {"own_step_time_s": {f"rank_{rank}": value for rank, value in enumerate(own_s)}}
     if named:
         figures["stragglers"] = [{"rank": s.rank, "host": s.host, "slowdown": s.slowdown} for s in named]

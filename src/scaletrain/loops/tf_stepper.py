@@ -19,6 +19,7 @@ import numpy as np
 from scaletrain import metrics
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
+from scaletrain.loops import tf_dataset
 from scaletrain.loops.tf_data import ReplicaBatches
 from scaletrain.loops.tf_steps import Steps, build_optimizer, restore, tf, weights_state
 from scaletrain.workloads.task import TFTask
@@ -43,11 +44,16 @@ class TFStepper:
             )
         with strategy.scope():
             self.model = task.model_fn()
-            self.optimizer = build_optimizer(train)
+            self.optimizer = task.optimizer or build_optimizer(train)
             self.optimizer.build(self.model.trainable_variables)
         self.steps = Steps(strategy, self.model, self.optimizer, task.loss)
-        self.x, self.y = _tpu_friendly(*task.train)
-        self.data = ReplicaBatches(len(self.x), train.global_batch_size, self.replicas, ctx.job.seed)
+        self.global_batch_size = train.global_batch_size
+        if tf_dataset.is_dataset(task.train):  # the user's tf.data pipeline, distributed by the strategy
+            self.data = tf_dataset.DatasetBatches(task.train, strategy, train.global_batch_size, ctx.job.seed,
+                                                  task.shuffle_buffer, task.steps_per_epoch)  # fmt: skip
+        else:
+            self.x, self.y = _tpu_friendly(*task.train)
+            self.data = ReplicaBatches(len(self.x), train.global_batch_size, self.replicas, ctx.job.seed)
         self.steps_per_epoch = len(self.data)
         self.has_validation = task.val is not None
         self._reduce_inputs: dict[int, Any] = {}
@@ -67,14 +73,19 @@ class TFStepper:
     def start(self) -> None:
         """Nothing to wrap: the model was built in the strategy's scope."""
 
-    def batches(self, epoch: int, skip: int) -> Iterator[tuple[np.ndarray, Any]]:
-        for index in self.data.epoch(epoch, skip):
-            yield index, self.steps.distribute(self.x, self.y, index)
+    def batches(self, epoch: int, skip: int) -> Iterator[tuple[int, Any]]:
+        """(global samples, the replicas' inputs) per step."""
+        if isinstance(self.data, tf_dataset.DatasetBatches):
+            for inputs in self.data.epoch(epoch, skip):
+                yield self.global_batch_size, inputs
+            return
+        for index in self.data.epoch(epoch, skip):  # the index table covers every replica of every process
+            yield index.size, self.steps.distribute(self.x, self.y, index)
 
-    def samples(self, batch: tuple[np.ndarray, Any]) -> int:
-        return batch[0].size  # the index table covers every replica of every process
+    def samples(self, batch: tuple[int, Any]) -> int:
+        return batch[0]
 
-    def train_step(self, batch: tuple[np.ndarray, Any]) -> Any:
+    def train_step(self, batch: tuple[int, Any]) -> Any:
         return self.steps.train_step(*batch[1])
 
     def reduce_window(
@@ -102,12 +113,16 @@ class TFStepper:
 
     def evaluate(self) -> dict[str, float]:
         """Validation loss and accuracy: replica r scores rows r, r + R, ...; the sums are reduced over replicas."""
-        x, y = _tpu_friendly(*self.task.val)
-        shards = [np.arange(r, len(x), self.replicas) for r in range(self.replicas)]
         totals = np.zeros(3)
-        for start in range(0, len(shards[0]), EVAL_CHUNK):
-            index = [shard[start : start + EVAL_CHUNK] for shard in shards]  # the last chunks may differ by one row
-            totals += self.steps.eval_sums(*self.steps.distribute(x, y, index)).numpy().astype(np.float64)
+        if tf_dataset.is_dataset(self.task.val):
+            for inputs in tf_dataset.evaluation_batches(self.task.val, self.ctx.strategy.tf_strategy, EVAL_CHUNK):
+                totals += self.steps.eval_sums(*inputs).numpy().astype(np.float64)
+        else:
+            x, y = _tpu_friendly(*self.task.val)
+            shards = [np.arange(r, len(x), self.replicas) for r in range(self.replicas)]
+            for start in range(0, len(shards[0]), EVAL_CHUNK):
+                index = [shard[start : start + EVAL_CHUNK] for shard in shards]  # the last may differ by one row
+                totals += self.steps.eval_sums(*self.steps.distribute(x, y, index)).numpy().astype(np.float64)
         loss_sum, correct, count = totals.tolist()
         figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
         if self.ctx.is_rank_zero:

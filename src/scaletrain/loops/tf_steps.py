@@ -31,7 +31,9 @@ def build_optimizer(train: TrainConfig) -> Any:
     return kind(learning_rate=train.lr, weight_decay=decay, epsilon=1e-8)
 
 
-def per_example_loss(kind: str, outputs: Any, targets: Any) -> Any:
+def per_example_loss(kind: Any, outputs: Any, targets: Any) -> Any:
+    if callable(kind):  # the user's own: loss(targets, outputs), one value per row (as Keras losses are called)
+        return kind(targets, outputs)
     if kind == "mse":
         return tf.reduce_mean(tf.square(outputs - targets), axis=-1)
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=outputs)

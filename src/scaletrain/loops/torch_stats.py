@@ -7,8 +7,10 @@ import socket
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from scaletrain.context import RunContext
+from scaletrain.loops.torch_loader import is_dataset, shard_for_evaluation
 from scaletrain.metrics import peak_rss_mib
 from scaletrain.workloads.task import TorchTask
 
@@ -18,19 +20,16 @@ EVAL_CHUNK = 1024
 
 def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) -> dict[str, float]:
     """Validation loss and accuracy: each rank scores its shard, the sums are all-reduced."""
-    x, y = task.val
     device = ctx.strategy.device
-    mine = torch.arange(ctx.rank, len(x), ctx.world_size)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(mine), EVAL_CHUNK):
-            idx = mine[start : start + EVAL_CHUNK]
-            xb, yb = x[idx].to(device), y[idx].to(device)
+        for xb, yb in _val_chunks(ctx, task):
+            xb, yb = xb.to(device), yb.to(device)
             out = model(xb)
             totals[0] += loss_fn(out, yb, reduction="sum").double()
             totals[1] += (out.argmax(dim=1) == yb).sum().double()
-            totals[2] += len(idx)
+            totals[2] += len(yb)
             ctx.strategy.step_end()
     model.train()
     ctx.strategy.all_reduce_sum(totals)
@@ -39,6 +38,19 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) 
     if ctx.is_rank_zero:
         log.info("validation: loss %.4f accuracy %.4f", figures["val_loss"], figures["val_accuracy"])
     return figures
+
+
+def _val_chunks(ctx: RunContext, task: TorchTask):
+    """This rank's share of the validation set (samples rank, rank + N, ...), in chunks."""
+    if is_dataset(task.val):
+        shard = shard_for_evaluation(task.val, ctx.rank, ctx.world_size)
+        yield from DataLoader(shard, batch_size=EVAL_CHUNK, num_workers=task.num_workers)
+        return
+    x, y = task.val
+    mine = torch.arange(ctx.rank, len(x), ctx.world_size)
+    for start in range(0, len(mine), EVAL_CHUNK):
+        idx = mine[start : start + EVAL_CHUNK]
+        yield x[idx], y[idx]
 
 
 def gather_per_rank(ctx: RunContext, value: float) -> list[float]:

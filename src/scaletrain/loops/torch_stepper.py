@@ -14,6 +14,7 @@ from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
 from scaletrain.loops import torch_stats
 from scaletrain.loops.torch_data import ShardedBatches
+from scaletrain.loops.torch_loader import LoaderBatches, is_dataset
 from scaletrain.workloads.task import TorchTask
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
@@ -40,10 +41,18 @@ class TorchStepper:
         self.ctx, self.task, self.strategy = ctx, task, strategy
         self.model = task.model.to(strategy.device)
         self.wrapped = self.model
-        self.optimizer = build_optimizer(job.train, self.model.parameters())
-        self.loss_fn = LOSSES[task.loss]
+        params = self.model.parameters()
+        self.optimizer = task.optimizer(params) if task.optimizer else build_optimizer(job.train, params)
+        self.loss_fn = LOSSES[task.loss] if isinstance(task.loss, str) else task.loss
         batch_size = job.train.global_batch_size // ctx.world_size
-        self.data = ShardedBatches(*task.train, batch_size, ctx.rank, ctx.world_size, job.seed, strategy.static_shapes)
+        if is_dataset(task.train):  # the user's Dataset: read through a DataLoader, files opened by its workers
+            pin = strategy.device.type == "cuda"
+            self.data = LoaderBatches(task.train, batch_size, ctx.rank, ctx.world_size, job.seed, task.num_workers,
+                                      pin, task.steps_per_epoch)  # fmt: skip
+        else:
+            self.data = ShardedBatches(
+                *task.train, batch_size, ctx.rank, ctx.world_size, job.seed, strategy.static_shapes
+            )
         if len(self.data) == 0:
             raise ConfigError(
                 f"train.global_batch_size={job.train.global_batch_size} is larger than the {len(task.train[0])} "

@@ -1,6 +1,6 @@
 """How the processes train together.
 
-One module per strategy: ``Config``, ``create(config, env)``, ``preflight(job)``, ``describe(job)``, and
+One module per strategy: ``FRAMEWORK``, ``Config``, ``create(config, env)``, ``preflight(job)``, ``describe(job)``, and
 optionally ``worker_env(job, env)`` for variables its ranks need and ``procs_per_node(job)`` when the strategy
 dictates how many processes run on each host.
 """
@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 def create(config, env: ClusterEnv) -> Strategy:
     return importlib.import_module(f"scaletrain.strategies.{config.name}").create(config, env)
+
+
+def framework(job: Job) -> str:
+    """ "torch" or "tensorflow": what the strategy's ranks train with, known before anything starts."""
+    return importlib.import_module(f"scaletrain.strategies.{job.strategy.name}").FRAMEWORK
 
 
 def preflight(job: Job) -> None:

@@ -6,13 +6,16 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from scaletrain import hardware
+from scaletrain import hardware, netif
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.metrics import CommTimer
 from scaletrain.strategies.base import TorchStrategy
 
 BACKENDS = ("auto", "gloo", "nccl")
+
+
+FRAMEWORK = "torch"  # the framework its ranks train with (strategies.framework)
 
 
 @dataclass
@@ -78,6 +81,8 @@ class DDPStrategy(TorchStrategy):
 
         if self._device.type == "cuda":
             torch.cuda.set_device(self._device)
+        # gloo/NCCL talk over the interface that reaches the master, not the one this host's name resolves to
+        netif.apply_for(self.env)
         dist.init_process_group(
             backend=self.backend,
             init_method=f"tcp://{self.env.master_addr}:{self.env.master_port}",

@@ -22,6 +22,9 @@ from scaletrain.strategies.tf_base import TensorFlowStrategy, import_tensorflow
 COMMUNICATIONS = ("auto", "ring", "nccl")
 
 
+FRAMEWORK = "tensorflow"  # the framework its ranks train with (strategies.framework)
+
+
 @dataclass
 class Config:
     name: str = "mirrored"

@@ -31,6 +31,9 @@ TPU_API = ("tpu.googleapis.com", 443)
 _FIX_LOCAL = "run on a Cloud TPU VM, or name a TPU with strategy.tpu=NAME strategy.zone=ZONE strategy.project=PROJECT"
 
 
+FRAMEWORK = "tensorflow"  # the framework its ranks train with (strategies.framework)
+
+
 @dataclass
 class Config:
     name: str = "tpu"

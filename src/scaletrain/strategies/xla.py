@@ -27,6 +27,9 @@ DEVICES = ("auto", "TPU", "CPU", "CUDA")
 INSTALL_HINT = "pip install 'scaletrain[xla]' (torch==2.9.0 with torch-xla==2.9.0)"
 
 
+FRAMEWORK = "torch"  # the framework its ranks train with (strategies.framework)
+
+
 @dataclass
 class Config:
     name: str = "xla"

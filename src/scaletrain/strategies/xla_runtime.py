@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from scaletrain import netif
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.strategies.base import TorchStrategy
@@ -71,6 +72,8 @@ class XLAStrategy(TorchStrategy):
         if self.env.world_size > 1:
             import torch.distributed as dist
 
+            # gloo talks over the interface that reaches the master, not the one this host's name resolves to
+            netif.apply_for(self.env)
             dist.init_process_group(
                 "gloo",
                 init_method=f"tcp://{self.env.master_addr}:{self.env.master_port}",

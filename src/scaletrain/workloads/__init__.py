@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from scaletrain.errors import ConfigError
+
 if TYPE_CHECKING:
     from scaletrain.config import Job
 
@@ -22,7 +24,19 @@ def preflight(job: Job) -> None:
     """Driver-side checks (files present, user function importable) before anything starts."""
     if job.script is not None:
         return
-    check = getattr(_module(job.workload.name), "preflight", None)
+    module = _module(job.workload.name)
+    given = getattr(module, "frameworks", None)  # a workload that covers only some frameworks (the user's own)
+    if given is not None:
+        from scaletrain import strategies
+
+        wanted = strategies.framework(job)
+        if wanted not in given(job.workload):
+            raise ConfigError(
+                f"workload={job.workload.name} has no {wanted} section for +strategy={job.strategy.name}; set "
+                f"workload.{wanted}.model and workload.{wanted}.train_data, or pick a strategy of "
+                f"{' or '.join(given(job.workload))}."
+            )
+    check = getattr(module, "preflight", None)
     if check is not None:
         check(job.workload)
 

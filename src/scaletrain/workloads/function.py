@@ -22,16 +22,20 @@ class Config:
 
 
 def preflight(config: Config) -> None:
+    locate(config.fn["_target_"], "workload.fn._target_")
+
+
+def locate(target: str, setting: str) -> None:
+    """``target`` importable, else a ConfigError naming ``setting``."""
     from hydra._internal.utils import _locate  # get_method would also log the failure
 
     try:
-        _locate(config.fn["_target_"])
+        _locate(target)
     except Exception as exc:  # Hydra wraps import failures in several types
         cause = exc.__cause__ or exc
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise ConfigError(
-            f"workload.fn._target_={config.fn['_target_']} cannot be imported ({reason}); "
-            "check the name and that its module is importable."
+            f"{setting}={target} cannot be imported ({reason}); check the name and that its module is importable."
         ) from None
 
 

@@ -1,4 +1,4 @@
-"""A built-in workload as the training loops consume it: one dataclass per framework."""
+"""A workload as the training driver consumes it (built-in or the user's own): one dataclass per framework."""
 
 from __future__ import annotations
 
@@ -10,16 +10,22 @@ from typing import Any
 @dataclass
 class TorchTask:
     model: Any  # torch.nn.Module, built under the job's seed so every rank starts identical
-    train: tuple[Any, Any]  # (inputs, targets) tensors, the whole training set in memory
-    val: tuple[Any, Any] | None = None
-    loss: str = "cross_entropy"  # cross_entropy | mse
+    train: Any  # (inputs, targets) tensors held in memory, or a torch Dataset read through a DataLoader
+    val: Any = None  # the same kinds, or None
+    loss: str | Callable[..., Any] = "cross_entropy"  # cross_entropy | mse | loss(outputs, targets, reduction=...)
     report: Callable[[Any], dict[str, float]] | None = None  # extra final figures from the trained model
+    optimizer: Callable[[Any], Any] | None = None  # params -> torch optimizer; None: train.optimizer
+    num_workers: int = 0  # DataLoader worker processes per rank (Dataset data only)
+    steps_per_epoch: int | None = None  # for data without a length (an IterableDataset)
 
 
 @dataclass
 class TFTask:
     model_fn: Callable[[], Any]  # builds the Keras model; the loop calls it inside the strategy's scope
-    train: tuple[Any, Any]  # (inputs, targets) NumPy arrays, channels last, the whole training set in memory
-    val: tuple[Any, Any] | None = None
-    loss: str = "cross_entropy"  # cross_entropy | mse
+    train: Any  # (inputs, targets) NumPy arrays (channels last) in memory, or a tf.data.Dataset of rows
+    val: Any = None  # the same kinds, or None
+    loss: str | Callable[..., Any] = "cross_entropy"  # cross_entropy | mse | loss(targets, outputs) per row
     report: Callable[[Any], dict[str, float]] | None = None  # extra final figures from the trained model
+    optimizer: Any = None  # a Keras optimizer; None: train.optimizer
+    steps_per_epoch: int | None = None  # for a dataset without a known length
+    shuffle_buffer: int = 10000  # tf.data rows shuffled together

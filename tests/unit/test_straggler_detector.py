@@ -30,7 +30,7 @@ def _detector(ranks: int = 3) -> StragglerDetector:
 
 def test_a_rank_persistently_slower_is_named_with_its_host_and_slowdown() -> None:
     detector = _detector()
-    named = [detector.update([0.010, 0.010, 0.030]) for _ in range(4)]
+    named = [detector.update([0.010, 0.010, 0.030], steps=10, span_s=1.0) for _ in range(4)]
     assert named[:2] == [[], []]  # not before `windows` windows
     assert [(s.rank, s.host, round(s.slowdown, 6)) for s in named[2]] == [(2, "h2", 3.0)]
     assert detector.summary() == [{"rank": 2, "host": "h2", "slowdown": pytest.approx(3.0), "windows": 2}]
@@ -39,21 +39,33 @@ def test_a_rank_persistently_slower_is_named_with_its_host_and_slowdown() -> Non
 def test_one_slow_window_names_nobody_and_one_quick_window_clears_nobody() -> None:
     detector = _detector()
     for own in ([0.01, 0.01, 0.01], [0.01, 0.05, 0.01], [0.01, 0.01, 0.01], [0.01, 0.01, 0.01]):
-        assert detector.update(own) == []
+        assert detector.update(own, steps=10, span_s=1.0) == []
     slow = _detector()
     for own in ([0.01, 0.03, 0.01], [0.01, 0.03, 0.01], [0.01, 0.01, 0.01], [0.01, 0.03, 0.01]):
-        named = slow.update(own)
+        named = slow.update(own, steps=10, span_s=1.0)
     assert [s.rank for s in named] == [1]  # the median of its last three windows is still 3x
+
+
+def test_short_windows_are_judged_together_in_blocks() -> None:
+    detector = _detector(ranks=2)
+    named = []
+    for window in range(30):  # windows of 1/8 s; rank 1 1.8x slower in every other one: 1.4x a block
+        own = [0.010, 0.018] if window % 2 else [0.010, 0.010]
+        named.append(detector.update(own, steps=10, span_s=0.125))
+    assert all(n == [] for n in named)
+    slow = _detector(ranks=2)
+    named = [slow.update([0.010, 0.030], steps=10, span_s=0.125) for _ in range(12)]
+    assert named[10] == [] and [s.rank for s in named[11]] == [1]  # three blocks of four windows
 
 
 def test_equal_ranks_tiny_steps_and_a_single_rank_name_nobody() -> None:
     detector = _detector()
     for _ in range(5):
-        assert detector.update([0.010, 0.011, 0.0105]) == []
+        assert detector.update([0.010, 0.011, 0.0105], steps=10, span_s=1.0) == []
     tiny = _detector()
     for _ in range(5):  # 3x slower, but by 40 µs: noise on a microsecond step, not a straggler worth naming
-        assert tiny.update([0.00002, 0.00002, 0.00006]) == []
-    assert StragglerDetector(["h0"], 1.5, 1).update([0.5]) == []
+        assert tiny.update([0.00002, 0.00002, 0.00006], steps=10, span_s=1.0) == []
+    assert StragglerDetector(["h0"], 1.5, 1).update([0.5], steps=10, span_s=1.0) == []
 
 
 def test_a_straggler_is_charted_per_rank_and_explains_a_sweep_gap() -> None:

@@ -1,0 +1,116 @@
+"""Your model and your data in scaletrain's driver (workload=custom): a small ResNet-style CNN on an image folder of
+PNG files generated here, read lazily (a DataLoader with a distributed sampler; tf.data), trained under ddp and
+mirrored, resumed after a kill to the uninterrupted result, and swept [1, 2] with a scaling table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import child_env, scaletrain_argv
+
+pytestmark = pytest.mark.slow
+
+USERLAND = Path(__file__).parent / "userland"
+TRAIN_IMAGES, VAL_IMAGES = 512, 64  # per class: 2,048 + 256 PNG files
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    import sys
+
+    sys.path.insert(0, str(USERLAND))
+    from imagefolder.data import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("images"), {"train": TRAIN_IMAGES, "val": VAL_IMAGES})
+
+
+def _model_and_data(framework: str, images: Path) -> tuple[str, ...]:
+    if framework == "torch":
+        model, data = "imagefolder.models.resnet", "imagefolder.data.ImageFolder"
+    else:
+        model, data = "imagefolder.models.keras_resnet", "imagefolder.data.tf_images"
+    return (
+        f"workload.{framework}.model._target_={model}",
+        f"workload.{framework}.train_data._target_={data}",
+        f"+workload.{framework}.train_data.root={images}",
+        f"+workload.{framework}.train_data.split=train",
+        f"workload.{framework}.val_data._target_={data}",
+        f"+workload.{framework}.val_data.root={images}",
+        f"+workload.{framework}.val_data.split=val",
+    )
+
+
+STRATEGIES = {
+    "ddp": ("torch", ("+strategy=ddp", "launcher.nproc_per_node=2", "workload.num_workers=1")),
+    "mirrored": ("tensorflow", ("+strategy=mirrored", "launcher.nproc_per_node=2")),
+}
+TRAIN = ("workload=custom", "train.global_batch_size=64", "train.optimizer=adam", "train.lr=0.003", "seed=1")
+
+
+def _job(name: str, images: Path, *more: str) -> tuple[str, ...]:
+    framework, strategy = STRATEGIES[name]
+    return (*strategy, *TRAIN, *_model_and_data(framework, images), *more)
+
+
+@pytest.mark.parametrize("name", ["ddp", pytest.param("mirrored", marks=pytest.mark.tf)])
+def test_your_model_learns_from_your_files(scaletrain, images: Path, name: str) -> None:
+    run = scaletrain(*_job(name, images, "train.epochs=3", "train.log_every_n_steps=8"),
+                     env={"PYTHONPATH": str(USERLAND)})  # fmt: skip
+    assert run.returncode == 0, run.output
+    summary = run.summary
+    assert summary["steps"] == 3 * (4 * TRAIN_IMAGES // 64)  # every file once per epoch, in full batches
+    assert summary["val_accuracy"] > 0.8, summary  # 4 classes: chance is 0.25
+    assert summary["samples_per_s"] > 0 and summary["data_time_s"] > 0 and summary["gradient_bytes"] > 0
+
+
+def _rank_1(run_dir: Path, proc: subprocess.Popen) -> int:
+    beacon = run_dir / "beacons" / "attempt_0" / "rank_1.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        if beacon.exists() and json.loads(beacon.read_text())["step"] >= 20:
+            return json.loads(beacon.read_text())["pid"]
+        time.sleep(0.1)
+    raise AssertionError("rank 1 did not reach step 20")
+
+
+@pytest.mark.parametrize("name", ["ddp", pytest.param("mirrored", marks=pytest.mark.tf)])
+def test_killed_and_restarted_mid_epoch_gives_the_uninterrupted_result(
+    scaletrain, tmp_path: Path, images: Path, name: str
+) -> None:
+    job = _job(name, images, "train.epochs=6", "checkpoint.every_n_steps=12", "train.log_every_n_steps=4")
+    reference = scaletrain(*job, env={"PYTHONPATH": str(USERLAND)})
+    assert reference.returncode == 0, reference.output
+    run_dir = tmp_path / "killed"
+    env = child_env({"PYTHONPATH": str(USERLAND)})
+    proc = subprocess.Popen(scaletrain_argv(run_dir, *job, "max_restarts=1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        os.kill(_rank_1(run_dir, proc), signal.SIGKILL)  # 192 steps, 32 per epoch, checkpoints every 12
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert "restarting all ranks from the last checkpoint" in output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["attempt"] == 1 and summary["steps"] == reference.summary["steps"]
+    assert summary["final_loss"] == pytest.approx(reference.summary["final_loss"], rel=1e-5, abs=1e-6)
+    assert summary["replica_fingerprints"] == pytest.approx(reference.summary["replica_fingerprints"], rel=1e-5)
+
+
+def test_sweep_of_your_model_gives_a_scaling_table(scaletrain, images: Path) -> None:
+    run = scaletrain(*_job("ddp", images, "train.max_steps=24", "train.log_every_n_steps=4",
+                           "scaling.world_sizes=[1,2]", "scaling.allreduce_repeats=1"),
+                     env={"PYTHONPATH": str(USERLAND)})  # fmt: skip
+    assert run.returncode == 0, run.output
+    result = json.loads((run.dir / "scaling.json").read_text())
+    rows = {row["world_size"]: row for row in result["rows"]}
+    assert rows[1]["efficiency"] == pytest.approx(1.0) and rows[2]["efficiency"] > 0
+    assert rows[2]["predicted_efficiency"] is not None and rows[2]["data_fraction"] > 0
+    assert "| 2 |" in (run.dir / "scaling.md").read_text()
