@@ -72,7 +72,7 @@ class SharedDirProbe:
     def stacks(self, states: dict[int, str]) -> dict[int, str]:
         (self.beacon_dir / DUMP_REQUEST).write_text(str(time.time()))
         rank, pid = self.own
-        request_stack(pid, states.get(rank) == "stopped")
+        _dump_stack(pid, states.get(rank) == "stopped", self.beacon_dir / f"stack_rank_{rank}.txt")
         return collect_stacks(self.beacon_dir, list(range(self.world_size)), STACK_WAIT_S + 2 * POLL_S, states)
 
     def placeholders(self) -> dict[int, dict]:
@@ -95,7 +95,15 @@ def run(
     for sig in forward:
         signal.signal(sig, lambda signum, frame: _send(proc.pid, signum))
     probe = SharedDirProbe(beacon_dir, world_size, rank, proc.pid)
-    watchdog = Watchdog(probe, timeout_s) if rank == 0 else None
+
+    def found(report) -> None:
+        """Said and written before the stacks are asked for: a rank continued for its stack may crash, and srun
+        then ends this task too before the stacks are in."""
+        print(f"scaletrain: {report.sentence()}", file=sys.stderr, flush=True)
+        report.write(report_dir)
+        (beacon_dir / HUNG_MARKER).write_text(report.sentence() + "\n")
+
+    watchdog = Watchdog(probe, timeout_s, on_found=found) if rank == 0 else None
     request = beacon_dir / DUMP_REQUEST
     answered = _mtime(request)
     host = socket.gethostname()
@@ -110,7 +118,7 @@ def run(
                                         "updated_unix_s": time.time()})  # fmt: skip
         if _mtime(request) > answered:
             answered = _mtime(request)
-            request_stack(proc.pid, state == "stopped")
+            _dump_stack(proc.pid, state == "stopped", beacon_dir / f"stack_rank_{rank}.txt")
         report = watchdog.check() if watchdog else None
         if report is not None:
             return _hung(report, proc, report_dir, beacon_dir)
@@ -123,11 +131,30 @@ def run(
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
 
+def _dump_stack(pid: int, stopped: bool, stack_file: Path, wait_s: float = 2.0) -> None:
+    """The worker's stack into its file; a stopped worker is continued for that and stopped again once it wrote it,
+    so that it does not run on (and fail, ending the step) while the judge still gathers the report."""
+    request_stack(pid, stopped)
+    if not stopped:
+        return
+    deadline = time.monotonic() + wait_s
+    while "File " not in _text(stack_file) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _send(pid, signal.SIGSTOP)
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def _hung(report, proc: subprocess.Popen, report_dir: Path, beacon_dir: Path) -> int:
+    """The report again, now with the stacks; the marker tells the batch script (srun's own exit code is the
+    highest of its tasks', and the others are killed next)."""
     report.write(report_dir)
-    # srun's own exit code is the highest of its tasks' (the others are killed next): the batch script reads this
     (beacon_dir / HUNG_MARKER).write_text(report.sentence() + "\n")
-    print(f"scaletrain: {report.sentence()}", file=sys.stderr, flush=True)
     _send(proc.pid, signal.SIGKILL)
     proc.wait()
     return HANG_EXIT_CODE  # srun (--kill-on-bad-exit) ends every other rank

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -114,8 +115,11 @@ class LocalProbe:
 class Watchdog:
     """Checked from the launcher's supervision loop; reads the ranks' positions at most once a second."""
 
-    def __init__(self, probe: RankProbe, timeout_s: float | None) -> None:
+    def __init__(
+        self, probe: RankProbe, timeout_s: float | None, on_found: Callable[[HangReport], None] | None = None
+    ) -> None:
         self.probe = probe
+        self.on_found = on_found  # called with the report before the stacks are asked for (that may take seconds)
         self.fixed_timeout_s = timeout_s
         self.slowest_step_s = 0.0
         self._last: dict[int, Position] = {}
@@ -164,15 +168,13 @@ class Watchdog:
         known = {rank: asdict(p) for rank, p in positions.items()}
         for rank, seen in self.probe.placeholders().items():  # a rank frozen before its first beacon
             known.setdefault(rank, {"rank": rank, "step": "?", "phase": "no beacon yet", **seen})
-        return HangReport(
-            waited_s=waited_s,
-            timeout_s=self.timeout_s,
-            culprits=culprits,
-            why=why,
-            positions=known,
-            states=states,
-            stacks=self.probe.stacks(states),
+        report = HangReport(
+            waited_s=waited_s, timeout_s=self.timeout_s, culprits=culprits, why=why, positions=known, states=states
         )
+        if self.on_found is not None:
+            self.on_found(report)
+        report.stacks = self.probe.stacks(states)
+        return report
 
     def _learn_step_time(self, positions: dict[int, Position]) -> None:
         for rank, p in positions.items():
