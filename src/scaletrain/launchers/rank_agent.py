@@ -28,6 +28,7 @@ from scaletrain.launchers.watchdog import (
     Watchdog,
     collect_stacks,
     process_state,
+    read_text,
     request_stack,
 )
 
@@ -138,16 +139,9 @@ def _dump_stack(pid: int, stopped: bool, stack_file: Path, wait_s: float = 2.0) 
     if not stopped:
         return
     deadline = time.monotonic() + wait_s
-    while "File " not in _text(stack_file) and time.monotonic() < deadline:
+    while "File " not in read_text(stack_file) and time.monotonic() < deadline:
         time.sleep(0.02)
     _send(pid, signal.SIGSTOP)
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 
 def _hung(report, proc: subprocess.Popen, report_dir: Path, beacon_dir: Path) -> int:

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from scaletrain.launchers.watchdog import NO_STACK, collect_stacks, process_state, request_stack
+from scaletrain.launchers.watchdog import EXITED_STACK, NO_STACK, collect_stacks, process_state, request_stack
 
 CHUNK_BYTES = 256 * 1024
 _EXIT_WITHOUT_EOF_S = 1.0  # a rank's own children may hold its stdout open after it exited
@@ -90,7 +90,7 @@ class RankActor:
         if self._beacons is None:
             return NO_STACK
         if self._proc.poll() is not None:
-            return "(no stack: the rank had already exited)"
+            return EXITED_STACK
         request_stack(self._proc.pid, stopped)
         return collect_stacks(self._beacons, [self._rank])[self._rank]
 

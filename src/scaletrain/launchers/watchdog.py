@@ -27,6 +27,7 @@ STALE_AFTER_S = 5 * PUBLISH_EVERY_S
 DUMP_SIGNAL = signal.SIGQUIT  # the worker dumps every thread's stack on it (faulthandler), as a JVM does
 STACK_WAIT_S = 5.0  # a busy or just-continued rank may take seconds to dump
 NO_STACK = "(no stack: the rank did not answer the dump signal)"
+EXITED_STACK = "(no stack: the rank had already exited)"
 EXITED = ("gone", "zombie", "exited")  # process states of a rank that no longer runs
 
 
@@ -203,11 +204,11 @@ def collect_stacks(
     stacks: dict[int, str] = {}
     while time.monotonic() < deadline and len(stacks) < len(ranks):
         for rank in ranks:
-            text = _read(Path(beacon_dir) / f"stack_rank_{rank}.txt")
+            text = read_text(Path(beacon_dir) / f"stack_rank_{rank}.txt")
             if "File " in text:
                 stacks[rank] = text
         time.sleep(0.1)
-    gone = {rank: "(no stack: the rank had already exited)" for rank, state in states.items() if state in EXITED}
+    gone = {rank: EXITED_STACK for rank, state in states.items() if state in EXITED}
     return {**gone, **{rank: stacks.get(rank, NO_STACK) for rank in ranks}}
 
 
@@ -246,7 +247,8 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """The file's text, or "" when it cannot be read (not written yet, being replaced)."""
     try:
         return path.read_text()
     except OSError:
