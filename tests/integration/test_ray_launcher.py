@@ -255,8 +255,10 @@ def test_torchrun_script_and_user_function_run_under_ray_as_they_do_locally(scal
 def test_ray_client_address_runs_the_job_from_outside_the_cluster(scaletrain, cluster, ray_state):
     address = f"ray://127.0.0.1:{cluster.client_port}"
     # Ray's client server starts a server per client, which can time out on a loaded head: the launcher connects
-    # again in that one case (tests/unit/test_ray_connect.py).
-    run = scaletrain("+strategy=ddp", "launcher=ray", f"launcher.address={address}", "launcher.nproc=2")
+    # again in that one case (tests/unit/test_ray_connect.py); on a loaded CI machine the whole connect took over 10 s.
+    run = scaletrain(
+        "+strategy=ddp", "launcher=ray", f"launcher.address={address}", "launcher.nproc=2", "launcher.connect_timeout_s=90"
+    )
     assert run.returncode == 0, run.output
     assert f"ray launcher at {address}" in run.output
     assert run.summary["world_size"] == 2 and run.summary["weight"] == pytest.approx(2.0, abs=0.05)

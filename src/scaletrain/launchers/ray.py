@@ -41,7 +41,7 @@ class Config:
     placement_strategy: str = "auto"  # auto: STRICT_SPREAD for one-process-per-host strategies at nproc=auto, else PACK
     placement_timeout_s: float = 60.0
     wait_for_nodes: bool = False  # true: let an autoscaler add nodes instead of rejecting what current nodes can't hold
-    connect_timeout_s: float = 10.0
+    connect_timeout_s: float = 30.0
     start_timeout_s: float = 300.0  # for the rank actors, runtime_env setup included
     working_dir: str | None = None  # shipped to every node, the ranks' working directory and first on their path
     runtime_env: dict[str, Any] | None = None  # Ray's runtime_env for the job: py_modules, env_vars, pip, ...
