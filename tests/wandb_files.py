@@ -47,9 +47,32 @@ class OfflineRun:
     run_id: str
     group: str
     project: str
-    config: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # nested keys nested: config["_wandb"]["visualize"][chart key]
     history: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    files: Path | None = None  # the run's files/ directory (media/table/*.table.json)
+    job_type: str = ""
+
+    def table(self, key: str) -> list[dict]:
+        """The rows of the wandb.Table logged under ``key`` (a custom chart's is ``<chart key>_table``), as dicts."""
+        assert self.files is not None and f"{key}/path" in self.summary, f"no table {key} in the run's summary"
+        stored = json.loads((self.files / self.summary[f"{key}/path"]).read_text())
+        return [dict(zip(stored["columns"], row, strict=True)) for row in stored["data"]]
+
+    def chart(self, key: str) -> dict:
+        """The panel config of the custom chart logged under ``key`` (``_wandb.visualize`` in the run's config)."""
+        return self.config["_wandb"]["visualize"][key]["panel_config"]
+
+
+def _update_config(config: dict, items) -> None:
+    for i in items:
+        keys = [i.key] if i.key else list(i.nested_key)
+        node = config
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            node = node[k]
+        node[keys[-1]] = json.loads(i.value_json)
 
 
 def read_run(path: Path) -> OfflineRun:
@@ -58,10 +81,10 @@ def read_run(path: Path) -> OfflineRun:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             r = record.run
-            run = OfflineRun(r.run_id, r.run_group, r.project)
-            run.config.update({i.key: json.loads(i.value_json) for i in r.config.update})
+            run = OfflineRun(r.run_id, r.run_group, r.project, files=Path(path).parent / "files", job_type=r.job_type)
+            _update_config(run.config, r.config.update)
         elif kind == "config" and run is not None:
-            run.config.update({i.key: json.loads(i.value_json) for i in record.config.update})
+            _update_config(run.config, record.config.update)
         elif kind == "history" and run is not None:
             run.history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
         elif kind == "summary" and run is not None:

@@ -154,7 +154,14 @@ class CompareRuns(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))
-        text = write(run_dirs([sweep]), sweep) if sweep.is_dir() else None
+        dirs = run_dirs([sweep]) if sweep.is_dir() else []
+        submitted = [d for d in dirs if (d / "slurm_job_id").is_file() and not (d / "summary.json").is_file()]
+        if submitted:  # launcher=slurm without waiting: a job on the cluster compares them once they all ended
+            from scaletrain.launchers import slurm_sweep
+
+            slurm_sweep.compare_after(sweep.resolve(), submitted, config.get("launcher") or {})
+            return
+        text = write(dirs, sweep) if dirs else None
         if text is not None:
             print(f"\nruns side by side ({sweep / MARKDOWN}, {sweep / CSV}):\n\n{text}", flush=True)
 

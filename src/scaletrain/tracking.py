@@ -7,19 +7,21 @@ the environment and is never written anywhere by scaletrain.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import secrets
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from scaletrain import hardware
-from scaletrain.errors import ConfigError
+from scaletrain import hardware, netif, strategies
+from scaletrain.env import ClusterEnv, detect
+from scaletrain.errors import ConfigError, ScaletrainError
 
 RUN_ID_FILE = "wandb_run_id"
 _VERSIONED = ("torch", "torch-xla", "tensorflow", "ray", "wandb", "hydra-core", "scaletrain")
@@ -65,23 +67,115 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run_config(job: Any, world_size: int) -> dict[str, Any]:
-    """What a W&B run records about itself: the job, where it ran and with what."""
-    return {
+def run_config(job: Any, world_size: int | None, env: ClusterEnv | None = None) -> dict[str, Any]:
+    """What a W&B run records about itself: the job, where it ran and with what.
+
+    ``world_size`` is the job's processes (None for a sweep's summary run, which has none of its own); the config's
+    ``world_size`` is its devices, as a scaling sweep counts them, and ``processes`` the processes driving them.
+    ``env``: this rank's ClusterEnv, for the hosts and the network interface.
+    """
+    config: dict[str, Any] = {
         "strategy": job.strategy.name,
         "launcher": job.launcher.name,
+        "framework": _framework(job),
         "workload": job.workload.name,
-        "world_size": world_size,
-        "global_batch_size": job.train.global_batch_size,
-        "hardware": {
-            "host": platform.node(),
-            "cpu_count": hardware.cpu_count(),
-            "gpu_count": hardware.gpu_count(),
-            "machine": platform.machine(),
-        },
-        "versions": versions(),
-        "job": job.to_dict(),
     }
+    if world_size is not None:
+        config["world_size"] = devices(job, world_size)
+        config["processes"] = world_size
+    config.update(
+        global_batch_size=job.train.global_batch_size,
+        hardware=hardware_config(),
+        network=network_config(job, env),
+        versions=versions(),
+        job=job.to_dict(),
+    )
+    return config
+
+
+def _framework(job: Any) -> str | None:
+    try:
+        return strategies.framework(job)
+    except (ImportError, AttributeError):  # a strategy scaletrain does not know (a test double)
+        return None
+
+
+def devices(job: Any, processes: int) -> int:
+    """The devices a job of ``processes`` processes trains on, known before its strategy starts: one per process,
+    or what the strategy drives from each (xla: its XLA devices; mirrored: its replicas). A run's summary gives the
+    measured count (``replicas``), which then replaces this one (WandbRun.summary)."""
+    try:
+        if job.strategy.name == "xla":
+            from scaletrain.strategies import xla
+
+            device = xla.resolve_device(job.strategy)[0]
+            per_process = {"CPU": xla.cpu_devices(job.strategy), "CUDA": hardware.gpu_count()}.get(device)
+            return processes * (per_process or hardware.tpu_chip_count() or 1)
+        return strategies.replicas(job, processes)
+    except (ScaletrainError, ImportError, AttributeError):
+        return processes
+
+
+def hardware_config() -> dict[str, Any]:
+    """This host: its name, CPU model and cores, memory, and the GPUs (model, count) or TPU chips it has."""
+    names = hardware.gpu_names()
+    found: dict[str, Any] = {
+        "host": platform.node(),
+        "machine": platform.machine(),
+        "cpu_model": hardware.cpu_model(),
+        "cpu_count": hardware.cpu_count(),
+        "memory_gib": hardware.memory_gib(),
+        "gpu_count": hardware.gpu_count(),
+        "gpu_name": ", ".join(sorted(set(names))) or None,
+    }
+    chips = hardware.tpu_chip_count()
+    if chips:
+        found["tpu_chips"] = chips
+    return found
+
+
+def network_config(job: Any, env: ClusterEnv | None, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The hosts of the job and the interface its ranks talk over: the user's GLOO_SOCKET_IFNAME or
+    NCCL_SOCKET_IFNAME, else the one netif picks for this rank (the route to MASTER_ADDR), the pick the strategy
+    makes when it starts. The α-β fit of the collectives joins it once measured (``measured_config``)."""
+    hosts = env.num_nodes if env is not None else getattr(job.launcher, "nnodes", None)
+    figures: dict[str, Any] = {"hosts": hosts if isinstance(hosts, int) else None, "interface": None}
+    user = [(name, environ[name].strip()) for name in netif.VARIABLES if environ.get(name, "").strip()]
+    if user:
+        figures.update(interface=user[0][1], interface_chosen_by=f"{user[0][0]} (yours)")
+    elif env is not None:
+        try:
+            pick = netif.pick(env.master_addr, env.master_port, multi_host=env.num_nodes > 1, peers=env.hosts)
+        except (OSError, ValueError):  # NoInterface is an OSError: none could be told, as the strategy will log
+            pass
+        else:
+            figures.update(interface=pick.ifname, address=pick.local_ip, interface_chosen_by=pick.why)
+    return figures
+
+
+def alpha_beta_config(fit: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The α-β fit of the all-reduce (a run summary's ``allreduce`` or a sweep's ``alpha_beta``) as config figures;
+    {} when none was measured."""
+    if not fit or fit.get("alpha_s") is None or fit.get("beta_s_per_byte") is None:
+        return {}
+    bandwidth = fit.get("bandwidth_gbit_per_s")
+    return {
+        "alpha_s": fit["alpha_s"],
+        "beta_s_per_byte": fit["beta_s_per_byte"],
+        "bandwidth_gbit_per_s": bandwidth if isinstance(bandwidth, int | float) and math.isfinite(bandwidth) else None,
+        "alpha_beta_world_size": fit.get("fitted_at_world_size", fit.get("world_size")),
+    }
+
+
+def measured_config(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's config learns from its summary: its devices (``replicas``) and the α-β fit of its collectives."""
+    found: dict[str, Any] = {}
+    if isinstance(figures.get("replicas"), int) and figures["replicas"] > 0:
+        found["world_size"] = figures["replicas"]
+    fit = alpha_beta_config(figures.get("allreduce"))
+    if fit:
+        found["network"] = fit
+    return found
 
 
 def _read_run_id(directory: Path) -> str | None:
@@ -101,7 +195,17 @@ def _write_run_id(directory: Path, run_id: str) -> None:
 class WandbRun:
     """One W&B run, opened by rank 0."""
 
-    def __init__(self, job: Any, world_size: int, resume: bool, name: str | None = None, job_type: str = "train"):
+    def __init__(
+        self,
+        job: Any,
+        world_size: int | None,
+        resume: bool,
+        name: str | None = None,
+        job_type: str = "train",
+        env: ClusterEnv | None = None,
+        config: Mapping[str, Any] | None = None,
+    ):
+        """``world_size``: the job's processes; ``config``: the run's config, else ``run_config`` of the job."""
         import wandb  # lazily: only runs with logger=wandb pay for the import
 
         self._wandb = wandb
@@ -109,18 +213,19 @@ class WandbRun:
         previous = _read_run_id(checkpoint_dir) if resume else None
         run_id = previous or secrets.token_hex(4)  # the shape of W&B's own run ids
         cfg = job.logger
+        self._config = dict(config) if config is not None else run_config(job, world_size, env)
         self.run = wandb.init(
             project=cfg.project,
             entity=cfg.entity,
             group=cfg.group,
             tags=list(cfg.tags),
-            name=name or f"{job.workload.name}-{job.strategy.name}-ws{world_size}",
+            name=name or f"{job.workload.name}-{job.strategy.name}-ws{self._config.get('world_size', world_size)}",
             job_type=job_type,
             id=run_id,
             resume="allow",
             dir=job.output_dir,
             mode=resolve_mode(cfg.mode),
-            config=run_config(job, world_size),
+            config=self._config,
             settings=wandb.Settings(console="off", silent=True),
         )
         if job_type == "train":
@@ -138,6 +243,12 @@ class WandbRun:
         for key, value in figures.items():
             if isinstance(value, int | float | str | bool) or key == "stragglers":
                 self.run.summary[key] = value
+        learned = measured_config(figures)
+        if "network" in learned:
+            learned["network"] = {**self._config.get("network", {}), **learned["network"]}
+        if learned:
+            self._config.update(learned)
+            self.run.config.update(learned, allow_val_change=True)
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
@@ -163,21 +274,147 @@ def start(job: Any, world_size: int, resume: bool) -> WandbRun | None:
         return None
     if "wandb" not in sys.modules:
         os.environ.setdefault("WANDB_SILENT", "true")
-    return WandbRun(job, world_size, resume)
+    try:
+        env = detect(os.environ)  # what the worker itself read: hosts and MASTER_ADDR, for the network figures
+    except ScaletrainError:
+        env = None
+    return WandbRun(job, world_size, resume, env=env)
+
+
+# The summary run's native charts: W&B's built-in Vega presets, each filled from its own wandb.Table.
+LINE_SERIES = "wandb/lineseries/v0"  # fields: step (x), lineKey (series), lineVal (y)
+BAR = "wandb/bar/v0"  # fields: label, value
+
+
+def _plotted(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows a chart shows: those with a measured efficiency (not a failed or unmeasured point), by world size."""
+    return sorted(
+        (r for r in rows if r.get("efficiency") is not None and r.get("world_size") is not None),
+        key=lambda r: r["world_size"],
+    )
+
+
+def efficiency_series(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """[world_size, series, efficiency] for the efficiency chart: measured, ideal (1.0) and the α-β prediction
+    where made. A point with no measured efficiency is left out of every series."""
+    data = []
+    for row in _plotted(rows):
+        n = row["world_size"]
+        data += [[n, "measured", row["efficiency"]], [n, "ideal", 1.0]]
+        if row.get("predicted_efficiency") is not None:
+            data.append([n, "predicted", row["predicted_efficiency"]])
+    return data
+
+
+def throughput_series(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """[world_size, series, samples_per_s] for the throughput chart: measured; ideal, N × the 1-device throughput
+    (linear scaling, in weak and strong mode alike); predicted, the predicted efficiency × ideal. Ideal and
+    predicted need the 1-device point's throughput."""
+    plotted = _plotted(rows)
+    base = next((r.get("samples_per_s") for r in plotted if r["world_size"] == 1), None)
+    data = []
+    for row in plotted:
+        n = row["world_size"]
+        if row.get("samples_per_s") is not None:
+            data.append([n, "measured", row["samples_per_s"]])
+        if base is not None:
+            data.append([n, "ideal", base * n])
+            if row.get("predicted_efficiency") is not None:
+                data.append([n, "predicted", row["predicted_efficiency"] * base * n])
+    return data
+
+
+def time_split(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """[world_size, part, seconds per step, fraction of the step, label] for the time-split charts: compute,
+    exposed communication and data of each point's step (metrics.ThroughputMeter's split). Where the framework
+    could not time communication apart (comm_fraction None), compute holds it: that part is "compute+comm"."""
+    data = []
+    for row in _plotted(rows):
+        n, step_s = row["world_size"], row.get("step_time_s")
+        if not step_s:
+            continue
+        comm = row.get("comm_fraction")
+        data_fraction = row.get("data_fraction") or 0.0
+        compute_s = row.get("compute_time_s")
+        compute = compute_s / step_s if compute_s is not None else 1.0 - data_fraction - (comm or 0.0)
+        parts = [("compute" if comm is not None else "compute+comm", compute)]
+        if comm is not None:
+            parts.append(("communication", comm))
+        parts.append(("data", data_fraction))
+        data += [[n, part, fraction * step_s, fraction, f"N={n} {part}"] for part, fraction in parts]
+    return data
+
+
+def _cell(value: Any) -> Any:
+    return value if value is None or isinstance(value, int | float | str | bool) else str(value)
+
+
+def table_data(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Columns (every key of any row, first seen first) and cells of the scaling table; a key a row lacks (a failed
+    point's row has fewer figures, and a ``status``) is None there."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return columns, [[_cell(row.get(c)) for c in columns] for row in rows]
+
+
+def scaling_charts(wandb: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary run's native W&B charts, by key; a chart with nothing to plot is left out."""
+    charts: dict[str, Any] = {}
+
+    def line_series(key: str, columns: list[str], data: list[list[Any]], title: str) -> None:
+        if data:
+            table = wandb.Table(columns=columns, data=data)
+            fields = {"step": columns[0], "lineKey": columns[1], "lineVal": columns[2]}
+            strings = {"title": title, "xname": "world size (devices)"}
+            charts[key] = wandb.plot_table(LINE_SERIES, table, fields, strings)
+
+    line_series(
+        "efficiency_chart",
+        ["world_size", "series", "efficiency"],
+        efficiency_series(rows),
+        "scaling efficiency: measured, ideal, predicted",
+    )
+    line_series(
+        "throughput_chart",
+        ["world_size", "series", "samples_per_s"],
+        throughput_series(rows),
+        "throughput (samples/s): measured, ideal, predicted",
+    )
+    split = time_split(rows)
+    columns = ["world_size", "part", "seconds_per_step", "fraction", "label"]
+    line_series(
+        "time_split_chart",
+        ["world_size", "part", "fraction"],
+        [[n, part, fraction] for n, part, _, fraction, _ in split],
+        "time split of a step (fraction): compute, communication, data",
+    )
+    if split:
+        table = wandb.Table(columns=columns, data=split)
+        strings = {"title": "seconds per step by part, per world size"}
+        charts["time_split_bars"] = wandb.plot_table(
+            BAR, table, {"label": "label", "value": "seconds_per_step"}, strings
+        )
+    return charts
 
 
 def log_sweep(job: Any, analysis: Mapping[str, Any], plot_path: Path | None) -> None:
-    """One more run in the sweep's W&B group: the scaling table, the efficiency chart and the fitted model."""
+    """One more run in the sweep's W&B group: the scaling table, native charts of efficiency, throughput and the
+    time split against world size (measured beside ideal and predicted), the chart image and the fitted model."""
     import wandb
 
-    run = WandbRun(job, world_size=0, resume=False, name=f"scaling-{job.logger.group}", job_type="scaling-summary")
-    rows = analysis["rows"]
-    columns = list(rows[0])
-    table = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])
-    charts: dict[str, Any] = {"scaling_table": table}
+    rows = list(analysis.get("rows") or [])
+    config = run_config(job, world_size=None)
+    config["network"].update(alpha_beta_config(analysis.get("alpha_beta")))
+    config.update(world_sizes=[r.get("world_size") for r in rows], scaling_mode=analysis.get("mode"))
+    name = f"scaling-{job.logger.group}"
+    run = WandbRun(job, world_size=None, resume=False, name=name, job_type="scaling-summary", config=config)
+    charts: dict[str, Any] = {}
+    if rows:
+        columns, data = table_data(rows)
+        charts["scaling_table"] = wandb.Table(columns=columns, data=data, allow_mixed_types=True)  # failed rows
     if plot_path is not None:  # no plot when nothing was measured
         charts["scaling_plot"] = wandb.Image(str(plot_path))
-        charts["efficiency_chart"] = wandb.plot.line(table, "world_size", "efficiency", title="scaling efficiency")
-    run.run.log(charts)
+    charts.update(scaling_charts(wandb, rows))
+    if charts:
+        run.run.log(charts)
     run.run.summary["scaling"] = dict(analysis)
     run.finish()

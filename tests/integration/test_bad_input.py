@@ -37,9 +37,9 @@ CASES = {
     "misplaced +": (["+train.lr=1"], "An item is already at 'train.lr'; Either remove + prefix"),
     "malformed override": (["train.lr=["], "the command line could not be applied to the configuration"),
     "value where a group belongs": (["train=5"], "train=5 is not valid: train is a group of settings"),
-    "sweep on a launcher without sweeps": (
-        ["launcher=slurm", "launcher.dry_run=true", "scaling.world_sizes=[1,2]"],
-        "launcher=slurm cannot run scaling sweeps yet; use launcher=local or launcher=ray",
+    "slurm sweep point of part of a node": (
+        ["launcher=slurm", "launcher.dry_run=true", "launcher.ntasks_per_node=2", "scaling.world_sizes=[3]"],
+        "scaling.world_sizes holds 3, which is not a whole number of nodes of 2 task(s) each",
     ),
     "empty checkpoint dir": (["checkpoint.dir=''"], "checkpoint.dir='' is empty, which would write checkpoints into"),
     "blank checkpoint dir": (["checkpoint.dir=' '"], "checkpoint.dir=' ' is empty"),
@@ -143,7 +143,8 @@ def test_unreachable_wandb_server_exits_2_before_anything_starts(scaletrain):
     "overrides",
     [
         ["train.lr=nan"],  # refused before Hydra runs
-        ["launcher=slurm", "launcher.dry_run=true", "scaling.world_sizes=[1,2]"],  # refused inside the Hydra app
+        # refused inside the Hydra app: a SLURM sweep point that is not whole nodes
+        ["launcher=slurm", "launcher.dry_run=true", "launcher.ntasks_per_node=2", "scaling.world_sizes=[3]"],
     ],
 )
 def test_refused_run_leaves_no_default_run_directory(tmp_path, overrides):
@@ -163,7 +164,8 @@ def test_refused_run_leaves_no_default_run_directory(tmp_path, overrides):
 def test_refused_run_keeps_a_run_directory_that_existed_before(scaletrain, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
-    run = scaletrain(f"hydra.run.dir={mine}", "launcher=slurm", "launcher.dry_run=true", "scaling.world_sizes=[1,2]")
+    run = scaletrain(f"hydra.run.dir={mine}", "launcher=slurm", "launcher.dry_run=true", "launcher.ntasks_per_node=2",
+                     "scaling.world_sizes=[3]")  # fmt: skip
     assert run.returncode == 2, run.output
     assert mine.is_dir()
 

@@ -12,6 +12,7 @@ tests/NETWORK.md.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -213,23 +214,18 @@ def test_ddp_across_two_hosts_fails_when_gloo_is_put_on_loopback(network, tmp_pa
 
 @pytest.mark.tf
 def test_mirrored_across_two_hosts_with_their_addresses_in_tf_config(network, tmp_path):
-    """The local launcher does not know the other hosts, so multi-host MultiWorkerMirrored takes a TF_CONFIG from
-    the user (mirrored.preflight says so otherwise); scaletrain keeps its worker list and sets each rank's index."""
-    workers = [f"{network.address(0)}:29601", f"{network.address(1)}:29602"]
-    tf_config = [
-        {"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})}
-        for i in (0, 1)
-    ]
-    overrides = (
-        "+strategy=mirrored",
-        "workload=linear",
-        "launcher.master_addr=10.213.0.1",
-        "launcher.master_port=29530",
-    )
-    (rc0, out0, dir0), (rc1, out1, _) = run_on_both(network, tmp_path, overrides, tuple(tf_config))
+    """MultiWorkerMirrored's TF_CONFIG names every worker: the nodes' launchers exchange their ranks' addresses at
+    master_addr:master_port (launchers/rendezvous.py) before starting them, each seen at the address that routes to
+    node 0 (not the loopback address its hostname resolves to). No TF_CONFIG of the user's."""
+    overrides = ("+strategy=mirrored", "workload=linear", "launcher.master_addr=st-h0", "launcher.master_port=29530")
+    (rc0, out0, dir0), (rc1, out1, _) = run_on_both(network, tmp_path, overrides)
     assert rc0 == 0 and rc1 == 0, out0 + out1
     assert "MultiWorkerMirroredStrategy: 2 replica(s) in sync" in out0
     assert_learned_linear(dir0, out0)
+    found = [re.search(r"the workers, in rank order: (\S+) (\S+)", out) for out in (out0, out1)]
+    assert all(found), out0 + out1
+    assert found[0].groups() == found[1].groups()  # both hosts' ranks got the same list
+    assert [w.split(":")[0] for w in found[0].groups()] == [network.address(0), network.address(1)]
 
 
 # --- Ray: a head in host 0, a second node in host 1 ----------------------------------------------------------------

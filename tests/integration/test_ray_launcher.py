@@ -257,7 +257,11 @@ def test_ray_client_address_runs_the_job_from_outside_the_cluster(scaletrain, cl
     # Ray's client server starts a server per client, which can time out on a loaded head: the launcher connects
     # again in that one case (tests/unit/test_ray_connect.py); on a loaded CI machine the whole connect took over 10 s.
     run = scaletrain(
-        "+strategy=ddp", "launcher=ray", f"launcher.address={address}", "launcher.nproc=2", "launcher.connect_timeout_s=90"
+        "+strategy=ddp",
+        "launcher=ray",
+        f"launcher.address={address}",
+        "launcher.nproc=2",
+        "launcher.connect_timeout_s=90",
     )
     assert run.returncode == 0, run.output
     assert f"ray launcher at {address}" in run.output

@@ -96,3 +96,48 @@ def test_sweep_runs_share_one_wandb_group_with_a_summary_run(scaletrain):
     assert summary_runs[0].summary["scaling_table/nrows"] == 2
     assert "scaling_plot/_type" in summary_runs[0].summary  # the efficiency chart image
     assert sorted(r.config["world_size"] for r in runs if r not in summary_runs) == [1, 2]
+
+    # each point's run: what ran where, and over which network
+    result = json.loads((run.dir / "scaling.json").read_text())
+    one, two = result["rows"]
+    points = sorted((r for r in runs if r not in summary_runs), key=lambda r: r.config["world_size"])
+    for wb, row in zip(points, result["rows"], strict=True):
+        cfg = wb.config
+        assert cfg["world_size"] == cfg["processes"] == row["world_size"]  # ddp: one device per process
+        assert (cfg["strategy"], cfg["launcher"], cfg["framework"]) == ("ddp", "local", "torch")
+        assert cfg["hardware"]["cpu_model"] and cfg["hardware"]["cpu_count"] >= 1 and "gpu_name" in cfg["hardware"]
+        assert cfg["network"]["hosts"] == 1 and cfg["network"]["interface"] == "lo"  # master 127.0.0.1
+    fit = json.loads((run.dir / "world_size_2" / "summary.json").read_text())["allreduce"]
+    assert points[1].config["network"]["alpha_s"] == pytest.approx(fit["alpha_s"])
+    assert points[1].config["network"]["beta_s_per_byte"] == pytest.approx(fit["beta_s_per_byte"])
+    assert "alpha_s" not in points[0].config["network"]  # one device: no all-reduce to time
+
+    # the summary run: native line-series charts from tables, measured beside ideal and predicted
+    summary = summary_runs[0]
+    assert summary.config["world_sizes"] == [1, 2]
+    assert summary.config["network"]["alpha_s"] == pytest.approx(result["alpha_beta"]["alpha_s"])
+    for key, y in (("efficiency_chart", "efficiency"), ("throughput_chart", "samples_per_s")):
+        chart = summary.chart(key)
+        assert chart["panelDefId"] == "wandb/lineseries/v0"
+        assert chart["fieldSettings"] == {"step": "world_size", "lineKey": "series", "lineVal": y}
+    efficiency = {(r["world_size"], r["series"]): r["efficiency"] for r in summary.table("efficiency_chart_table")}
+    assert efficiency == pytest.approx(
+        {
+            (1, "measured"): 1.0,
+            (1, "ideal"): 1.0,
+            (1, "predicted"): one["predicted_efficiency"],
+            (2, "measured"): two["efficiency"],
+            (2, "ideal"): 1.0,
+            (2, "predicted"): two["predicted_efficiency"],
+        }
+    )
+    throughput = {(r["world_size"], r["series"]): r["samples_per_s"] for r in summary.table("throughput_chart_table")}
+    assert throughput[2, "measured"] == pytest.approx(two["samples_per_s"])
+    assert throughput[2, "ideal"] == pytest.approx(2 * one["samples_per_s"])
+    assert throughput[2, "predicted"] == pytest.approx(2 * one["samples_per_s"] * two["predicted_efficiency"])
+    split = [r for r in summary.table("time_split_chart_table") if r["world_size"] == 2]
+    assert {r["part"] for r in split} == {"compute", "communication", "data"}
+    assert sum(r["fraction"] for r in split) == pytest.approx(1.0, abs=1e-6)
+    assert summary.chart("time_split_chart")["fieldSettings"]["lineVal"] == "fraction"
+    assert summary.chart("time_split_bars")["panelDefId"] == "wandb/bar/v0"
+    assert len(summary.table("time_split_bars_table")) == 6  # three parts at each of the two world sizes

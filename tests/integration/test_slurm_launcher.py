@@ -129,6 +129,64 @@ def test_multirun_submits_one_job_per_point(tmp_path: Path) -> None:
         wait_gone(job_id)
         assert json.loads((sweep / str(i) / "job.json").read_text())["seed"] == i
         assert json.loads((sweep / str(i) / "summary.json").read_text())["steps"] == 60
+    # the comparison is a job of its own, after every run's job: nobody has to run it by hand
+    compare = re.search(r"comparison job (\d+)", done.stdout + done.stderr)[1]
+    assert f"--dependency=afterany:{':'.join(jobs)}\n" in (sweep / "compare.sbatch").read_text()
+    wait_gone(compare)
+    assert sacct_history(compare) == [("COMPLETED", "0:0")]
+    table = (sweep / "comparison.md").read_text()
+    assert "| seed=0 " in table and "| seed=1 " in table
+
+
+SWEEP = ("launcher=slurm", "+strategy=ddp", "workload=linear", "scaling.world_sizes=[2]", "scaling.allreduce_repeats=3")
+
+
+def test_scaling_sweep_submits_sized_points_and_an_analysis_job_that_reports_to_wandb(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    done = _cli(sweep, *SWEEP, "launcher.wait=true", "logger=wandb", cwd=tmp_path, env={"WANDB_MODE": "offline"})
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    ids = [(sweep / f"world_size_{n}" / "slurm_job_id").read_text().strip() for n in (1, 2)]
+    assert "#SBATCH --nodes=1\n" in (sweep / "world_size_1" / "submit.sbatch").read_text()
+    second = (sweep / "world_size_2" / "submit.sbatch").read_text()
+    assert "#SBATCH --nodes=2\n" in second and f"#SBATCH --dependency=afterany:{ids[0]}\n" in second
+    assert f"--dependency=afterany:{ids[0]}:{ids[1]}\n" in (sweep / "analyse.sbatch").read_text()
+    # both points and the analysis job ran on the cluster; the table came back through the analysis job's log
+    assert "rank 1 of 2 on n2" in out and "| N | global batch |" in out and "α-β fit at N=2" in out
+    result = json.loads((sweep / "scaling.json").read_text())
+    assert [(r["world_size"], r["status"]) for r in result["rows"]] == [(1, "ok"), (2, "ok")]
+    assert result["rows"][1]["efficiency"] > 0 and (sweep / "scaling.png").is_file()
+    runs = [read_run(p) for p in offline_runs(sweep)]
+    summary_runs = [r for r in runs if "scaling_table/nrows" in r.summary]
+    assert len(runs) == 3 and len(summary_runs) == 1 and len({r.group for r in runs}) == 1
+    assert sorted(r.config["world_size"] for r in runs if r not in summary_runs) == [1, 2]
+    assert {r.config["launcher"] for r in runs if r not in summary_runs} == {"slurm"}
+
+
+def test_a_cancelled_point_is_a_failed_row_and_the_sweep_can_be_analysed_again(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    done = _cli(sweep, *SWEEP, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    analysis = re.search(r"then analysis job (\d+)", done.stdout + done.stderr)[1]
+    second = (sweep / "world_size_2" / "slurm_job_id").read_text().strip()
+    assert run("scancel", second).returncode == 0  # still pending: it waits for the first point
+    wait_gone(analysis)
+    assert sacct_history(analysis) == [("FAILED", "1:0")]  # one point failed: the analysis says so in its code
+    text = (sweep / "scaling.md").read_text()
+    assert "| 1 | 2 |" in text and "| 2 (failed) |" in text
+    assert f"Failed: world size 2: SLURM job {second} ended CANCELLED" in text
+    # python -m scaletrain.scaling DIR re-analyses it (here after the directory moved, and with a point removed)
+    moved = tmp_path / "moved"
+    sweep.rename(moved)
+    again = subprocess.run([sys.executable, "-m", "scaletrain.scaling", str(moved), "--no-wandb"],
+                           capture_output=True, text=True, env=child_env(), timeout=120)  # fmt: skip
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "| 2 (failed) |" in again.stdout
+    assert (moved / "scaling.md").read_text() == text.replace(str(sweep), str(moved))  # the same, where it is now
+    (moved / "world_size_1" / "summary.json").unlink()
+    again = subprocess.run([sys.executable, "-m", "scaletrain.scaling", str(moved)],
+                           capture_output=True, text=True, env=child_env(), timeout=120)  # fmt: skip
+    assert again.returncode == 2 and "no point left a summary.json" in again.stderr
 
 
 def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(tmp_path: Path, reference: dict) -> None:

@@ -71,11 +71,6 @@ CASES = {
         {},
         "train.global_batch_size=5 is not divisible by the 2 replicas; use a multiple of 2 such as 4.",
     ),
-    "several hosts, local launcher": (
-        ["+strategy=mirrored", "launcher.nnodes=2", "launcher.master_port=29500"],
-        {},
-        "+strategy=mirrored with launcher.nnodes=2 needs every host's address for TF_CONFIG",
-    ),
 }
 
 

@@ -17,11 +17,13 @@ from scaletrain import hardware, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
+from scaletrain.launchers import rendezvous
 from scaletrain.launchers.base import Launcher, worker_argv
 from scaletrain.launchers.supervisor import Outcome, Supervisor, run_attempts
 from scaletrain.launchers.watchdog import LocalProbe, Watchdog
 
 log = logging.getLogger("scaletrain")
+RENDEZVOUS_TIMEOUT_S = 300.0  # how long node 0 waits for the other nodes (the strategy's timeout_s when it has one)
 
 
 @dataclass
@@ -62,12 +64,13 @@ class Config:
             raise ConfigError(f"launcher.stop_grace_s={self.stop_grace_s} must be 0 or more.")
 
 
-def with_world_size(config: Config, world_size: int, largest: int) -> Config:
+def with_world_size(job: Job, world_size: int, largest: int) -> Config:
     """This launcher's config for a scaling sweep point of ``world_size`` ranks on one host.
 
     Every point gets the threads per rank of the largest point, so each rank is the same "device" at every
     size and the sweep measures scaling rather than how the cores were shared out.
     """
+    config = job.launcher
     if config.nnodes != 1:
         raise ConfigError(
             f"scaling sweeps with the local launcher run on one host, but launcher.nnodes={config.nnodes}; "
@@ -182,12 +185,23 @@ class LocalLauncher(Launcher):
         return directory
 
     def worker_addresses(self, avoid: int) -> tuple[str, ...]:
-        """A free port per rank on this host (TF_CONFIG names every worker); unknown across several hosts."""
+        """Every rank's "address:port" for a strategy whose ranks name each other up front (TF_CONFIG): a free port
+        per rank on this host; across several hosts, exchanged with the other nodes' launchers (rendezvous)."""
         cfg = self.job.launcher
-        if cfg.nnodes > 1 or self.nproc == 1:
-            return ()
-        ports = [p for p in free_ports(cfg.master_addr, self.nproc + 1) if p != avoid][: self.nproc]
-        return tuple(f"{cfg.master_addr}:{port}" for port in ports)
+        if cfg.nnodes == 1:
+            if self.nproc == 1:
+                return ()
+            ports = [p for p in free_ports(cfg.master_addr, self.nproc + 1) if p != avoid][: self.nproc]
+            return tuple(f"{cfg.master_addr}:{port}" for port in ports)
+        if not strategies.needs_worker_addresses(self.job) or "TF_CONFIG" in os.environ:
+            return ()  # torch's ranks meet at the master; a TF_CONFIG of your own names the workers itself
+        ports = [p for p in free_ports("", self.nproc + 1) if p != cfg.master_port][: self.nproc]
+        timeout_s = getattr(self.job.strategy, "timeout_s", RENDEZVOUS_TIMEOUT_S)
+        log.info("node %d of %d: waiting for every node at %s:%d to learn the workers' addresses", cfg.node_rank,
+                 cfg.nnodes, cfg.master_addr, cfg.master_port)  # fmt: skip
+        workers = rendezvous.exchange(cfg.master_addr, cfg.master_port, cfg.node_rank, cfg.nnodes, ports, timeout_s)
+        log.info("every node reported; the workers, in rank order: %s", " ".join(workers))
+        return workers
 
     def rank_env(self, local_rank: int, port: int, worker_addresses: tuple[str, ...] = ()) -> ClusterEnv:
         cfg = self.job.launcher

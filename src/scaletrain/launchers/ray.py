@@ -86,9 +86,10 @@ def create(job: Job) -> RayLauncher:
     return RayLauncher(job)
 
 
-def with_world_size(config: Config, world_size: int, largest: int) -> Config:
+def with_world_size(job: Job, world_size: int, largest: int) -> Config:
     """This launcher's config for a scaling sweep point of ``world_size`` ranks: the same resources per rank (the
     same "device" at every size) and the same placement; each point gets its own placement group."""
+    config = job.launcher
     return dataclasses.replace(config, nproc=world_size)
 
 

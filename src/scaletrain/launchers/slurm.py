@@ -14,6 +14,7 @@ Where ``python -m scaletrain launcher=slurm ...`` runs decides what it does:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -111,6 +112,26 @@ class Config:
                 )
 
 
+def with_world_size(job: Job, world_size: int, largest: int) -> Config:
+    """The job for a scaling-sweep point of ``world_size`` ranks: whole nodes of the job's tasks per node (one node
+    with fewer tasks when the point is smaller than a node), and with one task per GPU only the GPUs it uses."""
+    config = job.launcher
+    per_node = tasks_per_node(job)
+    if world_size <= per_node:
+        nodes, tasks = 1, world_size
+    elif world_size % per_node:
+        raise ConfigError(
+            f"scaling.world_sizes holds {world_size}, which is not a whole number of nodes of {per_node} task(s) "
+            f"each; sweep multiples of {per_node}, or set launcher.ntasks_per_node to a size that divides it."
+        )
+    else:
+        nodes, tasks = world_size // per_node, per_node
+    one_per_gpu = strategies.procs_per_node(job) is None and config.gpus_per_node
+    gpus = tasks if one_per_gpu else config.gpus_per_node
+    auto = config.ntasks_per_node == "auto" and tasks == per_node  # keep 'auto' where it gives the same count
+    return dataclasses.replace(config, nodes=nodes, ntasks_per_node="auto" if auto else tasks, gpus_per_node=gpus)
+
+
 def create(job: Job) -> SlurmLauncher:
     return SlurmLauncher(job)
 
@@ -193,8 +214,10 @@ class SlurmLauncher(Launcher):
     def launch(self, job_file: Path) -> int:
         return self._become_rank(job_file) if self.env is not None else self._submit()
 
-    def request(self, run_dir: Path) -> BatchRequest:
+    def request(self, run_dir: Path, args: list[str] | None = None, after: tuple[str, ...] = ()) -> BatchRequest:
+        """The batch job for ``run_dir``: the user's overrides (or ``args``), started after the jobs ``after``."""
         cfg = self.job.launcher
+        extra = tuple(cfg.sbatch_args) + ((f"--dependency=afterany:{':'.join(after)}",) if after else ())
         options = sbatch_options(
             job_name=cfg.job_name,
             nodes=cfg.nodes,
@@ -209,34 +232,31 @@ class SlurmLauncher(Launcher):
             signal=cfg.signal,
             signal_before_end_s=cfg.signal_before_end_s,
             output=str(run_dir).replace("%", "%%") + "/slurm-%j.out",  # sbatch expands %j, %u, ...; %% is a '%'
-            extra=tuple(cfg.sbatch_args),
+            extra=extra,
         )
+        overrides = task_overrides() if args is None else args
         return BatchRequest(
-            options, tuple(task_overrides()), str(run_dir), cfg.signal, cfg.max_requeues, self.job.max_restarts
+            options, tuple(overrides), str(run_dir), cfg.signal, cfg.max_requeues, self.job.max_restarts
         )
 
-    def _submit(self) -> int:
+    def submit(self, args: list[str] | None = None, after: tuple[str, ...] = ()) -> str | None:
+        """Write the run directory's submit.sbatch and sbatch it; its job id (None in a dry run, which prints it)."""
         run_dir = Path(self.job.output_dir).resolve()
-        text = render(self.request(run_dir))
+        run_dir.mkdir(parents=True, exist_ok=True)
         script = run_dir / "submit.sbatch"
-        script.write_text(text)
-        env = dict(os.environ)
-        env.setdefault("SCALETRAIN_PYTHON", sys.executable)  # the job inherits it (sbatch exports everything)
-        if self.job.launcher.dry_run:
-            log.info(
-                "dry run, nothing submitted: 'sbatch --parsable %s' would submit this script, with "
-                "SCALETRAIN_PYTHON=%s in its environment:",
-                script,
-                env["SCALETRAIN_PYTHON"],
-            )
-            sys.stdout.write(text)
-            sys.stdout.flush()
+        script.write_text(render(self.request(run_dir, args, after)))
+        job_id = slurm_cluster.submit_or_print(script, self.job.launcher.dry_run)
+        if job_id is not None:
+            (run_dir / "slurm_job_id").write_text(job_id + "\n")
+            log.info("submitted SLURM job %s; its log: %s (squeue -j %s, scancel %s)", job_id,
+                     run_dir / f"slurm-{job_id}.out", job_id, job_id)  # fmt: skip
+        return job_id
+
+    def _submit(self) -> int:
+        job_id = self.submit()
+        if job_id is None or not self.job.launcher.wait:
             return 0
-        job_id = slurm_cluster.submit(script, env)
-        (run_dir / "slurm_job_id").write_text(job_id + "\n")
-        log_path = run_dir / f"slurm-{job_id}.out"
-        log.info("submitted SLURM job %s; its log: %s (squeue -j %s, scancel %s)", job_id, log_path, job_id, job_id)
-        return slurm_cluster.wait(job_id, log_path) if self.job.launcher.wait else 0
+        return slurm_cluster.wait(job_id, Path(self.job.output_dir).resolve() / f"slurm-{job_id}.out")
 
     def _become_rank(self, job_file: Path) -> int:
         env, job = self.env, self.job

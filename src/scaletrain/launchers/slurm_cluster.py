@@ -97,6 +97,24 @@ def _names(known: list[Partition]) -> str:
     return ", ".join(p.name for p in known) or "(sinfo lists none)"
 
 
+def submit_or_print(script: Path, dry_run: bool) -> str | None:
+    """sbatch ``script`` with this Python named in the job's environment; its job id. A dry run prints the script
+    and the command instead and returns None."""
+    env = dict(os.environ)
+    env.setdefault("SCALETRAIN_PYTHON", sys.executable)  # the job inherits it (sbatch exports everything)
+    if dry_run:
+        log.info(
+            "dry run, nothing submitted: 'sbatch --parsable %s' would submit this script, with SCALETRAIN_PYTHON=%s "
+            "in its environment:",
+            script,
+            env["SCALETRAIN_PYTHON"],
+        )
+        sys.stdout.write(script.read_text())
+        sys.stdout.flush()
+        return None
+    return submit(script, env)
+
+
 def submit(script: Path, env: Mapping[str, str]) -> str:
     """sbatch the script; returns the job id."""
     done = _run([require_sbatch(), "--parsable", str(script)], env=env)

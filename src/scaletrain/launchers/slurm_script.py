@@ -173,16 +173,7 @@ def value_problem(value: str, *, name: bool = False) -> str | None:
 
 def render(request: BatchRequest) -> str:
     """The batch script for ``request``: header, the few per-job assignments, then BODY."""
-    for key, value in request.options:
-        if value is not None and (problem := value_problem(value)):
-            raise ConfigError(f"#SBATCH --{key}={value!r} cannot be written: it {problem}; change the setting.")
-    if any("\0" in arg for arg in (*request.args, request.run_dir)):
-        raise ConfigError(
-            "an override or the run directory holds a NUL character, which a script cannot carry; remove it."
-        )
-    lines = ["#!/bin/bash", "# Rendered by scaletrain's launcher=slurm (python -m scaletrain launcher=slurm ...)."]
-    for key, value in request.options:
-        lines.append(f"#SBATCH --{key}" if value is None else f"#SBATCH --{key}={shlex.quote(value)}")
+    lines = _header(request.options, (*request.args, request.run_dir), "python -m scaletrain launcher=slurm ...")
     lines += [
         "",
         f"RUN_DIR={shlex.quote(request.run_dir)}",
@@ -193,6 +184,33 @@ def render(request: BatchRequest) -> str:
         "",
     ]
     return "\n".join(lines) + "\n" + BODY
+
+
+def render_command(options: tuple[tuple[str, str | None], ...], module: str, args: tuple[str, ...]) -> str:
+    """A batch script that runs ``python -m MODULE ARGS...`` once in the batch shell (a sweep's analysis, a
+    head-to-head's comparison): quoted as ``render`` quotes, no srun, no requeue."""
+    lines = _header(options, args, f"python -m {module}")
+    lines += [
+        "",
+        "set -- " + " ".join(shlex.quote(arg) for arg in args),
+        f'exec "${{SCALETRAIN_PYTHON:-python}}" -m {module} "$@"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _header(options: tuple[tuple[str, str | None], ...], args: tuple[str, ...], what: str) -> list[str]:
+    """The shebang and the #SBATCH lines; refuses a value sbatch would not read back, or an argument with a NUL."""
+    for key, value in options:
+        if value is not None and (problem := value_problem(value)):
+            raise ConfigError(f"#SBATCH --{key}={value!r} cannot be written: it {problem}; change the setting.")
+    if any("\0" in arg for arg in args):
+        raise ConfigError(
+            "an override or the run directory holds a NUL character, which a script cannot carry; remove it."
+        )
+    lines = ["#!/bin/bash", f"# Rendered by scaletrain's launcher=slurm ({what})."]
+    for key, value in options:
+        lines.append(f"#SBATCH --{key}" if value is None else f"#SBATCH --{key}={shlex.quote(value)}")
+    return lines
 
 
 def sbatch_refusal(script: Path, stderr: str, stdout: str, returncode: int) -> str:

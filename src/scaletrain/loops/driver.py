@@ -17,7 +17,7 @@ from scaletrain.context import RunContext
 from scaletrain.loops.progress import Progress, log_done
 from scaletrain.loops.stepper import Stepper
 from scaletrain.metrics import ThroughputMeter
-from scaletrain.scaling.model import fit_alpha_beta
+from scaletrain.scaling.model import FIT_QUANTILE, fit_alpha_beta_range, quantile
 from scaletrain.stragglers import StragglerDetector, own_times
 
 log = logging.getLogger("scaletrain")
@@ -148,19 +148,36 @@ def _resume(ctx: RunContext, stepper: Stepper) -> int:
 
 
 def allreduce_benchmark(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
-    """Time all-reduces of several sizes on the training collectives and fit the α-β model (medians of repeats)."""
+    """Time all-reduces of several sizes on the training collectives and fit the α-β model with its range
+    (scaling.model.fit_alpha_beta_range: a low quantile of the repeats per size, a bootstrap over them)."""
     cfg = ctx.job.scaling
-    medians = []
-    for nbytes in cfg.allreduce_sizes_bytes:
-        times = [stepper.allreduce_time_s(nbytes) for _ in range(cfg.allreduce_repeats + 2)][2:]  # two warm-ups
-        # The collective ends for everyone when it ends for the slowest rank: take the largest median.
-        medians.append(max(stepper.per_rank(statistics.median(times))))
-    fit = fit_alpha_beta(cfg.allreduce_sizes_bytes, medians, stepper.replicas)
+    started = time.perf_counter()
+    sizes = list(cfg.allreduce_sizes_bytes)
+    repeats: list[list[float]] = [[] for _ in sizes]
+    for round_ in range(cfg.allreduce_repeats + 2):  # two warm-up rounds
+        # Interleaved: every round times each size once, so a busy spell on the host slows all sizes alike
+        # instead of the one being timed (which would tilt the fit's line).
+        for i, nbytes in enumerate(sizes):
+            t = stepper.allreduce_time_s(nbytes)
+            if round_ >= 2:
+                # The collective ends for everyone when it ends for the slowest rank: a repeat's time is the largest.
+                repeats[i].append(max(stepper.per_rank(t)))
+    medians = [statistics.median(r) for r in repeats]
+    fitted = fit_alpha_beta_range(cfg.allreduce_sizes_bytes, repeats, stepper.replicas)
+    fit = fitted.fit
     return {
         "sizes_bytes": list(cfg.allreduce_sizes_bytes),
         "median_time_s": medians,
+        "time_s": [quantile(r, FIT_QUANTILE) for r in repeats],  # what the fit used
+        "time_quantile": FIT_QUANTILE,
+        "repeats": cfg.allreduce_repeats,
         "alpha_s": fit.alpha_s,
         "beta_s_per_byte": fit.beta_s_per_byte,
         "bandwidth_gbit_per_s": fit.bandwidth_gbit_per_s,
+        "alpha_s_low": fitted.alpha_s_low,
+        "alpha_s_high": fitted.alpha_s_high,
+        "beta_s_per_byte_low": fitted.beta_s_per_byte_low,
+        "beta_s_per_byte_high": fitted.beta_s_per_byte_high,
         "world_size": stepper.replicas,
+        "measure_time_s": time.perf_counter() - started,  # timing and fitting, all sizes and repeats
     }

@@ -6,6 +6,7 @@ XLA devices for xla. A figure a run did not measure stays ``None`` in its row an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from scaletrain.scaling.model import AlphaBeta, Throughput, efficiency, predicted_step_time_s
@@ -25,6 +26,7 @@ COLUMNS = (
     "compute_slowdown",
     "exposed_comm_s",
     "predicted_comm_s",
+    "status",  # ok, or failed: the point's run left no summary (why: the "failed" sentences)
 )
 PREDICTION = (
     "step(N) = step(1) × per-device batch ratio + ring all-reduce of the gradients "
@@ -41,15 +43,27 @@ def fitted_model(points: list[RunSummary]) -> AlphaBeta | None:
     return AlphaBeta(best["alpha_s"], best["beta_s_per_byte"], best["world_size"])
 
 
-def analyse(mode: str, points: list[RunSummary]) -> dict[str, Any]:
-    """Rows of the scaling table, in world-size order, with efficiencies against the measured 1-device run."""
+def analyse(
+    mode: str, points: list[RunSummary], failed: Mapping[int, str] | None = None, scaling: Any = None
+) -> dict[str, Any]:
+    """Rows of the scaling table, in world-size order, with efficiencies against the measured 1-device run.
+
+    ``scaling``: the job's ScalingConfig; when it asks for a forecast (forecast_world_sizes, or a stated network)
+    the result gets a "forecast" section (scaling.forecast.section).
+
+    ``failed``: the world sizes whose run left no summary, each with why; each is a row with status "failed". Without
+    the 1-device run no efficiency can be computed: the other rows keep their throughput only.
+    """
+    failed = dict(failed or {})
     points = sorted(points, key=lambda p: p.devices)
-    base = points[0]
-    if base.devices != 1:
+    base = points[0] if points and points[0].devices == 1 else None
+    if base is None and 1 not in failed:
         raise ValueError("a scaling analysis needs the measured 1-device run as its baseline")
     model = fitted_model(points)
-    measured = all(p.has_throughput for p in points)
+    measured = base is not None and all(p.has_throughput for p in points)
     rows = [_row(mode, p, base, model) if measured else _unmeasured_row(p) for p in points]
+    rows += [{**_empty_row(size), "status": "failed"} for size in failed]
+    rows.sort(key=lambda r: r["world_size"])
     result: dict[str, Any] = {
         "mode": mode,
         "rows": rows,
@@ -61,11 +75,18 @@ def analyse(mode: str, points: list[RunSummary]) -> dict[str, Any]:
             "bandwidth_gbit_per_s": model.bandwidth_gbit_per_s,
             "fitted_at_world_size": model.world_size,
         },
-        "gradient_bytes": base.gradient_bytes,
+        "gradient_bytes": base.gradient_bytes if base else None,
         "prediction": PREDICTION,
     }
-    result["not_measured"] = _not_measured(points, measured)
+    result["failed"] = [f"world size {size}: {why}" for size, why in sorted(failed.items())]
+    result["not_measured"] = _not_measured(points, measured) if base else [_NO_BASELINE]
     result["stragglers"] = _stragglers(points)
+    if scaling is not None:
+        from scaletrain.scaling import forecast
+
+        section = forecast.section(mode, points, scaling)
+        if section is not None:
+            result["forecast"] = section
     return result
 
 
@@ -109,6 +130,7 @@ def _row(mode: str, p: RunSummary, base: RunSummary, model: AlphaBeta | None) ->
     compute_s = p.compute_time_s if p.compute_time_s is not None else p.step_time_s
     base_compute_s = base.compute_time_s if base.compute_time_s is not None else base.step_time_s
     row = {
+        "status": "ok",
         "world_size": n,
         "global_batch_size": p.global_batch_size,
         "samples_per_s": p.samples_per_s,
@@ -133,5 +155,19 @@ def _row(mode: str, p: RunSummary, base: RunSummary, model: AlphaBeta | None) ->
     return row
 
 
+_NO_BASELINE = (
+    "efficiency and the prediction were not computed: the 1-device run, every point's baseline, failed; rerun it "
+    "and analyse the sweep again (python -m scaletrain.scaling SWEEP_DIR)"
+)
+
+
+def _empty_row(world_size: int) -> dict[str, Any]:
+    return {**dict.fromkeys(COLUMNS), "world_size": world_size}
+
+
 def _unmeasured_row(p: RunSummary) -> dict[str, Any]:
-    return {**dict.fromkeys(COLUMNS), "world_size": p.devices, "global_batch_size": p.global_batch_size}
+    row = {**_empty_row(p.devices), "global_batch_size": p.global_batch_size, "status": "ok"}
+    if p.has_throughput:  # measured, but no baseline to compare with
+        row.update(samples_per_s=p.samples_per_s, samples_per_s_per_device=p.samples_per_s_per_device)
+        row["step_time_s"] = p.step_time_s
+    return row

@@ -6,6 +6,7 @@ Throughputs are samples_per_s over all ranks; per-device throughput divides by t
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,16 +47,99 @@ class AlphaBeta:
         return buckets * 2 * (n - 1) * self.alpha_s + ring_allreduce_factor(n) * nbytes * self.beta_s_per_byte
 
 
-def fit_alpha_beta(sizes_bytes: Sequence[float], times_s: Sequence[float], world_size: int) -> AlphaBeta:
-    """Least-squares line through (wire bytes, time); intercept and slope give α and β (clamped at 0)."""
+def fit_alpha_beta(
+    sizes_bytes: Sequence[float], times_s: Sequence[float], world_size: int, relative_error: bool = False
+) -> AlphaBeta:
+    """Least-squares line through (wire bytes, time); intercept and slope give α and β (clamped at 0).
+
+    ``relative_error``: weight each point by 1/time², i.e. minimise relative rather than absolute residuals. An
+    unweighted fit lets the largest message (milliseconds) set the intercept, so 1 % of noise there moves α by
+    more than the small messages' whole time; weighted, the small messages set α and the large ones β."""
     if world_size < 2 or len(sizes_bytes) < 2 or len(sizes_bytes) != len(times_s):
         raise ValueError("an α-β fit needs at least two message sizes measured at a world size of 2 or more")
     xs = [ring_allreduce_factor(world_size) * s for s in sizes_bytes]
-    mean_x, mean_y = sum(xs) / len(xs), sum(times_s) / len(times_s)
-    sxx = sum((x - mean_x) ** 2 for x in xs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, times_s, strict=True)) / sxx if sxx else 0.0
+    ws = [1 / t**2 if relative_error and t > 0 else 1.0 for t in times_s]
+    total = sum(ws)
+    mean_x = sum(w * x for w, x in zip(ws, xs, strict=True)) / total
+    mean_y = sum(w * y for w, y in zip(ws, times_s, strict=True)) / total
+    sxx = sum(w * (x - mean_x) ** 2 for w, x in zip(ws, xs, strict=True))
+    sxy = sum(w * (x - mean_x) * (y - mean_y) for w, x, y in zip(ws, xs, times_s, strict=True))
+    slope = sxy / sxx if sxx else 0.0
     intercept = mean_y - slope * mean_x
     return AlphaBeta(max(intercept, 0.0) / (2 * (world_size - 1)), max(slope, 0.0), world_size)
+
+
+FIT_QUANTILE = 0.2  # each message size's time: the fastest fifth of its repeats (see fit_alpha_beta_range)
+FIT_RESAMPLES = 200  # bootstrap resamples behind the fit's range
+FIT_INTERVAL = (0.05, 0.95)  # the range reported: the 5th to 95th percentile of the resampled fits
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values``, linear between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("a quantile of no values")
+    k = (len(ordered) - 1) * q
+    lo = math.floor(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@dataclass(frozen=True)
+class AlphaBetaRange:
+    """An α-β fit with its uncertainty: ``fit`` from all repeats, the bounds from a bootstrap over the repeats."""
+
+    fit: AlphaBeta
+    alpha_s_low: float
+    alpha_s_high: float
+    beta_s_per_byte_low: float
+    beta_s_per_byte_high: float
+
+    @property
+    def optimistic(self) -> AlphaBeta:
+        """The fastest network the repeats allow (low α and low β): the forecast's high end."""
+        return AlphaBeta(self.alpha_s_low, self.beta_s_per_byte_low, self.fit.world_size)
+
+    @property
+    def pessimistic(self) -> AlphaBeta:
+        """The slowest network the repeats allow (high α and high β together, a conservative pairing)."""
+        return AlphaBeta(self.alpha_s_high, self.beta_s_per_byte_high, self.fit.world_size)
+
+
+def fit_alpha_beta_range(
+    sizes_bytes: Sequence[float],
+    repeats_s: Sequence[Sequence[float]],
+    world_size: int,
+    q: float = FIT_QUANTILE,
+    resamples: int = FIT_RESAMPLES,
+    seed: int = 0,
+) -> AlphaBetaRange:
+    """The α-β fit of repeated timings (``repeats_s[i]``: every repeat at ``sizes_bytes[i]``) with a range.
+
+    Each size's time is the ``q`` quantile of its repeats, not the median: on a shared host noise only ever adds
+    time (a descheduled rank costs a scheduler tick, milliseconds, against a sub-millisecond collective), and
+    the repeats are bimodal, so a median flips between the quiet and the preempted mode from one sweep to the
+    next and α with it (0.5 µs in one recorded sweep, 706 µs in the next). The fit weights relative error
+    (``fit_alpha_beta(relative_error=True)``). The range: the 5th–95th percentile of α and of β over
+    ``resamples`` bootstrap resamples of the repeats (seeded, so the same timings give the same range)."""
+    if len(repeats_s) != len(sizes_bytes) or any(not r for r in repeats_s):
+        raise ValueError("every message size needs at least one timed repeat")
+    fit = fit_alpha_beta(sizes_bytes, [quantile(r, q) for r in repeats_s], world_size, relative_error=True)
+    rng = random.Random(seed)
+    alphas, betas = [], []
+    for _ in range(resamples):
+        times = [quantile([rng.choice(r) for _ in r], q) for r in repeats_s]
+        sample = fit_alpha_beta(sizes_bytes, times, world_size, relative_error=True)
+        alphas.append(sample.alpha_s)
+        betas.append(sample.beta_s_per_byte)
+    lo, hi = FIT_INTERVAL
+    return AlphaBetaRange(
+        fit,
+        min(fit.alpha_s, quantile(alphas, lo)),
+        max(fit.alpha_s, quantile(alphas, hi)),
+        min(fit.beta_s_per_byte, quantile(betas, lo)),
+        max(fit.beta_s_per_byte, quantile(betas, hi)),
+    )
 
 
 def ddp_buckets(gradient_bytes: float, bucket_bytes: float = DDP_BUCKET_BYTES) -> int:

@@ -28,7 +28,12 @@ def table(analysis: dict[str, Any]) -> str:
     keys = list(_HEADERS)
     lines = ["| " + " | ".join(_HEADERS[k] for k in keys) + " |", "|" + "---|" * len(keys)]
     for row in analysis["rows"]:
-        lines.append("| " + " | ".join(_cell(k, row[k]) for k in keys) + " |")
+        cells = [_cell(k, row[k]) for k in keys]
+        if row.get("status") == "failed":
+            cells[0] += " (failed)"
+        lines.append("| " + " | ".join(cells) + " |")
+    for sentence in analysis.get("failed", []):
+        lines += ["", f"Failed: {sentence}."]
     for sentence in analysis.get("not_measured", []):
         lines += ["", f"Not measured: {sentence}."]
     for sentence in analysis.get("stragglers", []):
@@ -44,6 +49,10 @@ def table(analysis: dict[str, Any]) -> str:
             f"α-β fit at N={ab['fitted_at_world_size']}: α = {ab['alpha_s'] * 1e6:.1f} µs per ring step, "
             f"bandwidth = {shown}; gradients {_mib(analysis['gradient_bytes'])}"
         )
+    if analysis.get("forecast"):
+        from scaletrain.scaling import forecast
+
+        lines += forecast.table(analysis["forecast"])
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ def resized_launcher(job: Job, world_size: int, largest: int) -> Any:
         raise ConfigError(
             f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local or launcher=ray."
         )
-    return hook(job.launcher, world_size, largest)
+    return hook(job, world_size, largest)
 
 
 def point_job(job: Job, world_size: int, largest: int, group: str) -> Job:
@@ -53,30 +53,86 @@ def point_job(job: Job, world_size: int, largest: int, group: str) -> Job:
     )
 
 
-def run_sweep(job: Job, run_one: Callable[[Job], int]) -> int:
-    sizes = sorted(job.scaling.world_sizes)
-    if sizes[0] != 1:
+def sizes(job: Job) -> list[int]:
+    """The sweep's world sizes, in order, with the 1-device baseline every efficiency is measured against."""
+    found = sorted(set(job.scaling.world_sizes))
+    return found if found[0] == 1 else [1, *found]
+
+
+def group(job: Job) -> str:
+    """The W&B group of the sweep's runs (logger.group when set)."""
+    return job.logger.group or f"{job.workload.name}-{job.strategy.name}-{Path(job.output_dir).name}"
+
+
+def plan(job: Job) -> list[Job]:
+    """Every point's job, each checked before the first one starts (or is submitted)."""
+    if job.scaling.world_sizes and min(job.scaling.world_sizes) > 1:
         log.info("adding world size 1: efficiency is measured against the 1-rank run")
-        sizes = [1, *sizes]
-    sweep_dir = Path(job.output_dir)
-    group = f"{job.workload.name}-{job.strategy.name}-{sweep_dir.name}"
-    points = [point_job(job, n, sizes[-1], group) for n in sizes]
-    for point in points:  # every size is checked before the first one starts
+    found = sizes(job)
+    points = [point_job(job, n, found[-1], group(job)) for n in found]
+    for point in points:
         launchers.create(point).preflight()
-    summaries = []
-    for size, point in zip(sizes, points, strict=True):
-        log.info("scaling sweep: world size %d", size)
+    return points
+
+
+def run_sweep(job: Job, run_one: Callable[[Job], int]) -> int:
+    """Run every point here, one after another, then analyse; under launcher=slurm, submit them (slurm_sweep)."""
+    points = plan(job)
+    sweep_dir = Path(job.output_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    job.save_json(sweep_dir / JOB_FILE)  # what `python -m scaletrain.scaling DIR` re-analyses from
+    if job.launcher.name == "slurm":
+        from scaletrain.launchers import slurm_sweep
+
+        return slurm_sweep.submit(job, points)
+    for point in points:
+        log.info("scaling sweep: world size %d", point_size(point))
         code = run_one(point)
         if code != 0:
             log.error("scaling sweep stopped: the run at world size %s failed", point.output_dir)
             return code
-        summaries.append(RunSummary.read(Path(point.output_dir)))
-    result = analysis.analyse(job.scaling.mode, summaries)
+    return report_sweep(sweep_dir, job, points)
+
+
+JOB_FILE = "job.json"
+
+
+def point_size(point: Job) -> int:
+    return int(Path(point.output_dir).name.removeprefix("world_size_"))
+
+
+def report_sweep(sweep_dir: Path, job: Job, points: list[Job], wandb: bool = True) -> int:
+    """Analyse the points' summaries (a point without one is a failed row), write the report, print the table and
+    log it to W&B; 0 when every point has a summary, 1 when one failed, 2 when none has."""
+    summaries, failed = [], {}
+    for point in points:
+        out = Path(point.output_dir)
+        if (out / "summary.json").is_file():
+            summaries.append(RunSummary.read(out))
+        else:
+            failed[point_size(point)] = _why_failed(out)
+    if not summaries:
+        log.error("scaling sweep in %s: no point left a summary.json: %s", sweep_dir, "; ".join(failed.values()))
+        return 2
+    result = analysis.analyse(job.scaling.mode, summaries, failed, scaling=job.scaling)
     paths = report.write(result, sweep_dir)
     print(report.table(result), flush=True)
     log.info("scaling results: %s", ", ".join(str(p) for p in paths.values()))
-    if job.logger.name == "wandb":
+    if wandb and job.logger.name == "wandb":
         from scaletrain import tracking
 
-        tracking.log_sweep(dataclasses.replace(job, logger=points[0].logger), result, paths.get("png"))
-    return 0
+        logger = dataclasses.replace(job.logger, group=group(job))
+        tracking.log_sweep(dataclasses.replace(job, logger=logger), result, paths.get("png"))
+    return 1 if failed else 0
+
+
+def _why_failed(run_dir: Path) -> str:
+    """Why a point left no summary: its SLURM job's end state where it was one, else that its run did not finish."""
+    job_file = run_dir / "slurm_job_id"
+    if job_file.is_file():
+        from scaletrain.launchers import slurm_cluster
+
+        job_id = job_file.read_text().strip()
+        state, code = slurm_cluster.final_state(job_id, settle_s=0)
+        return f"SLURM job {job_id} ended {state} (exit code {code}) without a summary.json; its log: {run_dir}"
+    return f"no summary.json in {run_dir}: the run failed or did not finish"

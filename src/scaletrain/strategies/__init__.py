@@ -25,6 +25,11 @@ def framework(job: Job) -> str:
     return importlib.import_module(f"scaletrain.strategies.{job.strategy.name}").FRAMEWORK
 
 
+def needs_worker_addresses(job: Job) -> bool:
+    """Whether the strategy's ranks name every peer's address before they start (its ``WORKER_ADDRESSES``)."""
+    return getattr(importlib.import_module(f"scaletrain.strategies.{job.strategy.name}"), "WORKER_ADDRESSES", False)
+
+
 def preflight(job: Job) -> None:
     """Checks the driver makes before anything starts (e.g. a GPU backend on a host without GPUs)."""
     importlib.import_module(f"scaletrain.strategies.{job.strategy.name}").preflight(job)
