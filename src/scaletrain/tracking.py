@@ -411,6 +411,10 @@ def log_sweep(job: Any, analysis: Mapping[str, Any], plot_path: Path | None) -> 
     if rows:
         columns, data = table_data(rows)
         charts["scaling_table"] = wandb.Table(columns=columns, data=data, allow_mixed_types=True)  # failed rows
+    forecast = (analysis.get("forecast") or {}).get("rows")
+    if forecast:  # sizes the sweep did not run: no-overlap and full-overlap bounds, with their ranges
+        columns, data = table_data(forecast)
+        charts["forecast_table"] = wandb.Table(columns=columns, data=data, allow_mixed_types=True)
     if plot_path is not None:  # no plot when nothing was measured
         charts["scaling_plot"] = wandb.Image(str(plot_path))
     charts.update(scaling_charts(wandb, rows))

@@ -85,8 +85,9 @@ def test_resumed_run_continues_the_same_wandb_run(scaletrain, tmp_path):
 
 def test_sweep_runs_share_one_wandb_group_with_a_summary_run(scaletrain):
     run = scaletrain(
-        *SMALL, "scaling.world_sizes=[1,2]", "scaling.allreduce_repeats=1", "logger=wandb", "logger.mode=offline"
-    )
+        *SMALL, "scaling.world_sizes=[1,2]", "scaling.allreduce_repeats=1", "logger=wandb", "logger.mode=offline",
+        "scaling.forecast_world_sizes=[8,64]",
+    )  # fmt: skip
     assert run.returncode == 0, run.output
     runs = [read_run(p) for p in offline_runs(run.dir)]
     assert len(runs) == 3  # world size 1, world size 2, and the sweep summary
@@ -141,3 +142,7 @@ def test_sweep_runs_share_one_wandb_group_with_a_summary_run(scaletrain):
     assert summary.chart("time_split_chart")["fieldSettings"]["lineVal"] == "fraction"
     assert summary.chart("time_split_bars")["panelDefId"] == "wandb/bar/v0"
     assert len(summary.table("time_split_bars_table")) == 6  # three parts at each of the two world sizes
+    forecast = {r["world_size"]: r for r in summary.table("forecast_table")}  # the sizes not run, as forecast
+    assert sorted(forecast) == [8, 64]
+    for row in result["forecast"]["rows"]:
+        assert forecast[row["world_size"]]["efficiency_no_overlap"] == pytest.approx(row["efficiency_no_overlap"])
