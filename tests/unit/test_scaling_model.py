@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scaletrain.scaling import analysis, baseline, model
+from scaletrain.scaling import analysis, baseline, model, report
 from scaletrain.summary import RunSummary
 
 
@@ -127,3 +127,42 @@ def test_single_run_finds_its_one_rank_sibling_in_the_sweep_directory(tmp_path):
     assert strong["efficiency_mode"] == "strong" and strong["efficiency"] == pytest.approx(0.75)
     assert baseline.single_run_efficiency(tmp_path / "3") is None
     assert baseline.single_run_efficiency(tmp_path / "0") is None
+
+
+def test_full_overlap_bound_hides_the_allreduce_behind_compute():
+    ab = {"alpha_s": 0.0, "beta_s_per_byte": 1e-9, "world_size": 2}  # 4 MB of gradients: 4 ms at N=2
+    points = [_summary(1, 1000.0, 0.1, 100), _summary(2, 1600.0, 0.125, 200, allreduce=ab)]
+    two = analysis.analyse("weak", points)["rows"][1]
+    assert two["predicted_efficiency"] == pytest.approx(0.1 / 0.104)
+    assert two["predicted_efficiency_full_overlap"] == pytest.approx(1.0)  # max(0.1 s compute, 4 ms comm)
+
+
+@pytest.mark.parametrize(
+    ("split", "term"),
+    [
+        ({"compute_time_s": 0.15, "data_time_s": 0.01, "exposed_comm_s": 0.004}, "the compute term is off"),
+        ({"compute_time_s": 0.09, "data_time_s": 0.06, "exposed_comm_s": 0.004}, "the data term is off"),
+        ({"compute_time_s": 0.09, "data_time_s": 0.01, "exposed_comm_s": 0.06}, "the communication term is off"),
+    ],
+)
+def test_a_point_below_the_no_overlap_bound_names_the_term_that_is_off(split, term):
+    step = sum(split.values())
+    points = [
+        _summary(1, 1000.0, 0.1, 100, compute_time_s=0.09, data_time_s=0.01, exposed_comm_s=0.0),
+        _summary(2, 200 / step, step, 200, allreduce={"alpha_s": 0.0, "beta_s_per_byte": 1e-9, "world_size": 2},
+                 **split),
+    ]  # fmt: skip
+    result = analysis.analyse("weak", points)
+    (sentence,) = result["off_bounds"]
+    assert sentence.startswith("at world size 2 the measured efficiency") and "below the no-overlap bound" in sentence
+    assert term in sentence
+    assert f"Off the bounds: {sentence}." in report.table(result)
+
+
+def test_a_point_within_the_bounds_says_nothing_and_one_above_blames_the_baseline():
+    ab = {"alpha_s": 0.0, "beta_s_per_byte": 1e-9, "world_size": 2}
+    inside = [_summary(1, 1000.0, 0.1, 100), _summary(2, 1950.0, 0.1026, 200, allreduce=ab)]
+    assert analysis.analyse("weak", inside)["off_bounds"] == []
+    above = [_summary(1, 1000.0, 0.1, 100), _summary(2, 2400.0, 0.0833, 200, allreduce=ab)]
+    (sentence,) = analysis.analyse("weak", above)["off_bounds"]
+    assert "above even the full-overlap bound" in sentence and "rerun the 1-device point" in sentence

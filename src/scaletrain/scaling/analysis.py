@@ -20,6 +20,7 @@ COLUMNS = (
     "step_time_s",
     "efficiency",
     "predicted_efficiency",
+    "predicted_efficiency_full_overlap",
     "comm_fraction",
     "data_fraction",
     "compute_time_s",
@@ -81,6 +82,7 @@ def analyse(
     result["failed"] = [f"world size {size}: {why}" for size, why in sorted(failed.items())]
     result["not_measured"] = _not_measured(points, measured) if base else [_NO_BASELINE]
     result["stragglers"] = _stragglers(points)
+    result["off_bounds"] = _off_bounds(points, rows) if measured and base.gradient_bytes is not None else []
     if scaling is not None:
         from scaletrain.scaling import forecast
 
@@ -138,6 +140,7 @@ def _row(mode: str, p: RunSummary, base: RunSummary, model: AlphaBeta | None) ->
         "step_time_s": p.step_time_s,
         "efficiency": efficiency(mode, n, p, base),
         "predicted_efficiency": None,
+        "predicted_efficiency_full_overlap": None,
         "comm_fraction": p.comm_fraction if p.comm_measured else None,
         "data_fraction": (p.data_time_s or 0.0) / p.step_time_s,
         "compute_time_s": compute_s,
@@ -152,7 +155,64 @@ def _row(mode: str, p: RunSummary, base: RunSummary, model: AlphaBeta | None) ->
         predicted = Throughput(per_device * n, per_device, predicted_step)
         row["predicted_efficiency"] = efficiency(mode, n, predicted, base)
         row["predicted_comm_s"] = predicted_step - base.step_time_s * batch_ratio
+        overlapped_step = max(base.step_time_s * batch_ratio, row["predicted_comm_s"])  # comm hidden behind compute
+        per_device = p.global_batch_size / n / overlapped_step
+        overlapped = Throughput(per_device * n, per_device, overlapped_step)
+        row["predicted_efficiency_full_overlap"] = efficiency(mode, n, overlapped, base)
     return row
+
+
+BOUNDS_TOLERANCE = 0.02  # efficiency points: a measured point this close to a bound counts as inside
+
+
+def _off_bounds(points: list[RunSummary], rows: list[dict[str, Any]]) -> list[str]:
+    """One sentence per point whose measured efficiency lies outside the model's bounds (no overlap of communication
+    with compute, full overlap), naming the term of the model that is off: the one whose measured time exceeds
+    its 1-device share (or the prediction, for communication) the most."""
+    by_size = {r["world_size"]: r for r in rows}
+    base = points[0]
+    notes = []
+    for p in points[1:]:
+        row = by_size[p.devices]
+        low, high, measured = row["predicted_efficiency"], row["predicted_efficiency_full_overlap"], row["efficiency"]
+        if low is None or high is None or low - BOUNDS_TOLERANCE <= measured <= high + BOUNDS_TOLERANCE:
+            continue
+        where = f"at world size {p.devices} the measured efficiency {measured:.1%}"
+        if measured > high:
+            notes.append(
+                f"{where} is above even the full-overlap bound {high:.1%}: the compute term is off the other way, the "
+                f"1-device step ({base.step_time_s * 1e3:.2f} ms) was slower per sample than the same work at "
+                f"N={p.devices} (a cold or disturbed baseline: rerun the 1-device point)"
+            )
+            continue
+        notes.append(f"{where} is below the no-overlap bound {low:.1%}: " + _largest_excess(p, base, row))
+    return notes
+
+
+def _largest_excess(p: RunSummary, base: RunSummary, row: dict[str, Any]) -> str:
+    ratio = (p.global_batch_size / p.devices) / base.global_batch_size
+    ms = 1e3
+    base_compute = (base.compute_time_s if base.compute_time_s is not None else base.step_time_s) * ratio
+    excess = {
+        "compute": (
+            row["compute_time_s"] - base_compute,
+            f"compute per step {row['compute_time_s'] * ms:.2f} ms against {base_compute * ms:.2f} ms of the same "
+            "work at N=1: shared cores, memory bandwidth or a straggler",
+        ),
+        "data": (
+            (p.data_time_s or 0.0) - (base.data_time_s or 0.0) * ratio,
+            f"waiting for data {(p.data_time_s or 0.0) * ms:.2f} ms per step against "
+            f"{(base.data_time_s or 0.0) * ratio * ms:.2f} ms at N=1: the input pipeline",
+        ),
+    }
+    if row["exposed_comm_s"] is not None and row["predicted_comm_s"] is not None:
+        excess["communication"] = (
+            row["exposed_comm_s"] - row["predicted_comm_s"],
+            f"exposed all-reduce {row['exposed_comm_s'] * ms:.2f} ms per step against {row['predicted_comm_s'] * ms:.2f}"
+            " ms predicted with no overlap: the network was slower than the α-β fit says",
+        )
+    term, (_, detail) = max(excess.items(), key=lambda item: item[1][0])
+    return f"the {term} term is off ({detail})"
 
 
 _NO_BASELINE = (

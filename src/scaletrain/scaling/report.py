@@ -17,6 +17,7 @@ _HEADERS = {
     "step_time_s": "step s",
     "efficiency": "efficiency",
     "predicted_efficiency": "predicted",
+    "predicted_efficiency_full_overlap": "full overlap",
     "comm_fraction": "comm frac",
     "data_fraction": "data frac",
     "compute_slowdown": "compute ×",
@@ -38,6 +39,8 @@ def table(analysis: dict[str, Any]) -> str:
         lines += ["", f"Not measured: {sentence}."]
     for sentence in analysis.get("stragglers", []):
         lines += ["", f"Straggler: {sentence}."]
+    for sentence in analysis.get("off_bounds", []):
+        lines += ["", f"Off the bounds: {sentence}."]
     ab = analysis.get("alpha_beta")
     if ab:
         lines.append("")
@@ -65,7 +68,13 @@ def _cell(key: str, value: float | None) -> str:
         return "–"  # not measured: the sentence under the table, or the framework's (see README)
     if key in ("world_size", "global_batch_size"):
         return str(int(value))
-    if key in ("efficiency", "predicted_efficiency", "comm_fraction", "data_fraction"):
+    if key in (
+        "efficiency",
+        "predicted_efficiency",
+        "predicted_efficiency_full_overlap",
+        "comm_fraction",
+        "data_fraction",
+    ):
         return f"{value:.1%}"
     if key == "step_time_s":
         return f"{value:.4f}"
