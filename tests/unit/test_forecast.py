@@ -25,16 +25,28 @@ def _same(m) -> forecast.Models:
 # ---- the fit's range ------------------------------------------------------------------------------------------
 
 
-def test_weighted_fit_recovers_alpha_that_an_unweighted_fit_loses_to_noise_on_the_largest_message():
+def test_two_regime_fit_recovers_alpha_that_one_unweighted_line_loses_to_noise_on_the_largest_message():
     alpha, beta, n = 100e-6, 8 / 10e9, 2
     sizes = [4096, 16384, 65536, 262144, 1 * MIB, 4 * MIB, 16 * MIB]
     times = [2 * (n - 1) * alpha + s * beta for s in sizes]
     times[5] *= 0.9  # 10 % of noise on the 3.5 ms message and 5 % on the 13 ms one: more than the small
     times[6] *= 1.05  # messages' whole 0.2 ms
-    weighted = model.fit_alpha_beta(sizes, times, n, relative_error=True)
+    regimes = model.fit_alpha_beta_regimes(sizes, times, n)
     plain = model.fit_alpha_beta(sizes, times, n)
-    assert weighted.alpha_s == pytest.approx(alpha, rel=0.02)
+    assert regimes.alpha_s == pytest.approx(alpha, rel=0.05)
     assert abs(plain.alpha_s - alpha) > 0.3 * alpha
+
+
+def test_two_regime_fit_finds_a_shaped_links_sustained_bandwidth_behind_its_burst():
+    """A token bucket (tc tbf, 64 KiB burst) lets small messages through at line rate and holds large ones to the
+    shaped rate: β must come from the large ones (a relative-error line took it from the small ones: 2.5x off)."""
+    n, alpha, line, shaped, burst = 2, 100e-6, 8 / 13e9, 8 / 0.2e9, 64 * 1024
+    sizes = [4096, 16384, 65536, 262144, 1 * MIB, 4 * MIB, 16 * MIB]
+    wire = [model.ring_allreduce_factor(n) * s for s in sizes]
+    times = [2 * alpha + min(w, burst) * line + max(0.0, w - burst) * shaped for w in wire]
+    fit = model.fit_alpha_beta_regimes(sizes, times, n)
+    assert fit.bandwidth_gbit_per_s == pytest.approx(0.2, rel=0.05)
+    assert model.fit_alpha_beta(sizes, times, n, relative_error=True).bandwidth_gbit_per_s > 0.3
 
 
 def test_quantile_interpolates_between_order_statistics():

@@ -208,8 +208,9 @@ def _largest_excess(p: RunSummary, base: RunSummary, row: dict[str, Any]) -> str
     if row["exposed_comm_s"] is not None and row["predicted_comm_s"] is not None:
         excess["communication"] = (
             row["exposed_comm_s"] - row["predicted_comm_s"],
-            f"exposed all-reduce {row['exposed_comm_s'] * ms:.2f} ms per step against {row['predicted_comm_s'] * ms:.2f}"
-            " ms predicted with no overlap: the network was slower than the α-β fit says",
+            f"exposed all-reduce {row['exposed_comm_s'] * ms:.2f} ms per step against "
+            f"{row['predicted_comm_s'] * ms:.2f} ms predicted with no overlap: the network was slower than the α-β "
+            "fit says",
         )
     term, (_, detail) = max(excess.items(), key=lambda item: item[1][0])
     return f"the {term} term is off ({detail})"

@@ -69,6 +69,25 @@ def fit_alpha_beta(
     return AlphaBeta(max(intercept, 0.0) / (2 * (world_size - 1)), max(slope, 0.0), world_size)
 
 
+def fit_alpha_beta_regimes(sizes_bytes: Sequence[float], times_s: Sequence[float], world_size: int) -> AlphaBeta:
+    """β from the large messages, α from the small ones: the two regimes of a real link.
+
+    β is the least-squares slope over the larger half of the sizes (bandwidth-bound, as gradient buckets of
+    megabytes are); α is what remains of the smaller half's times once their bytes are paid at that β. One line
+    through every size cannot serve both: unweighted, 1 % of noise on the largest message moves α by more than a
+    small message's whole time; weighted by relative error, the small messages set β too, and on a shaped link
+    (a token bucket lets a burst of kilobytes through at line rate) that overstates its sustained bandwidth by
+    2.5× (0.5 Gbit/s fitted on a 200 Mbit/s link). With fewer than four sizes: one unweighted line."""
+    if len(sizes_bytes) < 4:
+        return fit_alpha_beta(sizes_bytes, times_s, world_size)
+    order = sorted(range(len(sizes_bytes)), key=lambda i: sizes_bytes[i])
+    small, large = order[: len(order) // 2], order[len(order) // 2 :]
+    beta = fit_alpha_beta([sizes_bytes[i] for i in large], [times_s[i] for i in large], world_size).beta_s_per_byte
+    factor = ring_allreduce_factor(world_size)
+    latency = sum(times_s[i] - factor * sizes_bytes[i] * beta for i in small) / len(small)
+    return AlphaBeta(max(latency, 0.0) / (2 * (world_size - 1)), beta, world_size)
+
+
 FIT_QUANTILE = 0.2  # each message size's time: the fastest fifth of its repeats (see fit_alpha_beta_range)
 FIT_RESAMPLES = 200  # bootstrap resamples behind the fit's range
 FIT_INTERVAL = (0.05, 0.95)  # the range reported: the 5th to 95th percentile of the resampled fits
@@ -119,17 +138,17 @@ def fit_alpha_beta_range(
     Each size's time is the ``q`` quantile of its repeats, not the median: on a shared host noise only ever adds
     time (a descheduled rank costs a scheduler tick, milliseconds, against a sub-millisecond collective), and
     the repeats are bimodal, so a median flips between the quiet and the preempted mode from one sweep to the
-    next and α with it (0.5 µs in one recorded sweep, 706 µs in the next). The fit weights relative error
-    (``fit_alpha_beta(relative_error=True)``). The range: the 5th–95th percentile of α and of β over
-    ``resamples`` bootstrap resamples of the repeats (seeded, so the same timings give the same range)."""
+    next and α with it (0.5 µs in one recorded sweep, 706 µs in the next). The fit takes β from the large
+    messages and α from the small ones (``fit_alpha_beta_regimes``). The range: the 5th–95th percentile of α and
+    of β over ``resamples`` bootstrap resamples of the repeats (seeded, so the same timings give the same range)."""
     if len(repeats_s) != len(sizes_bytes) or any(not r for r in repeats_s):
         raise ValueError("every message size needs at least one timed repeat")
-    fit = fit_alpha_beta(sizes_bytes, [quantile(r, q) for r in repeats_s], world_size, relative_error=True)
+    fit = fit_alpha_beta_regimes(sizes_bytes, [quantile(r, q) for r in repeats_s], world_size)
     rng = random.Random(seed)
     alphas, betas = [], []
     for _ in range(resamples):
         times = [quantile([rng.choice(r) for _ in r], q) for r in repeats_s]
-        sample = fit_alpha_beta(sizes_bytes, times, world_size, relative_error=True)
+        sample = fit_alpha_beta_regimes(sizes_bytes, times, world_size)
         alphas.append(sample.alpha_s)
         betas.append(sample.beta_s_per_byte)
     lo, hi = FIT_INTERVAL
