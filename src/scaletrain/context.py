@@ -16,6 +16,7 @@ from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.metrics import ThroughputMeter
+from scaletrain.model_size import model_size
 from scaletrain.strategies.base import Strategy
 from scaletrain.summary import RunSummary
 
@@ -58,6 +59,7 @@ class RunContext:
         self.beacon: Beacon | NullBeacon = NullBeacon()  # where this rank is, for the launcher's hang watchdog
         self._meter: ThroughputMeter | None = None  # a user loop's steps, once it marks them (step_done)
         self._steps_marked = 0
+        self._model_figures: dict[str, int] | None = None  # a user loop's model size, once given to step_done
         if self.is_rank_zero:
             for stale in checkpoint.prepare_dir(self.checkpoint_dir):  # a write killed in an earlier attempt
                 log.info("removed %s, left by a checkpoint write that was killed", stale)
@@ -82,13 +84,17 @@ class RunContext:
         """True when this run continues earlier work: resume=true, or a restart after a failure."""
         return self.job.resume or self.restart_count > 0
 
-    def step_done(self, samples: int) -> None:
+    def step_done(self, samples: int, model: Any = None) -> None:
         """Mark one optimizer step of your own training loop that trained ``samples`` samples over every rank.
 
         Call it on every rank after each step: the run's summary then has its throughput and step time
         (``samples_per_s``, ``step_time_s``), so a scaling sweep of your function measures its efficiency. The
-        first ``train.log_every_n_steps`` steps (start-up) are left out of the steady-state figures.
+        first ``train.log_every_n_steps`` steps (start-up) are left out of the steady-state figures. Pass your
+        ``model`` (a torch module, DDP-wrapped or not, or a Keras model; read once) and the summary also gets its
+        ``num_parameters`` and ``gradient_bytes``, from which a sweep predicts the all-reduce's cost.
         """
+        if model is not None and self._model_figures is None:
+            self._model_figures = model_size(model)
         if self._meter is None:
             devices = getattr(self.strategy, "num_replicas", None) or self.world_size * getattr(
                 self.strategy, "devices_per_process", 1
@@ -202,7 +208,7 @@ class RunContext:
         if self._meter is not None:  # a user loop that marked its steps: measured unless it reported its own
             if self._steps_marked % self.job.train.log_every_n_steps:
                 self._meter.read()  # the last, partial window
-            summary.update({"steps": self._steps_marked, **self._meter.totals()})
+            summary.update({"steps": self._steps_marked, **self._meter.totals(), **(self._model_figures or {})})
         summary.update(dict(figures))
         if self.tracker is not None:
             summary.wandb_run_id = self.tracker.id

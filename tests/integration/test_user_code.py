@@ -51,6 +51,9 @@ def test_sweep_of_a_user_function_measures_what_it_marks(scaletrain, mark_steps)
         assert efficiencies[0] == pytest.approx(1.0) and efficiencies[1] > 0
         point = json.loads((run.dir / "world_size_2" / "summary.json").read_text())
         assert point["steps"] == 60 and point["samples_per_s"] > 0 and "comm_fraction" not in point
+        # the model it passed (one float32): its gradient bytes, so the sweep predicts the all-reduce's cost
+        assert (point["num_parameters"], point["gradient_bytes"]) == (1, 4) and result["gradient_bytes"] == 4
+        assert result["rows"][1]["predicted_efficiency"] is not None
     else:
         assert efficiencies == [None, None]
         assert "Not measured: throughput, step time and efficiency were not measured" in run.output

@@ -84,11 +84,3 @@ def memory(ctx: RunContext) -> dict[str, Any]:
     if getattr(device, "type", None) == "cuda":
         figures["peak_gpu_mib"] = gather_per_rank(ctx, torch.cuda.max_memory_allocated(device) / 2**20)
     return figures
-
-
-def model_size(model: torch.nn.Module) -> dict[str, int]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return {
-        "num_parameters": sum(p.numel() for p in params),
-        "gradient_bytes": sum(p.numel() * p.element_size() for p in params),
-    }

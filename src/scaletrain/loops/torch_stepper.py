@@ -15,6 +15,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.loops import torch_stats
 from scaletrain.loops.torch_data import ShardedBatches
 from scaletrain.loops.torch_loader import LoaderBatches, is_dataset
+from scaletrain.model_size import model_size
 from scaletrain.workloads.task import TorchTask
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
@@ -138,7 +139,7 @@ class TorchStepper:
 
     def measurements(self) -> dict[str, Any]:
         return {
-            **torch_stats.model_size(self.model),
+            **model_size(self.model),
             **torch_stats.memory(self.ctx),  # peak_rss_mib: one entry per process
             "replica_fingerprints": torch_stats.replica_fingerprints(self.ctx, self.model),
         }

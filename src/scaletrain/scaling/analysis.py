@@ -117,7 +117,10 @@ def _not_measured(points: list[RunSummary], measured: bool) -> list[str]:
         ]
     notes = []
     if any(p.gradient_bytes is None for p in points):
-        notes.append("the prediction was not made: a run did not report its gradient bytes")
+        notes.append(
+            "the prediction was not made: a run did not report its gradient bytes (a training function passes its "
+            "model to ctx.step_done(samples=..., model=model))"
+        )
     if any(not p.comm_measured for p in points):
         notes.append(
             f"the communication split (comm frac) was not measured: under {points[0].strategy} the all-reduce runs "

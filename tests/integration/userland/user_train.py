@@ -22,6 +22,6 @@ def main(ctx, steps: int = 20, lr: float = 0.1, mark_steps: bool = False):
         weight.grad.zero_()
         ctx.log({"loss": loss.item()}, step)
         if mark_steps:
-            ctx.step_done(samples=ctx.world_size)  # one sample per rank per step
+            ctx.step_done(samples=ctx.world_size, model=[weight])  # one sample per rank per step; what it trains
     ctx.save_checkpoint({"weight": weight.detach()}, steps)
     return {"weight": weight.item(), "rank_seen": ctx.rank, "world_size_seen": ctx.world_size}
