@@ -234,3 +234,63 @@ while sum(n["Alive"] for n in ray.nodes()) != {alive}:
     def stop_all(self) -> None:
         for i in sorted(self.temp, reverse=True):  # the head last
             self.stop(i)
+
+
+SLURM_SCRIPT = Path(__file__).with_name("netns-slurm.sh")
+
+
+class SlurmOnNetwork:
+    """A SLURM cluster of its own over hosts of a TestNetwork (tests/netns-slurm.sh): slurmctld in host 0, nodes
+    st-h1 and st-h2 (slurmd in hosts 1 and 2, NodeAddr their addresses), everything under ``state_dir``. Only the
+    daemons the script started are ever stopped; any other SLURM cluster on this machine is left alone.
+
+    Clients run in host 0 with ``env()``, which points SLURM_CONF at this cluster's file."""
+
+    CONTROLLER = 0
+    NODES = (1, 2)
+
+    def __init__(self, network: TestNetwork, state_dir: Path, script: Path = SLURM_SCRIPT) -> None:
+        self.network = network
+        self.state_dir = Path(state_dir)
+        self.script = script
+        self.start_s: float | None = None  # how long `up` took
+
+    @property
+    def conf(self) -> Path:
+        return self.state_dir / "slurm.conf"
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        return {**base, "SLURM_CONF": str(self.conf)}
+
+    def _sh(self, action: str, timeout: float = 90) -> subprocess.CompletedProcess:
+        env = {**os.environ, "ST_SLURM_DIR": str(self.state_dir)}
+        return subprocess.run(
+            ["bash", str(self.script), action], capture_output=True, text=True, timeout=timeout, env=env
+        )
+
+    def start(self) -> None:
+        if self.network.hosts < 1 + max(self.NODES):
+            raise RuntimeError(
+                f"the SLURM cluster needs {1 + max(self.NODES)} hosts; the network has {self.network.hosts}"
+            )
+        began = time.monotonic()
+        up = self._sh("up")
+        self.start_s = time.monotonic() - began
+        if up.returncode != 0:
+            raise RuntimeError(f"netns-slurm.sh up failed ({up.returncode}):\n{up.stdout}{up.stderr}")
+
+    def stop(self) -> None:
+        self._sh("down")
+
+    def logs(self, lines: int = 20) -> str:
+        """The last lines of each daemon's log, for a failing test's message."""
+        tails = []
+        for log in sorted((self.state_dir / "log").glob("*.log")):
+            tails.append(f"---- {log} ----\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(tails)
+
+    def run(self, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess:
+        """A client command (sinfo, squeue, ...) in host 0 against this cluster."""
+        return self.network.run(
+            self.CONTROLLER, list(argv), capture_output=True, text=True, timeout=timeout, env=self.env(dict(os.environ))
+        )

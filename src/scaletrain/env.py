@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Mapping
@@ -238,7 +239,7 @@ def detect(environ: Mapping[str, str]) -> ClusterEnv:
     """Tries the sources in a fixed order: torchrun-style, SLURM, then plain local (rank 0 of 1)."""
     # torchrun first, so a torchrun started inside a SLURM allocation wins.
     if "RANK" in environ and "WORLD_SIZE" in environ:
-        return _from_torchrun(_Vars(environ, _TORCHRUN))
+        return _with_step_hosts(_from_torchrun(_Vars(environ, _TORCHRUN)), environ)
     if _is_slurm_job(environ):
         return _from_slurm(_Vars(environ, _SLURM))
     return ClusterEnv(
@@ -252,6 +253,23 @@ def detect(environ: Mapping[str, str]) -> ClusterEnv:
         master_port=DEFAULT_MASTER_PORT,
         source="local",
     )
+
+
+def _with_step_hosts(env: ClusterEnv, environ: Mapping[str, str]) -> ClusterEnv:
+    """A torchrun-style process inside an srun step (every worker of launcher=slurm, torchrun under srun) keeps the
+    step's node list as ``hosts`` when it names as many hosts as the job has nodes: netif routes to them when the
+    master's own name is loopback on the master (a stock Debian /etc/hosts), and knows a one-machine cluster by
+    them. Anything else (no step, a list that does not parse or does not match) leaves ``env`` as it is."""
+    if not _is_slurm_job(environ):
+        return env
+    slurm = _Vars(environ, _SLURM)
+    if slurm.find("hosts") is None:
+        return env
+    try:
+        hosts = tuple(_expand(slurm.text("hosts"), slurm.label("hosts")))
+    except ClusterEnvError:
+        return env
+    return dataclasses.replace(env, hosts=hosts) if len(hosts) == env.num_nodes else env
 
 
 def slurm_master_port(job_id: str) -> int:

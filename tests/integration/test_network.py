@@ -4,9 +4,10 @@ st-h2 (10.213.0.3), each with Debian's stock "127.0.1.1 <its name>" in /etc/host
 Because each host's loopback is private, a two-rank job with a rank in each host succeeds only if the ranks reached
 each other at the hosts' real addresses. Every process of these tests that could open a connection runs inside a
 host, where the only routes are loopback and 10.213.0.0/24 (test_hosts_are_isolated checks it), so nothing here
-can contact any other address. Host 2 serves the network check (one slow host among three); the last tests shape
-both links to a known rate (the α-β fit) and cut host 1's cable mid-run. Needs root (skips otherwise); see
-tests/NETWORK.md.
+can contact any other address. A SLURM cluster of its own (tests/netns-slurm.sh: slurmctld in host 0, nodes in
+hosts 1 and 2) runs launcher=slurm across them. Host 2 serves the network check (one slow host among three); the
+last tests shape both links to a known rate (the α-β fit) and cut host 1's cable mid-run. Needs root (skips
+otherwise); see tests/NETWORK.md.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 
 import pytest
 from conftest import child_env, scaletrain_argv
-from netns import FAST_NODE_DEATH, RAY_ENV, RayOnNetwork, network_fixture
+from netns import FAST_NODE_DEATH, RAY_ENV, RayOnNetwork, SlurmOnNetwork, network_fixture
+
+from scaletrain.env import slurm_master_port
 
 pytestmark = pytest.mark.slow
 
@@ -226,6 +229,86 @@ def test_mirrored_across_two_hosts_with_their_addresses_in_tf_config(network, tm
     assert all(found), out0 + out1
     assert found[0].groups() == found[1].groups()  # both hosts' ranks got the same list
     assert [w.split(":")[0] for w in found[0].groups()] == [network.address(0), network.address(1)]
+
+
+# --- SLURM: a cluster of its own, slurmctld in host 0, nodes st-h1 and st-h2 in hosts 1 and 2 ----------------------
+
+
+@pytest.fixture(scope="class")
+def slurm_cluster(network, tmp_path_factory):
+    """tests/netns-slurm.sh's cluster, its state and logs under this session's tmp dir. Only the daemons it started
+    are stopped, however the tests end; a SLURM cluster of the machine itself (slurm/local-cluster.sh) is untouched."""
+    cluster = SlurmOnNetwork(network, tmp_path_factory.mktemp("netns-slurm"))
+    try:
+        cluster.start()
+        print(f"the SLURM cluster across the hosts was up in {cluster.start_s:.1f} s")  # pytest -s
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# every job step of the cluster reports this from each node (srun -l: "RANK: ...")
+WHERE_AM_I = """
+import socket
+me = socket.gethostname()
+other = {"st-h1": "st-h2", "st-h2": "st-h1"}[me]
+print(me, socket.gethostbyname(me), other, socket.gethostbyname(other), *sorted(n for _, n in socket.if_nameindex()))
+"""
+
+
+@pytest.mark.slurm
+class TestSlurmAcrossHosts:
+    """launcher=slurm submitted from host 0 to nodes st-h1 (10.213.0.2) and st-h2 (10.213.0.3). SLURM names the
+    nodes by their host names, which resolve to 127.0.1.1 on the host itself (Debian's stock line) and to the host's
+    address elsewhere; each host's loopback is its own, so a job succeeds only over the hosts' addresses."""
+
+    def test_jobs_run_in_the_hosts_as_on_stock_debian_machines(self, network, slurm_cluster):
+        nodes = slurm_cluster.run(["sinfo", "-h", "-N", "-o", "%N %o %t"])
+        assert nodes.stdout.splitlines() == ["st-h1 10.213.0.2 idle", "st-h2 10.213.0.3 idle"], nodes
+        step = slurm_cluster.run(["srun", "-N2", "-l", sys.executable, "-c", WHERE_AM_I], timeout=60)
+        assert step.returncode == 0, step.stdout + step.stderr + slurm_cluster.logs()
+        assert sorted(step.stdout.splitlines()) == [
+            "0: st-h1 127.0.1.1 st-h2 10.213.0.3 lo st-e1",
+            "1: st-h2 127.0.1.1 st-h1 10.213.0.2 lo st-e2",
+        ]
+
+    @pytest.mark.parametrize("strategy", ["ddp", pytest.param("mirrored", marks=pytest.mark.tf)])
+    def test_launcher_slurm_trains_across_the_hosts_over_their_addresses(
+        self, network, slurm_cluster, tmp_path, strategy
+    ):
+        run_dir = tmp_path / "run"
+        argv = scaletrain_argv(
+            run_dir, f"+strategy={strategy}", "workload=linear", "launcher=slurm", "launcher.nodes=2",
+            "launcher.wait=true",
+        )  # fmt: skip
+        proc = network.run(
+            0, argv, capture_output=True, text=True, timeout=JOB_TIMEOUT_S, env=slurm_cluster.env(env()), cwd=tmp_path
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output + slurm_cluster.logs()
+        assert_learned_linear(run_dir, output)
+        job_id = (run_dir / "slurm_job_id").read_text().strip()
+        log = (run_dir / f"slurm-{job_id}.out").read_text()
+        for rank in (0, 1):  # rank 0 on node st-h1, rank 1 on st-h2: one rank in each host
+            assert f"scaletrain: rank {rank} of 2 on st-h{rank + 1} (SLURM_NODEID {rank}," in log, log
+        if strategy == "ddp":
+            # Each host's rank talks over its own interface and address. The master's name (st-h1, SLURM's first
+            # node) is loopback on the master itself: it routes to the other node instead.
+            picks = sorted(line for line in log.splitlines() if line.startswith("network: "))
+            assert picks == [
+                "network: ranks on this host talk over st-e1 (10.213.0.2): MASTER_ADDR=st-h1 is loopback "
+                "(127.0.1.1) here; this is the route to st-h2; GLOO_SOCKET_IFNAME=st-e1 NCCL_SOCKET_IFNAME=st-e1",
+                "network: ranks on this host talk over st-e2 (10.213.0.3): this host's route to MASTER_ADDR=st-h1 "
+                "(10.213.0.2) leaves through it; GLOO_SOCKET_IFNAME=st-e2 NCCL_SOCKET_IFNAME=st-e2",
+            ], log
+        else:
+            # TF_CONFIG names the workers by their nodes' names (never 127.0.0.1), each with a port of its own; each
+            # name is the other host's address there (test_jobs_run_in_the_hosts_as_on_stock_debian_machines).
+            port = slurm_master_port(job_id)
+            workers = f"TF_CONFIG workers st-h1:{port + 1}, st-h2:{port + 2}; this process is worker 0"
+            assert f"MultiWorkerMirroredStrategy: {workers}" in log, log
+            assert "MultiWorkerMirroredStrategy: 2 replica(s) in sync" in log, log
+            assert "127.0.0.1" not in log, log
 
 
 # --- Ray: a head in host 0, a second node in host 1 ----------------------------------------------------------------

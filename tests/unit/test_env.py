@@ -212,6 +212,19 @@ def test_torchrun_inside_slurm_wins() -> None:
     assert env.master_port == 29400
 
 
+def test_torchrun_style_worker_of_a_slurm_step_keeps_the_step_hosts() -> None:
+    """launcher=slurm's worker: the torchrun variables on top of its srun task's. netif needs the other hosts."""
+    torchrun = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "1",
+                "MASTER_ADDR": "n1", "MASTER_PORT": "29400"}  # fmt: skip
+    env = detect(_srun_step(**torchrun))
+    assert (env.source, env.num_nodes, env.hosts) == ("torchrun", 2, ("n1", "n2"))
+    # outside a step, or with a node list of another size or that does not parse, nothing is taken from SLURM
+    assert detect(_srun_step(**torchrun, SLURM_STEP_ID=None, SLURM_STEPID=None)).hosts == ()
+    assert detect(_srun_step(**torchrun, SLURM_STEP_NODELIST="n[1-3]")).hosts == ()
+    assert detect(_srun_step(**torchrun, SLURM_STEP_NODELIST="n[1-")).hosts == ()
+    assert detect(torchrun).hosts == ()
+
+
 def test_slurm_master_port_differs_between_jobs_and_stays_in_range() -> None:
     ports = {slurm_master_port(job_id) for job_id in ("4242", "4243", "123456789", "1", "0")}
     assert len(ports) == 5

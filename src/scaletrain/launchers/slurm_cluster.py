@@ -142,6 +142,8 @@ def final_state(job_id: str, settle_s: float = 15.0) -> tuple[str, str]:
             state, _, code = done.stdout.strip().splitlines()[-1].partition("|")
             if state not in ("RUNNING", "PENDING", "REQUEUED", "COMPLETING") or time.monotonic() > deadline:
                 return state.split()[0], code
+        elif done is None or "accounting storage is disabled" in done.stderr + done.stdout:
+            break  # sacct will never know the job (AccountingStorageType=accounting_storage/none): ask scontrol
         elif time.monotonic() > deadline:
             break
         time.sleep(0.5)

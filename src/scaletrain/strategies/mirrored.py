@@ -17,7 +17,7 @@ from scaletrain import hardware
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.strategies import tf_config
-from scaletrain.strategies.tf_base import TensorFlowStrategy, import_tensorflow
+from scaletrain.strategies.tf_base import TensorFlowStrategy, import_tensorflow, log
 
 COMMUNICATIONS = ("auto", "ring", "nccl")
 
@@ -153,6 +153,10 @@ class MirroredStrategy(TensorFlowStrategy):
         if self.env.world_size == 1:
             return tf.distribute.MirroredStrategy(devices)
         cluster = self._cluster()
+        # The addresses the workers reach each other at (host names resolve on each host): the first thing to look
+        # at when a job across hosts cannot connect.
+        log.info("MultiWorkerMirroredStrategy: TF_CONFIG workers %s; this process is worker %d",
+                 ", ".join(cluster.workers), cluster.task_index)  # fmt: skip
         implementation = {
             "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
             "ring": tf.distribute.experimental.CommunicationImplementation.RING,
