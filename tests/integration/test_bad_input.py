@@ -81,6 +81,10 @@ CASES = {
     ),
     "grace nan": (["launcher.stop_grace_s=nan"], "launcher.stop_grace_s=nan is not a finite number"),
     "ray timeout inf": (["launcher=ray", "launcher.connect_timeout_s=inf"], "launcher.connect_timeout_s=inf is not"),
+    "ray orphan timeout under two polls": (
+        ["launcher=ray", "launcher.orphan_timeout_s=1"],
+        "launcher.orphan_timeout_s=1 is shorter than two of the driver's polls",
+    ),
     "ray cpus nan": (["launcher=ray", "launcher.num_cpus_per_rank=nan"], "launcher.num_cpus_per_rank=nan is not"),
     "ray gpus nan": (["launcher=ray", "launcher.num_gpus_per_rank=nan"], "launcher.num_gpus_per_rank=nan is not"),
     "ray resource nan": (

@@ -46,6 +46,7 @@ class Config:
     working_dir: str | None = None  # shipped to every node, the ranks' working directory and first on their path
     runtime_env: dict[str, Any] | None = None  # Ray's runtime_env for the job: py_modules, env_vars, pip, ...
     stop_grace_s: float = 5.0
+    orphan_timeout_s: float = 60.0  # a rank whose actor hears nothing from this driver this long stops (0: never)
 
     def job_runtime_env(self) -> dict[str, Any]:
         env = dict(self.runtime_env or {})
@@ -78,6 +79,13 @@ class Config:
         for key in ("placement_timeout_s", "connect_timeout_s", "start_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"launcher.{key}={getattr(self, key)} must be positive.")
+        from scaletrain.launchers.ray_group import POLL_S
+
+        if self.orphan_timeout_s != 0 and self.orphan_timeout_s < 2 * POLL_S:
+            raise ConfigError(
+                f"launcher.orphan_timeout_s={self.orphan_timeout_s:g} is shorter than two of the driver's polls; give "
+                f"at least {2 * POLL_S:g} s (default 60), or 0 to let ranks run without their driver."
+            )
         if self.stop_grace_s < 0:
             raise ConfigError(f"launcher.stop_grace_s={self.stop_grace_s} must be 0 or more.")
 
@@ -195,7 +203,8 @@ class RayLauncher(Launcher):
             rank_env = {env.rank: self._rank_env(env, attempt, gpus.get(env.rank)) for env in envs}
             argv = worker_argv(self.job, job_file)
             watch = self.job.watchdog.enabled
-            pids = group.start_workers(argv[1:], rank_env, str(job_file), job_file.read_text(), watch)
+            pids = group.start_workers(argv[1:], rank_env, str(job_file), job_file.read_text(), watch,
+                                       self.cfg.orphan_timeout_s)  # fmt: skip
             self._record(group, pids, attempt)
             log_dir = Path(self.job.output_dir) / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from scaletrain.launchers.watchdog import EXITED_STACK, NO_STACK, collect_stacks
 
 CHUNK_BYTES = 256 * 1024
 _EXIT_WITHOUT_EOF_S = 1.0  # a rank's own children may hold its stdout open after it exited
+ORPHAN_GRACE_S = 5.0  # an orphaned rank gets this long after SIGTERM before SIGKILL
 
 
 class RankActor:
@@ -35,6 +36,7 @@ class RankActor:
         self._tmp: str | None = None
         self._beacons: Path | None = None  # this rank's beacon directory on this node, when the watchdog is on
         self._rank = 0
+        self._heard_at = time.monotonic()  # the driver's last call (poll, dump_stack)
 
     def describe(self) -> dict:
         """Where this actor landed: node id and IP, the GPUs Ray gave it, and two free ports on its node (the
@@ -54,9 +56,20 @@ class RankActor:
             "pid": os.getpid(),
         }
 
-    def start(self, args: list[str], env: dict[str, str], job_file: str, job_json: str, watch: bool = False) -> int:
+    def start(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        job_file: str,
+        job_json: str,
+        watch: bool = False,
+        orphan_after_s: float = 0.0,
+    ) -> int:
         """Run ``python *args`` with this node's Python; the job file travels as text, so no shared disk is needed.
-        ``watch``: the rank publishes its beacon into a directory on this node, which ``poll`` reads."""
+        ``watch``: the rank publishes its beacon into a directory on this node, which ``poll`` reads.
+        ``orphan_after_s`` > 0: when the driver has not polled for that long (this node cut off from it, the driver
+        gone without a word), stop the rank and end this actor, instead of training on alone until a collective
+        times out or the cable is back."""
         self._tmp = tempfile.mkdtemp(prefix="scaletrain-rank-")
         local_job = os.path.join(self._tmp, "job.json")
         with open(local_job, "w") as f:
@@ -76,17 +89,22 @@ class RankActor:
         )
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._reap, daemon=True).start()
+        self._heard_at = time.monotonic()
+        if orphan_after_s > 0:
+            threading.Thread(target=self._stop_when_orphaned, args=(orphan_after_s,), daemon=True).start()
         return self._proc.pid
 
     def poll(self, wait_s: float) -> tuple[bytes, int | None, str, str]:
         """The output of the last ``wait_s`` (sooner when the rank exits or much has piled up); once all of it is
         read, the exit code; then the rank's beacon (JSON text, "" when none) and its process state, for the
         watchdog. Batching by time keeps the relay to a few calls a second however chatty the rank."""
+        self._heard_at = time.monotonic()
         data, code = self._output(wait_s)
         return data, code, self._beacon(), process_state(self._proc.pid)
 
     def dump_stack(self, stopped: bool) -> str:
         """The rank's Python stack, every thread, dumped by the rank itself on the watchdog's signal."""
+        self._heard_at = time.monotonic()
         if self._beacons is None:
             return NO_STACK
         if self._proc.poll() is not None:
@@ -137,6 +155,23 @@ class RankActor:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
         return proc.returncode
+
+    def _stop_when_orphaned(self, after_s: float) -> None:
+        while self._proc.poll() is None:
+            time.sleep(min(1.0, after_s / 4))
+            if time.monotonic() - self._heard_at > after_s and self._proc.poll() is None:
+                print(f"scaletrain: rank {self._rank}: no poll from the driver for {after_s:g} s (this node is cut "
+                      "off from it, or it is gone): stopping the rank", file=sys.stderr, flush=True)  # fmt: skip
+                self._signal(signal.SIGTERM)
+                try:
+                    self._proc.wait(timeout=ORPHAN_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    pass
+                self._signal(signal.SIGKILL)
+                self._proc.wait()
+                if self._tmp:
+                    shutil.rmtree(self._tmp, ignore_errors=True)
+                os._exit(1)  # this actor too: nobody will call it again, and Ray ends it only once it hears again
 
     def _signal(self, sig: int) -> None:
         try:

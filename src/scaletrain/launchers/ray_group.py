@@ -104,12 +104,20 @@ class RankGroup:
         self.slots = plan(self.placed)
 
     def start_workers(
-        self, args: list[str], envs: dict[int, dict[str, str]], job_file: str, job_json: str, watch: bool = False
+        self,
+        args: list[str],
+        envs: dict[int, dict[str, str]],
+        job_file: str,
+        job_json: str,
+        watch: bool = False,
+        orphan_after_s: float = 0.0,
     ) -> list:
         """Start rank r's worker in its actor with ``envs[r]``; the worker pids in rank order. ``watch``: each rank
-        publishes its beacon on its node, for the hang watchdog (``RayProbe``)."""
+        publishes its beacon on its node, for the hang watchdog (``RayProbe``). ``orphan_after_s``: a rank that
+        hears no poll from this driver for that long stops itself (RankActor.start)."""
         refs = [
-            self.actors[s.bundle_index].start.remote(args, envs[s.rank], job_file, job_json, watch) for s in self.slots
+            self.actors[s.bundle_index].start.remote(args, envs[s.rank], job_file, job_json, watch, orphan_after_s)
+            for s in self.slots
         ]
         self.pids = dict(zip((s.rank for s in self.slots), ray.get(refs), strict=True))
         return [self.pids[s.rank] for s in self.slots]
