@@ -27,11 +27,11 @@ def preflight(config: Config) -> None:
 
 def locate(target: str, setting: str) -> None:
     """``target`` importable, else a ConfigError naming ``setting``."""
-    from hydra._internal.utils import _locate  # get_method would also log the failure
+    import pkgutil
 
     try:
-        _locate(target)
-    except Exception as exc:  # Hydra wraps import failures in several types
+        pkgutil.resolve_name(target)  # the standard library's dotted-name import ("pkg.module.attr")
+    except Exception as exc:  # ImportError, AttributeError, ValueError, or whatever the module raised on import
         cause = exc.__cause__ or exc
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise ConfigError(
