@@ -58,14 +58,24 @@ def _job(name: str, images: Path, *more: str) -> tuple[str, ...]:
     return (*strategy, *TRAIN, *_model_and_data(framework, images), *more)
 
 
+METRICS = {"torch": "imagefolder.metrics.", "tensorflow": "imagefolder.metrics.keras_"}
+
+
 @pytest.mark.parametrize("name", ["ddp", pytest.param("mirrored", marks=pytest.mark.tf)])
 def test_your_model_learns_from_your_files(scaletrain, images: Path, name: str) -> None:
+    metrics = METRICS[STRATEGIES[name][0]]
     run = scaletrain(*_job(name, images, "train.epochs=3", "train.log_every_n_steps=8"),
+                     f"+workload.metrics.top2._target_={metrics}top2_accuracy",
+                     f"+workload.metrics.label_mean._target_={metrics}label_mean",
                      env={"PYTHONPATH": str(USERLAND)})  # fmt: skip
     assert run.returncode == 0, run.output
     summary = run.summary
     assert summary["steps"] == 3 * (4 * TRAIN_IMAGES // 64)  # every file once per epoch, in full batches
     assert summary["val_accuracy"] > 0.8, summary  # 4 classes: chance is 0.25
+    # your metrics: means over every validation row of both ranks (4 balanced classes: the mean label is 1.5)
+    assert summary["val_accuracy"] <= summary["val_top2"] <= 1.0 and summary["val_label_mean"] == pytest.approx(1.5)
+    logged = [m for m in run.metrics if "val_top2" in m]
+    assert len(logged) == 3 and logged[-1]["val_top2"] == summary["val_top2"]
     assert summary["samples_per_s"] > 0 and summary["data_time_s"] > 0 and summary["gradient_bytes"] > 0
 
 

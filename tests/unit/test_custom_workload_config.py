@@ -27,6 +27,7 @@ def test_the_sections_given_are_the_frameworks_it_trains_under():
         ((*TORCH, "workload.num_workers=-1"), "workload.num_workers=-1 must be 0 or more"),
         ((*TORCH, "workload.steps_per_epoch=0"), "workload.steps_per_epoch=0 must be at least 1"),
         ((*TORCH, "+workload.torch.test_data._target_=x.y"), "workload.torch.test_data is not known"),
+        ((*TORCH, "+workload.metrics.top5=5"), "workload.metrics.top5 must be a metric named by _target_"),
     ],
 )
 def test_bad_settings_are_refused_in_one_sentence(overrides, says):
@@ -58,3 +59,9 @@ def test_data_of_the_wrong_kind_is_named():
     job = compose_job("+strategy=ddp", "workload=custom", *TORCH)
     with pytest.raises(ConfigError, match="workload.torch.train_data returned a list; return a torch Dataset"):
         custom.build_torch(job.workload, seed=0)
+
+
+def test_a_metric_that_cannot_be_imported_is_named():
+    job = compose_job("+strategy=ddp", "workload=custom", *TORCH, "+workload.metrics.top5._target_=no_such.top5")
+    with pytest.raises(ConfigError, match="workload.metrics.top5._target_=no_such.top5 cannot be imported"):
+        workloads.preflight(job)

@@ -76,10 +76,13 @@ def test_image_readers_feed_the_keras_cnn_channels_last(tmp_path, name):
     module = importlib.import_module(f"scaletrain.workloads.{name}")
     cfg = module.Config(data_dir=str(data))
     task, torch_task = module.build_tensorflow(cfg, seed=0), module.build_torch(cfg, seed=0)
-    assert np.array_equal(task.train[0], torch_task.train[0].numpy().transpose(0, 2, 3, 1))
+    keras_images = np.stack([x for x, _ in task.train.as_numpy_iterator()])  # the files, read lazily by tf.data
+    torch_images = np.stack([x.numpy() for x, _ in torch_task.train])  # and by the torch Dataset
+    assert np.array_equal(keras_images, torch_images.transpose(0, 2, 3, 1))
     assert task.model_fn().count_params() == sum(p.numel() for p in torch_task.model.parameters())
-    summary = _fit(_job(tmp_path, "+strategy=mirrored", f"workload={name}", f"workload.data_dir={data}"))
-    assert summary["steps"] == {"mnist": 3, "cifar10": 5}[name]  # its epochs, one (small) batch each
+    args = ("+strategy=mirrored", f"workload={name}", f"workload.data_dir={data}", "train.global_batch_size=4")
+    summary = _fit(_job(tmp_path, *args))
+    assert summary["steps"] == {"mnist": 3 * 3, "cifar10": 5 * 5}[name]  # its epochs of 12 or 20 images, batches of 4
     assert 0 <= summary["val_accuracy"] <= 1
 
 
@@ -106,6 +109,24 @@ def test_resume_mid_epoch_ends_with_the_uninterrupted_result(tmp_path):
     assert resumed["final_loss"] == pytest.approx(whole["final_loss"], rel=1e-6)
     assert resumed["replica_fingerprints"] == pytest.approx(whole["replica_fingerprints"], rel=1e-6)
     assert resumed["val_accuracy"] == whole["val_accuracy"]
+
+
+def test_mnist_read_lazily_by_tf_data_resumes_mid_epoch_to_the_uninterrupted_result(tmp_path):
+    from test_readers import make_mnist
+
+    data = tmp_path / "data"
+    data.mkdir()
+    make_mnist(data, n_train=100)
+    args = ("+strategy=mirrored", "workload=mnist", f"workload.data_dir={data}", "train.global_batch_size=16",
+            "train.epochs=2", "checkpoint.every_n_steps=0", "seed=2")  # fmt: skip
+    whole = _fit(_job(tmp_path / "whole", *args))
+    assert whole["steps"] == 12  # 6 full batches of 16 an epoch (DatasetBatches)
+    assert _fit(_job(tmp_path / "cut", *args, "train.max_steps=8"))["steps"] == 8  # 2 steps into the second epoch
+    resumed = _fit(_job(tmp_path / "cut", *args, "resume=true"))
+    assert resumed["steps"] == 12
+    assert resumed["final_loss"] == pytest.approx(whole["final_loss"], rel=1e-6)
+    assert resumed["replica_fingerprints"] == pytest.approx(whole["replica_fingerprints"], rel=1e-6)
+    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-6)
 
 
 def test_tpu_cluster_resolver_is_built_from_the_config_arguments():

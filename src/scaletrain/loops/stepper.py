@@ -6,8 +6,11 @@ A new framework is one class with these members and nothing else to learn.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
+
+log = logging.getLogger("scaletrain")
 
 
 class Stepper(Protocol):
@@ -64,3 +67,12 @@ class Stepper(Protocol):
 
     def report(self) -> dict[str, Any]:
         """The workload's own final figures (rank 0 only), e.g. a learned weight."""
+
+
+def validation_figures(ctx: Any, loss_sum: float, correct: float, count: float, sums: dict[str, float]) -> dict:
+    """Per-row means of the validation sums (the loss, the accuracy, each metric as ``val_<name>``), logged once."""
+    figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
+    figures.update({f"val_{name}": value / count for name, value in sums.items()})
+    if ctx.is_rank_zero:
+        log.info("validation: %s", ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in figures.items()))
+    return figures

@@ -20,6 +20,7 @@ from scaletrain import metrics
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
 from scaletrain.loops import tf_dataset
+from scaletrain.loops.stepper import validation_figures
 from scaletrain.loops.tf_data import ReplicaBatches
 from scaletrain.loops.tf_steps import Steps, build_optimizer, restore, tf, weights_state
 from scaletrain.workloads.task import TFTask
@@ -46,11 +47,15 @@ class TFStepper:
             self.model = task.model_fn()
             self.optimizer = task.optimizer or build_optimizer(train)
             self.optimizer.build(self.model.trainable_variables)
-        self.steps = Steps(strategy, self.model, self.optimizer, task.loss)
+        self.steps = Steps(strategy, self.model, self.optimizer, task.loss, tuple(task.metrics.values()))
         self.global_batch_size = train.global_batch_size
         if tf_dataset.is_dataset(task.train):  # the user's tf.data pipeline, distributed by the strategy
             self.data = tf_dataset.DatasetBatches(task.train, strategy, train.global_batch_size, ctx.job.seed,
                                                   task.shuffle_buffer, task.steps_per_epoch)  # fmt: skip
+            # One stream through the run's epochs, ending with its last (train.max_steps may come first): the
+            # prefetcher then reads nothing past the final step.
+            needed = -(-train.max_steps // len(self.data)) if train.max_steps is not None else train.epochs
+            self.data.epochs = min(train.epochs, needed)
         else:
             self.x, self.y = _tpu_friendly(*task.train)
             self.data = ReplicaBatches(len(self.x), train.global_batch_size, self.replicas, ctx.job.seed)
@@ -113,7 +118,7 @@ class TFStepper:
 
     def evaluate(self) -> dict[str, float]:
         """Validation loss and accuracy: replica r scores rows r, r + R, ...; the sums are reduced over replicas."""
-        totals = np.zeros(3)
+        totals = np.zeros(3 + len(self.task.metrics))
         if tf_dataset.is_dataset(self.task.val):
             for inputs in tf_dataset.evaluation_batches(self.task.val, self.ctx.strategy.tf_strategy, EVAL_CHUNK):
                 totals += self.steps.eval_sums(*inputs).numpy().astype(np.float64)
@@ -123,11 +128,8 @@ class TFStepper:
             for start in range(0, len(shards[0]), EVAL_CHUNK):
                 index = [shard[start : start + EVAL_CHUNK] for shard in shards]  # the last may differ by one row
                 totals += self.steps.eval_sums(*self.steps.distribute(x, y, index)).numpy().astype(np.float64)
-        loss_sum, correct, count = totals.tolist()
-        figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
-        if self.ctx.is_rank_zero:
-            log.info("validation: loss %.4f accuracy %.4f", figures["val_loss"], figures["val_accuracy"])
-        return figures
+        loss_sum, correct, count, *sums = totals.tolist()
+        return validation_figures(self.ctx, loss_sum, correct, count, dict(zip(self.task.metrics, sums, strict=True)))
 
     def per_rank(self, value: float) -> list[float]:
         slots = np.zeros(self.ctx.world_size)

@@ -42,8 +42,9 @@ def per_example_loss(kind: Any, outputs: Any, targets: Any) -> Any:
 class Steps:
     """The compiled functions of one model under one tf.distribute strategy."""
 
-    def __init__(self, strategy: Any, model: Any, optimizer: Any, loss: str) -> None:
+    def __init__(self, strategy: Any, model: Any, optimizer: Any, loss: str, metrics: tuple = ()) -> None:
         self.strategy, self.model, self.optimizer, self.loss = strategy, model, optimizer, loss
+        self.metrics = tuple(metrics)  # metric(targets, outputs) -> the batch's mean, summed as mean × rows
         self.replicas = strategy.num_replicas_in_sync
         self.local_replicas = len(strategy.extended.worker_devices)
         self.train_step = tf.function(self._train_step, reduce_retracing=True)
@@ -86,13 +87,16 @@ class Steps:
         return self.strategy.run(replica, args=(x, y))
 
     def _eval_sums(self, x: Any, y: Any) -> Any:
-        """(loss sum, correct, count) over every replica's slice of one chunk (counts stay exact below 2**24)."""
+        """(loss sum, correct, count, each metric's sum) over every replica's slice of one chunk (counts stay exact
+        below 2**24)."""
 
         def replica(x: Any, y: Any) -> Any:
             outputs = self.model(x, training=False)
             correct = tf.reduce_sum(tf.cast(tf.argmax(outputs, axis=-1, output_type=tf.int32) == y, tf.float32))
             loss_sum = tf.reduce_sum(per_example_loss(self.loss, outputs, y))
-            return tf.stack([loss_sum, correct, tf.cast(tf.shape(x)[0], tf.float32)])
+            rows = tf.cast(tf.shape(x)[0], tf.float32)
+            metric_sums = [tf.cast(metric(y, outputs), tf.float32) * rows for metric in self.metrics]
+            return tf.stack([loss_sum, correct, rows, *metric_sums])
 
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=(x, y)), axis=None)
 

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from scaletrain.context import RunContext
+from scaletrain.loops.stepper import validation_figures
 from scaletrain.loops.torch_loader import is_dataset, shard_for_evaluation
 from scaletrain.metrics import peak_rss_mib
 from scaletrain.workloads.task import TorchTask
@@ -19,9 +20,11 @@ EVAL_CHUNK = 1024
 
 
 def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) -> dict[str, float]:
-    """Validation loss and accuracy: each rank scores its shard, the sums are all-reduced."""
+    """Validation loss, accuracy and the task's own metrics (``val_<name>``, each a batch mean weighted by its
+    rows): each rank scores its shard, the sums are all-reduced."""
     device = ctx.strategy.device
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    metrics = dict(task.metrics)
+    totals = torch.zeros(3 + len(metrics), dtype=torch.float64, device=device)  # loss sum, correct, count, metrics
     model.eval()
     with torch.no_grad():
         for xb, yb in _val_chunks(ctx, task):
@@ -30,14 +33,13 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) 
             totals[0] += loss_fn(out, yb, reduction="sum").double()
             totals[1] += (out.argmax(dim=1) == yb).sum().double()
             totals[2] += len(yb)
+            for i, metric in enumerate(metrics.values()):
+                totals[3 + i] += torch.as_tensor(metric(out, yb), dtype=torch.float64, device=device) * len(yb)
             ctx.strategy.step_end()
     model.train()
     ctx.strategy.all_reduce_sum(totals)
-    loss_sum, correct, count = totals.tolist()
-    figures = {"val_loss": loss_sum / count, "val_accuracy": correct / count}
-    if ctx.is_rank_zero:
-        log.info("validation: loss %.4f accuracy %.4f", figures["val_loss"], figures["val_accuracy"])
-    return figures
+    loss_sum, correct, count, *sums = totals.tolist()
+    return validation_figures(ctx, loss_sum, correct, count, dict(zip(metrics, sums, strict=True)))
 
 
 def _val_chunks(ctx: RunContext, task: TorchTask):

@@ -1,10 +1,11 @@
-"""CIFAR-10 from its python pickle batches in a local directory, with the small CNN."""
+"""CIFAR-10 from a local directory, with the small CNN: the binary version (``*.bin``) read lazily (memory-mapped),
+or the python pickle batches, each read on first use per process (see image_records)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scaletrain.workloads import image_files, readers
+from scaletrain.workloads import image_files, image_records, readers
 from scaletrain.workloads.task import TFTask, TorchTask
 
 
@@ -18,8 +19,8 @@ def preflight(config: Config) -> None:
 
 
 def build_torch(config: Config, seed: int) -> TorchTask:
-    return image_files.torch_task(readers.load_cifar10(config.data_dir), config, seed, in_channels=3, image_size=32)
+    return image_files.torch_task(image_records.cifar10(config.data_dir), config, seed, in_channels=3, image_size=32)
 
 
 def build_tensorflow(config: Config, seed: int) -> TFTask:
-    return image_files.tf_task(readers.load_cifar10(config.data_dir), config, seed, in_channels=3, image_size=32)
+    return image_files.tf_task(image_records.cifar10(config.data_dir), config, seed, in_channels=3, image_size=32)

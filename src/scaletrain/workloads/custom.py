@@ -13,12 +13,14 @@ Give both sections and the PyTorch-vs-TensorFlow head-to-head runs on your model
 (``cross_entropy``, ``mse``) or a ``_target_`` callable: torch's ``loss(outputs, targets, reduction=...)`` as
 ``torch.nn.functional.cross_entropy`` is, TensorFlow's ``loss(targets, outputs)`` giving one loss per row. The
 optimizer is ``train.optimizer`` unless ``optimizer`` names one: a ``_partial_`` torch optimizer that receives the
-parameters, or a Keras optimizer.
+parameters, or a Keras optimizer. ``metrics`` name more validation figures, each a ``_target_`` callable like the
+loss (torch: ``metric(outputs, targets)``, TensorFlow: ``metric(targets, outputs)``) returning the batch's mean:
+reported as ``val_<name>`` (the mean over every validation row) beside ``val_loss`` and ``val_accuracy``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scaletrain.errors import ConfigError
@@ -39,6 +41,7 @@ class Config:
     num_workers: int = 2  # DataLoader worker processes per rank (0: load in the training process)
     steps_per_epoch: int | None = None  # batches per epoch, for data without a length
     shuffle_buffer: int = 10000  # tf.data: rows shuffled together (all of them, up to this many)
+    metrics: dict[str, Any] = field(default_factory=dict)  # {name: {_target_: ...}}: val_<name> at each validation
 
     def validate(self) -> None:
         if not frameworks(self):
@@ -69,6 +72,12 @@ class Config:
             raise ConfigError(f"workload.steps_per_epoch={self.steps_per_epoch} must be at least 1 (or null).")
         if self.shuffle_buffer < 1:
             raise ConfigError(f"workload.shuffle_buffer={self.shuffle_buffer} must be at least 1.")
+        for name, spec in self.metrics.items():
+            if not name.isidentifier() or not _target(spec):
+                raise ConfigError(
+                    f"workload.metrics.{name} must be a metric named by _target_ under a plain name, e.g. "
+                    "'+workload.metrics.top5={_target_: my_pkg.top5_accuracy}'."
+                )
 
 
 def frameworks(config: Config) -> list[str]:
@@ -93,6 +102,8 @@ def preflight(config: Config) -> None:
         spec = getattr(config, key)
         if isinstance(spec, dict):
             locate(_target(spec), f"workload.{key}._target_")
+    for name, spec in config.metrics.items():
+        locate(_target(spec), f"workload.metrics.{name}._target_")
 
 
 def build_torch(config: Config, seed: int) -> TorchTask:
@@ -114,6 +125,7 @@ def build_torch(config: Config, seed: int) -> TorchTask:
         optimizer=_optimizer(config),
         num_workers=config.num_workers,
         steps_per_epoch=config.steps_per_epoch,
+        metrics=_metrics(config),
     )
 
 
@@ -134,6 +146,7 @@ def build_tensorflow(config: Config, seed: int) -> TFTask:
         optimizer=_optimizer(config),
         steps_per_epoch=config.steps_per_epoch,
         shuffle_buffer=config.shuffle_buffer,
+        metrics=_metrics(config),
     )
 
 
@@ -195,6 +208,13 @@ def _loss(config: Config) -> Any:
     from hydra.utils import instantiate
 
     return instantiate(config.loss, _partial_=True)
+
+
+def _metrics(config: Config) -> dict[str, Any]:
+    """Each metric as a callable (its keyword arguments bound), by name."""
+    from hydra.utils import instantiate
+
+    return {name: instantiate(spec, _partial_=True) for name, spec in config.metrics.items()}
 
 
 def _optimizer(config: Config) -> Any:

@@ -1,4 +1,5 @@
-"""Shared parts of the workloads that read image data sets from a local directory."""
+"""Shared parts of the workloads that read image data sets from a local directory (mnist, cifar10): the files read
+lazily (``image_records``), through the same DataLoader and tf.data paths as ``workload=custom``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaletrain.errors import ConfigError
+from scaletrain.workloads.image_records import ImageRecords
 from scaletrain.workloads.task import TFTask, TorchTask
 
 
@@ -14,12 +16,18 @@ class ImageFilesConfig:
     name: str = ""
     data_dir: str = "???"
     limit: int | None = None  # use only the first N training images (quick runs)
+    num_workers: int = 2  # DataLoader worker processes per rank (0: read in the training process)
+    shuffle_buffer: int = 10000  # tf.data: rows shuffled together
 
     def validate(self) -> None:
         if self.data_dir in ("", "???"):
             raise ConfigError(f"workload.data_dir is required for {self.name}; pass workload.data_dir=/path/to/data.")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"workload.limit={self.limit} must be at least 1 (or null for all images).")
+        if self.num_workers < 0:
+            raise ConfigError(f"workload.num_workers={self.num_workers} must be 0 or more.")
+        if self.shuffle_buffer < 1:
+            raise ConfigError(f"workload.shuffle_buffer={self.shuffle_buffer} must be at least 1.")
 
 
 def check_dir(config: ImageFilesConfig) -> Path:
@@ -31,29 +39,37 @@ def check_dir(config: ImageFilesConfig) -> Path:
     return path
 
 
-def _limited(arrays, config: ImageFilesConfig):
-    x_train, y_train, x_val, y_val = arrays
-    if config.limit is not None:
-        x_train, y_train = x_train[: config.limit], y_train[: config.limit]
-    return x_train, y_train, x_val, y_val
+def _limited(
+    records: tuple[ImageRecords, ImageRecords], config: ImageFilesConfig, in_channels: int, image_size: int
+) -> tuple[ImageRecords, ImageRecords]:
+    train, val = records
+    for split in (train, val):
+        if split.shape != (in_channels, image_size, image_size):
+            raise ConfigError(
+                f"workload.data_dir={config.data_dir} holds {config.name} images of shape {split.shape} (channels, "
+                f"rows, columns); the {config.name} model takes {(in_channels, image_size, image_size)}."
+            )
+    return train.limited(config.limit), val
 
 
-def torch_task(arrays, config: ImageFilesConfig, seed: int, in_channels: int, image_size: int) -> TorchTask:
+def torch_task(records, config: ImageFilesConfig, seed: int, in_channels: int, image_size: int) -> TorchTask:
+    """The small CNN on torch Datasets over the files, read through a DataLoader (LoaderBatches)."""
     import torch
 
     from scaletrain.workloads import torch_models
 
-    x_train, y_train, x_val, y_val = _limited(arrays, config)
+    train, val = _limited(records, config, in_channels, image_size)
     torch.manual_seed(seed)
     model = torch_models.small_cnn(in_channels, image_size, 10)
-    tensors = [torch.from_numpy(a) for a in (x_train, y_train, x_val, y_val)]
-    return TorchTask(model=model, train=(tensors[0], tensors[1]), val=(tensors[2], tensors[3]))
+    return TorchTask(model=model, train=train.torch_dataset(), val=val.torch_dataset(), num_workers=config.num_workers)
 
 
-def tf_task(arrays, config: ImageFilesConfig, seed: int, in_channels: int, image_size: int) -> TFTask:
+def tf_task(records, config: ImageFilesConfig, seed: int, in_channels: int, image_size: int) -> TFTask:
+    """The Keras twin of the small CNN on tf.data Datasets over the files (DatasetBatches), channels last."""
     from scaletrain.workloads import keras_models
 
-    x_train, y_train, x_val, y_val = _limited(arrays, config)
+    train, val = _limited(records, config, in_channels, image_size)
     model_fn = keras_models.seeded(seed, keras_models.small_cnn, in_channels, image_size, 10)
-    nhwc = keras_models.nhwc
-    return TFTask(model_fn=model_fn, train=(nhwc(x_train), y_train), val=(nhwc(x_val), y_val))
+    return TFTask(
+        model_fn=model_fn, train=train.tf_dataset(), val=val.tf_dataset(), shuffle_buffer=config.shuffle_buffer
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -17,6 +17,7 @@ class TorchTask:
     optimizer: Callable[[Any], Any] | None = None  # params -> torch optimizer; None: train.optimizer
     num_workers: int = 0  # DataLoader worker processes per rank (Dataset data only)
     steps_per_epoch: int | None = None  # for data without a length (an IterableDataset)
+    metrics: dict[str, Callable[..., Any]] = field(default_factory=dict)  # name -> metric(outputs, targets): mean
 
 
 @dataclass
@@ -29,3 +30,4 @@ class TFTask:
     optimizer: Any = None  # a Keras optimizer; None: train.optimizer
     steps_per_epoch: int | None = None  # for a dataset without a known length
     shuffle_buffer: int = 10000  # tf.data rows shuffled together
+    metrics: dict[str, Callable[..., Any]] = field(default_factory=dict)  # name -> metric(targets, outputs): mean
