@@ -13,9 +13,10 @@ def model_size(model: Any) -> dict[str, int]:
     ``trainable_variables``; a list of torch tensors: those that require grad); a TypeError for anything else."""
     if hasattr(model, "parameters"):  # torch.nn.Module, DistributedDataParallel
         sizes = [(p.numel(), p.element_size()) for p in model.parameters() if p.requires_grad]
-    elif hasattr(model, "trainable_variables"):  # Keras 2 and 3 (a tf.DType has .size, Keras 3 a dtype name)
-        sizes = [(int(np.prod(v.shape)), getattr(v.dtype, "size", None) or np.dtype(v.dtype).itemsize)
-                 for v in model.trainable_variables]  # fmt: skip
+    elif hasattr(model, "trainable_variables"):  # Keras 2 and 3: a tf.DType or a dtype name (bfloat16 included)
+        import tensorflow as tf
+
+        sizes = [(int(np.prod(v.shape)), tf.as_dtype(v.dtype).size) for v in model.trainable_variables]
     elif isinstance(model, (list, tuple)) and all(hasattr(t, "numel") for t in model):  # the trained tensors
         sizes = [(t.numel(), t.element_size()) for t in model if t.requires_grad]
     else:

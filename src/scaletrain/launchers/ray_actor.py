@@ -162,15 +162,7 @@ class RankActor:
             if time.monotonic() - self._heard_at > after_s and self._proc.poll() is None:
                 print(f"scaletrain: rank {self._rank}: no poll from the driver for {after_s:g} s (this node is cut "
                       "off from it, or it is gone): stopping the rank", file=sys.stderr, flush=True)  # fmt: skip
-                self._signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(timeout=ORPHAN_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    pass
-                self._signal(signal.SIGKILL)
-                self._proc.wait()
-                if self._tmp:
-                    shutil.rmtree(self._tmp, ignore_errors=True)
+                self.stop(signal.SIGTERM, ORPHAN_GRACE_S)
                 os._exit(1)  # this actor too: nobody will call it again, and Ray ends it only once it hears again
 
     def _signal(self, sig: int) -> None:

@@ -23,6 +23,7 @@ from scaletrain.loops import tf_dataset
 from scaletrain.loops.stepper import validation_figures
 from scaletrain.loops.tf_data import ReplicaBatches
 from scaletrain.loops.tf_steps import Steps, build_optimizer, restore, tf, weights_state
+from scaletrain.model_size import model_size
 from scaletrain.workloads.task import TFTask
 
 log = logging.getLogger("scaletrain")
@@ -150,10 +151,8 @@ class TFStepper:
         return time.perf_counter() - started
 
     def measurements(self) -> dict[str, Any]:
-        sizes = [(int(np.prod(v.shape)), tf.as_dtype(v.dtype).size) for v in self.model.trainable_variables]
         return {
-            "num_parameters": sum(count for count, _ in sizes),
-            "gradient_bytes": sum(count * itemsize for count, itemsize in sizes),
+            **model_size(self.model),
             "peak_rss_mib": self.per_rank(metrics.peak_rss_mib()),
             "replica_fingerprints": self.steps.fingerprints().numpy().tolist(),
         }
