@@ -470,6 +470,7 @@ def test_alpha_beta_fit_finds_the_shaped_bandwidth(network, ray_cluster, tmp_pat
             f"launcher.address={ray_cluster.head}",
             "launcher.placement_strategy=STRICT_SPREAD",
             "scaling.world_sizes=[1,2]",
+            "scaling.allreduce_repeats=10",  # of the 7 sizes: enough for 15 % here (30 by default)
             "preflight.network=true",
         )
         proc = network.run(0, argv, capture_output=True, text=True, timeout=JOB_TIMEOUT_S, env=env(), cwd=tmp_path)

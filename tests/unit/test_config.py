@@ -47,6 +47,10 @@ def test_job_round_trips_through_json(tmp_path):
         (["launcher.node_rank=3"], "launcher.node_rank=3 must lie in 0..nnodes-1"),
         (["workload=digits", "workload.model=resnet"], "workload.model='resnet' is not known"),
         (["workload=synthetic", "workload.depth=0"], "workload.depth=0 must be at least 1."),
+        (
+            ["workload=mnist", "workload.data_dir=/tmp", "workload.worker_start_method=x"],
+            "workload.worker_start_method='x' is not known",
+        ),  # fmt: skip
         (["max_restarts=-1"], "max_restarts=-1 must be 0 or more."),
         (["train.lr=nan"], "train.lr=nan is not a finite number; give a finite value, e.g. train.lr=0.01."),
         (["train.lr=-1"], "train.lr=-1.0 must be positive"),

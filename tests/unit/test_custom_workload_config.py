@@ -25,6 +25,10 @@ def test_the_sections_given_are_the_frameworks_it_trains_under():
         (("workload.torch.model._target_=torch.nn.Identity",), "workload.torch.train_data._target_ is not set"),
         ((*TORCH, "workload.loss=hinge"), "workload.loss='hinge' is not known; use one of cross_entropy, mse"),
         ((*TORCH, "workload.num_workers=-1"), "workload.num_workers=-1 must be 0 or more"),
+        (
+            (*TORCH, "workload.worker_start_method=thread"),
+            "workload.worker_start_method='thread' is not known; use one of forkserver, spawn, fork.",
+        ),  # fmt: skip
         ((*TORCH, "workload.steps_per_epoch=0"), "workload.steps_per_epoch=0 must be at least 1"),
         ((*TORCH, "+workload.torch.test_data._target_=x.y"), "workload.torch.test_data is not known"),
         ((*TORCH, "+workload.metrics.top5=5"), "workload.metrics.top5 must be a metric named by _target_"),

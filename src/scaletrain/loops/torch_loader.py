@@ -4,7 +4,10 @@ by a distributed sampler, and resumable mid-epoch at the exact sample a checkpoi
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import pickle
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -48,8 +51,9 @@ class LoaderBatches:
         num_workers: int,
         pin_memory: bool,
         steps_per_epoch: int | None = None,
+        start_method: str = "forkserver",
     ) -> None:
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.start_method = batch_size, seed, start_method
         iterable = isinstance(dataset, IterableDataset)
         self.sampler = None if iterable else ResumableSampler(dataset, world_size, rank, seed)
         self.generator = torch.Generator()  # the workers' seeds: drawn from here, never from the global RNG
@@ -62,6 +66,7 @@ class LoaderBatches:
             persistent_workers=num_workers > 0,
             drop_last=True,
             generator=self.generator,
+            multiprocessing_context=worker_context(start_method, dataset, num_workers),
         )
         if steps_per_epoch is not None:
             self.steps = steps_per_epoch
@@ -86,16 +91,68 @@ class LoaderBatches:
         self.generator.manual_seed(self.seed + epoch)
         if self.sampler is not None:
             self.sampler.set_position(epoch, skip * self.batch_size)
+        with explained_pickling(self.start_method, "train_data"):
             batches = iter(self.loader)
-        else:
-            batches = itertools.islice(iter(self.loader), skip, None)
+        if self.sampler is None:
+            batches = itertools.islice(batches, skip, None)
         for batch in itertools.islice(batches, self.steps - skip):
             yield tuple(batch)
 
 
-def shard_for_evaluation(dataset: Dataset, rank: int, world_size: int) -> Subset:
-    """This rank's share of a validation set: samples rank, rank + N, ... (each sample scored once over all ranks)."""
-    return Subset(dataset, range(rank, len(dataset), world_size))
+class EvaluationBatches:
+    """This rank's share of a validation set (samples rank, rank + N, ...: each scored once over all ranks), in
+    chunks; its workers start at the first validation and stay for the next ones."""
+
+    def __init__(
+        self, dataset: Dataset, chunk: int, rank: int, world_size: int, num_workers: int, start_method: str
+    ) -> None:
+        self.start_method = start_method
+        shard = Subset(dataset, range(rank, len(dataset), world_size))
+        self.loader = DataLoader(
+            shard,
+            batch_size=chunk,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            multiprocessing_context=worker_context(start_method, dataset, num_workers),
+        )
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        with explained_pickling(self.start_method, "val_data"):
+            chunks = iter(self.loader)
+        for chunk in chunks:
+            yield tuple(chunk)
+
+
+def worker_context(start_method: str, dataset: Dataset, num_workers: int):
+    """How the DataLoader's worker processes start: ``forkserver`` by default, never a fork of the rank itself.
+
+    A rank runs threads (gloo's, autograd's, the beacon's, the loader's own queue feeders). On Python before 3.12 a
+    fork taken while one of them holds the interpreter's thread-state lock leaves the child blocked on it forever
+    (CPython gh-112275; seen here as a validation that never ended). A fork server is a clean single-threaded
+    process started once per rank, with torch and the dataset's module imported, so each worker forks from it
+    cheaply; ``spawn`` starts every worker from scratch; ``fork`` is the old way (fastest, copy-on-write memory).
+    """
+    if num_workers == 0:
+        return None
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        context.set_forkserver_preload(["torch", type(dataset).__module__])  # no effect once the server runs
+    return context
+
+
+@contextmanager
+def explained_pickling(start_method: str, key: str):
+    """A dataset that cannot be pickled to a worker (not under ``fork``) ends in a sentence naming the fixes."""
+    try:
+        yield
+    except (AttributeError, TypeError, pickle.PicklingError) as exc:
+        if start_method == "fork" or "pickle" not in str(exc):
+            raise
+        raise ConfigError(
+            f"workload.{key} cannot be sent to its DataLoader workers under workload.worker_start_method="
+            f"{start_method} ({exc}); make the dataset picklable (no lambdas or open handles in it), or use "
+            "workload.worker_start_method=fork or workload.num_workers=0."
+        ) from None
 
 
 def is_dataset(data: Any) -> bool:

@@ -7,11 +7,9 @@ import socket
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from scaletrain.context import RunContext
 from scaletrain.loops.stepper import validation_figures
-from scaletrain.loops.torch_loader import is_dataset, shard_for_evaluation
 from scaletrain.metrics import peak_rss_mib
 from scaletrain.workloads.task import TorchTask
 
@@ -19,15 +17,16 @@ log = logging.getLogger("scaletrain")
 EVAL_CHUNK = 1024
 
 
-def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) -> dict[str, float]:
+def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn, chunks=None) -> dict[str, float]:
     """Validation loss, accuracy and the task's own metrics (``val_<name>``, each a batch mean weighted by its
-    rows): each rank scores its shard, the sums are all-reduced."""
+    rows): each rank scores its shard (``chunks`` of a Dataset, else the in-memory arrays), the sums are
+    all-reduced."""
     device = ctx.strategy.device
     metrics = dict(task.metrics)
     totals = torch.zeros(3 + len(metrics), dtype=torch.float64, device=device)  # loss sum, correct, count, metrics
     model.eval()
     with torch.no_grad():
-        for xb, yb in _val_chunks(ctx, task):
+        for xb, yb in chunks if chunks is not None else _val_chunks(ctx, task):
             xb, yb = xb.to(device), yb.to(device)
             out = model(xb)
             totals[0] += loss_fn(out, yb, reduction="sum").double()
@@ -43,11 +42,7 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn) 
 
 
 def _val_chunks(ctx: RunContext, task: TorchTask):
-    """This rank's share of the validation set (samples rank, rank + N, ...), in chunks."""
-    if is_dataset(task.val):
-        shard = shard_for_evaluation(task.val, ctx.rank, ctx.world_size)
-        yield from DataLoader(shard, batch_size=EVAL_CHUNK, num_workers=task.num_workers)
-        return
+    """This rank's share of in-memory validation arrays (samples rank, rank + N, ...), in chunks."""
     x, y = task.val
     mine = torch.arange(ctx.rank, len(x), ctx.world_size)
     for start in range(0, len(mine), EVAL_CHUNK):

@@ -14,7 +14,7 @@ from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
 from scaletrain.loops import torch_stats
 from scaletrain.loops.torch_data import ShardedBatches
-from scaletrain.loops.torch_loader import LoaderBatches, is_dataset
+from scaletrain.loops.torch_loader import EvaluationBatches, LoaderBatches, is_dataset
 from scaletrain.model_size import model_size
 from scaletrain.workloads.task import TorchTask
 
@@ -49,7 +49,7 @@ class TorchStepper:
         if is_dataset(task.train):  # the user's Dataset: read through a DataLoader, files opened by its workers
             pin = strategy.device.type == "cuda"
             self.data = LoaderBatches(task.train, batch_size, ctx.rank, ctx.world_size, job.seed, task.num_workers,
-                                      pin, task.steps_per_epoch)  # fmt: skip
+                                      pin, task.steps_per_epoch, task.worker_start_method)  # fmt: skip
         else:
             self.data = ShardedBatches(
                 *task.train, batch_size, ctx.rank, ctx.world_size, job.seed, strategy.static_shapes
@@ -62,6 +62,10 @@ class TorchStepper:
             )
         self.steps_per_epoch = len(self.data)
         self.has_validation = task.val is not None
+        self.val_chunks = None
+        if is_dataset(task.val):
+            self.val_chunks = EvaluationBatches(task.val, torch_stats.EVAL_CHUNK, ctx.rank, ctx.world_size,
+                                                task.num_workers, task.worker_start_method)  # fmt: skip
         self.measures_comm = strategy.measures_comm
 
     @property
@@ -129,7 +133,7 @@ class TorchStepper:
         return self.strategy.compile_stats()
 
     def evaluate(self) -> dict[str, float]:
-        return torch_stats.evaluate(self.ctx, self.model, self.task, self.loss_fn)
+        return torch_stats.evaluate(self.ctx, self.model, self.task, self.loss_fn, self.val_chunks)
 
     def per_rank(self, value: float) -> list[float]:
         return torch_stats.gather_per_rank(self.ctx, value)

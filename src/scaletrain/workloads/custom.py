@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaletrain.errors import ConfigError
-from scaletrain.workloads.task import TFTask, TorchTask
+from scaletrain.workloads.task import TFTask, TorchTask, check_worker_start_method
 
 LOSS_NAMES = ("cross_entropy", "mse")
 SECTIONS = {"torch": "torch", "tensorflow": "tensorflow"}  # framework -> the config section it reads
@@ -39,6 +39,7 @@ class Config:
     loss: Any = "cross_entropy"  # cross_entropy | mse | {_target_: ...}
     optimizer: dict[str, Any] | None = None  # {_target_: torch.optim.AdamW, _partial_: true, lr: 0.001}
     num_workers: int = 2  # DataLoader worker processes per rank (0: load in the training process)
+    worker_start_method: str = "forkserver"  # how they start: forkserver | spawn | fork (see the README)
     steps_per_epoch: int | None = None  # batches per epoch, for data without a length
     shuffle_buffer: int = 10000  # tf.data: rows shuffled together (all of them, up to this many)
     metrics: dict[str, Any] = field(default_factory=dict)  # {name: {_target_: ...}}: val_<name> at each validation
@@ -68,6 +69,7 @@ class Config:
             )
         if self.num_workers < 0:
             raise ConfigError(f"workload.num_workers={self.num_workers} must be 0 or more.")
+        check_worker_start_method(self.worker_start_method)
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"workload.steps_per_epoch={self.steps_per_epoch} must be at least 1 (or null).")
         if self.shuffle_buffer < 1:
@@ -124,6 +126,7 @@ def build_torch(config: Config, seed: int) -> TorchTask:
         loss=_loss(config),
         optimizer=_optimizer(config),
         num_workers=config.num_workers,
+        worker_start_method=config.worker_start_method,
         steps_per_epoch=config.steps_per_epoch,
         metrics=_metrics(config),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from scaletrain.errors import ConfigError
 from scaletrain.workloads.image_records import ImageRecords
-from scaletrain.workloads.task import TFTask, TorchTask
+from scaletrain.workloads.task import TFTask, TorchTask, check_worker_start_method
 
 
 @dataclass
@@ -17,6 +17,7 @@ class ImageFilesConfig:
     data_dir: str = "???"
     limit: int | None = None  # use only the first N training images (quick runs)
     num_workers: int = 2  # DataLoader worker processes per rank (0: read in the training process)
+    worker_start_method: str = "forkserver"  # how they start: forkserver | spawn | fork (see the README)
     shuffle_buffer: int = 10000  # tf.data: rows shuffled together
 
     def validate(self) -> None:
@@ -26,6 +27,7 @@ class ImageFilesConfig:
             raise ConfigError(f"workload.limit={self.limit} must be at least 1 (or null for all images).")
         if self.num_workers < 0:
             raise ConfigError(f"workload.num_workers={self.num_workers} must be 0 or more.")
+        check_worker_start_method(self.worker_start_method)
         if self.shuffle_buffer < 1:
             raise ConfigError(f"workload.shuffle_buffer={self.shuffle_buffer} must be at least 1.")
 
@@ -61,7 +63,8 @@ def torch_task(records, config: ImageFilesConfig, seed: int, in_channels: int, i
     train, val = _limited(records, config, in_channels, image_size)
     torch.manual_seed(seed)
     model = torch_models.small_cnn(in_channels, image_size, 10)
-    return TorchTask(model=model, train=train.torch_dataset(), val=val.torch_dataset(), num_workers=config.num_workers)
+    return TorchTask(model=model, train=train.torch_dataset(), val=val.torch_dataset(), num_workers=config.num_workers,
+                     worker_start_method=config.worker_start_method)  # fmt: skip
 
 
 def tf_task(records, config: ImageFilesConfig, seed: int, in_channels: int, image_size: int) -> TFTask:

@@ -6,6 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaletrain.errors import ConfigError
+
+# How a rank's DataLoader workers start; forkserver by default, see loops/torch_loader.worker_context.
+WORKER_START_METHODS = ("forkserver", "spawn", "fork")
+
+
+def check_worker_start_method(value: str) -> None:
+    if value not in WORKER_START_METHODS:
+        raise ConfigError(
+            f"workload.worker_start_method={value!r} is not known; use one of {', '.join(WORKER_START_METHODS)}."
+        )
+
 
 @dataclass
 class TorchTask:
@@ -16,6 +28,7 @@ class TorchTask:
     report: Callable[[Any], dict[str, float]] | None = None  # extra final figures from the trained model
     optimizer: Callable[[Any], Any] | None = None  # params -> torch optimizer; None: train.optimizer
     num_workers: int = 0  # DataLoader worker processes per rank (Dataset data only)
+    worker_start_method: str = "forkserver"  # how they start: forkserver | spawn | fork
     steps_per_epoch: int | None = None  # for data without a length (an IterableDataset)
     metrics: dict[str, Callable[..., Any]] = field(default_factory=dict)  # name -> metric(outputs, targets): mean
 
