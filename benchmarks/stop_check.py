@@ -42,7 +42,7 @@ def _rank(rank: int, port: int, model: str, rounds: int, out: str) -> None:
 
     torch.set_num_threads(1)
     env = ClusterEnv(rank, rank, 2, 2, 0, 1, "127.0.0.1", port, "local")
-    strategy = ddp.create(ddp.Config(backend="gloo"), env)
+    strategy = ddp.PLUGIN.create(ddp.Config(backend="gloo"), env)
     strategy.setup()
     inputs, width, depth, batch, steps = MODELS[model]
     torch.manual_seed(rank)

@@ -97,16 +97,14 @@ def check_composes(args: Any, conf) -> Path | None:
 
 
 def preflight(job: config.Job) -> None:
-    """What run_single checks before anything starts (and checks again in the app: it is cheap), for a launcher
-    that can check it all without reaching a cluster (local, or a Ray this job starts itself). A cluster's launcher
-    and a sweep check the rest in the app, where a refusal removes the run directory again."""
-    from scaletrain import checkpoint, launchers
+    """What run.py checks before anything starts (and checks again in the app: it is cheap), for a launcher that
+    can check it all without reaching a cluster (local, or a Ray this job starts itself). A cluster's launcher and a
+    sweep check the rest in the app, where a refusal removes the run directory again."""
+    from scaletrain import run
 
     offline = job.launcher.name == "local" or (job.launcher.name == "ray" and job.launcher.address is None)
     if offline and not job.scaling.world_sizes:
-        launcher = launchers.create(job)
-        checkpoint.check_dir(Path(job.checkpoint.dir))
-        launcher.preflight()
+        run.preflight_point(job)
 
 
 def _resolved(cfg) -> dict[str, Any]:

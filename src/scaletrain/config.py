@@ -8,7 +8,6 @@ group's settings.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -22,10 +21,10 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
+from scaletrain import registry
 from scaletrain.errors import ConfigError
 
-PACKAGES = {"strategy": "strategies", "launcher": "launchers", "workload": "workloads"}
-GROUPS = tuple(PACKAGES)
+GROUPS = tuple(registry.GROUPS)
 SELECTABLE = (*GROUPS, "logger")  # config groups a user picks by name on the command line
 DEFAULT_STRATEGY = "ddp"
 WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
@@ -307,7 +306,7 @@ def plugin_module(group: str, name: str) -> ModuleType:
     known = choices(group)
     if name not in known:
         raise ConfigError(f"{group} '{name}' does not exist; choose one of: {', '.join(known)}.")
-    return importlib.import_module(f"scaletrain.{PACKAGES[group]}.{name}")
+    return registry.module(group, name)
 
 
 def typed(schema: type, values: Mapping[str, Any] | None, where: str) -> Any:

@@ -1,4 +1,9 @@
-"""One job from validated config to exit code: pre-flight everything, then hand it to its launcher."""
+"""One job from validated config to exit code, top to bottom: plan → pre-flight → launch → report.
+
+A single run is one planned point; a scaling sweep (``scaling.world_sizes``) is a list of planned points plus the
+analysis of their summaries. Every point is planned and pre-flighted once, all of them before the first one starts
+or is submitted, so that a wrong setting costs no process, job or cluster.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +12,58 @@ from pathlib import Path
 
 from scaletrain import checkpoint, launchers, strategies
 from scaletrain.config import Job
+from scaletrain.launchers.base import Launcher
 from scaletrain.summary import RunSummary
 
 log = logging.getLogger("scaletrain")
 
 
 def run_job(job: Job) -> int:
-    """A scaling sweep when scaling.world_sizes is set, else one run."""
-    if job.preflight.network:  # before anything is placed on the cluster
+    if job.preflight.network:  # job-wide, before anything is placed on the cluster
         from scaletrain.netcheck import preflight
 
         preflight(job)
     if job.scaling.world_sizes:
-        from scaletrain.scaling.sweep import run_sweep
-
-        return run_sweep(job, lambda point: run_single(point, report_efficiency=False))
-    return run_single(job)
+        return run_sweep(job)
+    return launch(job, preflight_point(job), report_efficiency=True)
 
 
-def run_single(job: Job, report_efficiency: bool = True) -> int:
+def run_sweep(job: Job) -> int:
+    """Every point here, one after another, then the analysis; under launcher=slurm, submitted (slurm_sweep)."""
+    from scaletrain.scaling import sweep
+
+    if min(job.scaling.world_sizes) > 1:
+        log.info("adding world size 1: efficiency is measured against the 1-rank run")
+    points = sweep.plan(job)
+    planned = [preflight_point(point) for point in points]
+    sweep_dir = Path(job.output_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    job.save_json(sweep_dir / sweep.JOB_FILE)  # what `python -m scaletrain.scaling DIR` re-analyses from
+    if job.launcher.name == "slurm":
+        from scaletrain.launchers import slurm_sweep
+
+        return slurm_sweep.submit(job, points, planned)
+    for point, launcher in zip(points, planned, strict=True):
+        log.info("scaling sweep: world size %d", sweep.point_size(point))
+        code = launch(point, launcher, report_efficiency=False)
+        if code != 0:
+            log.error("scaling sweep stopped: the run at world size %s failed", point.output_dir)
+            return code
+    return sweep.report_sweep(sweep_dir, job, points)
+
+
+def preflight_point(job: Job) -> Launcher:
+    """The point's launcher, once everything that can be checked before a process starts has been."""
     launcher = launchers.create(job)
     checkpoint.check_dir(Path(job.checkpoint.dir))  # a file or unwritable dir: refused before anything starts
     launcher.preflight()  # raises ScaletrainError before any process starts
+    return launcher
+
+
+def launch(job: Job, launcher: Launcher, report_efficiency: bool) -> int:
+    """Run a pre-flighted point to its exit code; a single run beside a 1-rank run also gets its efficiency."""
     if job.strategy_was_picked:
-        log.info("no strategy given (+strategy=NAME): picked %s", strategies.describe(job))
+        log.info("no strategy given (+strategy=NAME): picked %s", strategies.of(job).describe(job, launcher.placement))
     what = job.script or f"workload {job.workload.name}"
     log.info("%s with %s on the %s; outputs in %s", what, job.strategy.name, launcher.describe(), job.output_dir)
     out = Path(job.output_dir)

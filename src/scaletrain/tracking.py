@@ -95,8 +95,8 @@ def run_config(job: Any, world_size: int | None, env: ClusterEnv | None = None) 
 
 def _framework(job: Any) -> str | None:
     try:
-        return strategies.framework(job)
-    except (ImportError, AttributeError):  # a strategy scaletrain does not know (a test double)
+        return strategies.of(job).framework
+    except (ScaletrainError, ImportError, AttributeError):  # a strategy scaletrain does not know (a test double)
         return None
 
 
@@ -105,13 +105,7 @@ def devices(job: Any, processes: int) -> int:
     or what the strategy drives from each (xla: its XLA devices; mirrored: its replicas). A run's summary gives the
     measured count (``replicas``), which then replaces this one (WandbRun.summary)."""
     try:
-        if job.strategy.name == "xla":
-            from scaletrain.strategies import xla
-
-            device = xla.resolve_device(job.strategy)[0]
-            per_process = {"CPU": xla.cpu_devices(job.strategy), "CUDA": hardware.gpu_count()}.get(device)
-            return processes * (per_process or hardware.tpu_chip_count() or 1)
-        return strategies.replicas(job, processes)
+        return strategies.of(job).devices(job, processes)
     except (ScaletrainError, ImportError, AttributeError):
         return processes
 

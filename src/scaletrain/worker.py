@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.launchers import rank_spec
 
 log = logging.getLogger("scaletrain")
 _exit_without_finalization = False  # set by run() from the strategy
@@ -74,14 +75,14 @@ def run(job_file: str) -> int:
 
     env = detect(os.environ)
     _setup_logging(env.rank)
-    stopping.install(os.environ.get("SCALETRAIN_STOP_SIGNAL", stopping.DEFAULT_SIGNAL))
+    stopping.install(os.environ.get(rank_spec.STOP_SIGNAL, stopping.DEFAULT_SIGNAL))
     job = config.load_json(job_file)
-    restart_count = int(os.environ.get("SCALETRAIN_RESTART_COUNT", "0"))
+    restart_count = int(os.environ.get(rank_spec.RESTART_COUNT, "0"))
     strategy = strategies.create(job.strategy, env)
     global _exit_without_finalization
     _exit_without_finalization = strategy.exit_without_finalization
     ctx = RunContext(job, env, strategy, restart_count)
-    beacon_dir = os.environ.get("SCALETRAIN_BEACON_DIR")
+    beacon_dir = os.environ.get(rank_spec.BEACON_DIR)
     if beacon_dir:  # the launcher's hang watchdog reads it
         ctx.beacon = _start_beacon(Path(beacon_dir), env.rank)
     code = 1
@@ -113,7 +114,7 @@ def _run_script(argv: list[str], beacon_dir: Path) -> int:
     so the watchdog can name a frozen rank of a script too."""
     import runpy
 
-    beacon = _start_beacon(beacon_dir, int(os.environ.get("RANK", "0")))
+    beacon = _start_beacon(beacon_dir, int(os.environ.get(rank_spec.RANK, "0")))
     beacon.at("script")
     sys.argv = list(argv)
     sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
@@ -133,8 +134,8 @@ def _run_script(argv: list[str], beacon_dir: Path) -> int:
 def main(argv: list[str]) -> int:
     _die_with_parent()
     if argv[:1] == ["--exec"]:
-        if os.environ.get("SCALETRAIN_BEACON_DIR"):  # watched: run it here, beside a beacon and a stack dump
-            return _run_script(argv[1:], Path(os.environ["SCALETRAIN_BEACON_DIR"]))
+        if os.environ.get(rank_spec.BEACON_DIR):  # watched: run it here, beside a beacon and a stack dump
+            return _run_script(argv[1:], Path(os.environ[rank_spec.BEACON_DIR]))
         # The parent-death signal survives exec, so an unmodified script inherits it.
         os.execv(sys.executable, [sys.executable, *argv[1:]])
     if len(argv) != 1:

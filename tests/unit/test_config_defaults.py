@@ -6,13 +6,12 @@ workload=digits_cnn) may set other values, but only settings its schema has."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from scaletrain import config
+from scaletrain import config, registry
 
 CONF = config.conf_dir()
 SECTIONS = {
@@ -44,11 +43,11 @@ def _default(f: dataclasses.Field):
 
 def _plugins() -> list[tuple[str, Path, type]]:
     found = []
-    for group, package in {**config.PACKAGES, "logger": None}.items():
+    for group in (*config.GROUPS, "logger"):
         for path in sorted((CONF / group).glob("*.yaml")):
             values = _values(group, path)
-            schema = config.LoggerConfig if package is None else importlib.import_module(
-                f"scaletrain.{package}.{values.get('name', path.stem)}").Config  # fmt: skip
+            schema = config.LoggerConfig if group == "logger" else registry.module(
+                group, values.get("name", path.stem)).Config  # fmt: skip
             found.append((f"{group}/{path.stem}", path, schema))
     return found
 

@@ -216,7 +216,7 @@ def test_tasks_per_node_follows_the_gpus_for_ddp() -> None:
 def test_tasks_per_node_follows_a_strategy_hook(monkeypatch: pytest.MonkeyPatch) -> None:
     from scaletrain.strategies import ddp
 
-    monkeypatch.setattr(ddp, "procs_per_node", lambda job: 1, raising=False)  # as TF multi-worker and XLA do
+    monkeypatch.setattr(ddp.PLUGIN, "procs_per_node", 1)  # as TF multi-worker and XLA do
     assert slurm.tasks_per_node(_job(gpus_per_node=8)) == 1
     with pytest.raises(ConfigError, match="strategy ddp runs 1 task"):
         slurm.tasks_per_node(_job(gpus_per_node=8, ntasks_per_node=8))

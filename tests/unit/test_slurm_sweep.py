@@ -32,8 +32,7 @@ def _base(tmp_path: Path, *overrides: str) -> tuple[config.Job, list[str]]:
 
 
 def _points(job: config.Job) -> list[config.Job]:
-    sizes = sweep.sizes(job)
-    return [sweep.point_job(job, n, sizes[-1], sweep.group(job)) for n in sizes]
+    return sweep.plan(job)
 
 
 @pytest.mark.parametrize(

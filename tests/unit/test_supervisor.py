@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from scaletrain.launchers.supervisor import Supervisor
+from scaletrain.launchers.supervisor import Supervisor, first_failure, forward_interrupts
 
 
 def python(code: str) -> list[str]:
@@ -54,3 +54,22 @@ def test_progress_bar_carriage_returns_keep_their_prefix(tmp_path, capfdbinary):
     sup.start(0, python("import sys; sys.stdout.write('10%\\r50%\\r100%\\n')"), dict(os.environ))
     assert sup.wait().ok
     assert capfdbinary.readouterr().out == b"[rank 0] 10%\r[rank 0] 50%\r[rank 0] 100%\n"
+
+
+def test_first_failure_is_the_earliest_seen_and_of_those_a_rank_killed_by_a_signal():
+    failures = [(2, "rank 0: exit 1"), (1, "rank 1: exit 1"), (1, "rank 2: SIGKILL"), (1, "rank 3: SIGSEGV")]
+    pick = lambda fs: first_failure(fs, lambda f: f[0], lambda f: "SIG" in f[1])  # noqa: E731
+    assert pick(failures)[1] == "rank 2: SIGKILL"  # seen with rank 1's error, which it caused; first of its kind
+    assert pick(failures[:2])[1] == "rank 1: exit 1"
+    assert pick([(1, "rank 5: exit 1"), (1, "rank 4: exit 2")])[1] == "rank 5: exit 1"  # equals: the first listed
+
+
+def test_forward_interrupts_calls_back_on_sigint_and_sigterm_then_restores_the_handlers():
+    calls = []
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with forward_interrupts(lambda: calls.append(1)):
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the handlers run between bytecodes, at once
+    assert calls == [1, 1]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

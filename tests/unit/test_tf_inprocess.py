@@ -19,6 +19,7 @@ from scaletrain.context import RunContext
 from scaletrain.env import detect
 from scaletrain.errors import ConfigError
 from scaletrain.strategies import tpu
+from scaletrain.strategies.plugin import Placement
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -154,7 +155,7 @@ def test_preflight_predicts_tensorflows_failure_for_a_tpu_name_without_its_api_c
         resolver.master()  # the first call that asks the Cloud TPU API where the TPU is
     job = _job_for_tpu(config)
     with pytest.raises(ConfigError, match="whose client is not installed; pip install cloud-tpu-client"):
-        tpu.preflight(job)
+        tpu.PLUGIN.preflight(job, Placement(nodes=1, procs_per_node=1))
 
 
 def _job_for_tpu(config: tpu.Config):
@@ -175,7 +176,7 @@ import_tensorflow()  # seconds of its own: the clock below times the strategy al
 config = tpu.Config(tpu=sys.argv[1], init_timeout_s=3)
 started = time.monotonic()
 try:
-    tpu.create(config, detect({})).setup()
+    tpu.PLUGIN.create(config, detect({})).setup()
     print("NO ERROR")
 except LaunchError as exc:
     print(f"{time.monotonic() - started:.1f}|{exc}")

@@ -77,3 +77,40 @@ def test_a_rank_frozen_before_its_first_beacon_is_still_named_with_its_pid(tmp_p
     assert report.culprits == [1] and report.why == "stopped"
     named = f"rank 1 on {os.uname().nodename} (pid {child.pid}, step ?, phase no beacon yet, stopped)"
     assert named in report.sentence()
+
+
+class _Probe:
+    """The ranks as a launcher's probe sees them: fixed positions, every process sleeping, no stacks asked for."""
+
+    def __init__(self, positions: dict[int, Position]) -> None:
+        self._positions = positions
+
+    def positions(self) -> dict[int, Position]:
+        return self._positions
+
+    def states(self) -> dict[int, str]:
+        return {rank: "sleeping" for rank in self._positions}
+
+    def stacks(self, states: dict[int, str]) -> dict[int, str]:
+        return {rank: "(stack)" for rank in self._positions}
+
+    def placeholders(self) -> dict[int, dict]:
+        return {}
+
+
+def test_a_hang_before_the_first_step_is_named_once_no_step_came_for_the_first_step_timeout():
+    from scaletrain.launchers import watchdog as module
+
+    # rank 1 never got its first batch; rank 0 waits in the first all-reduce
+    watchdog = Watchdog(_Probe({0: _at(0, 0, "communication"), 1: _at(1, 0, "data")}), timeout_s=None)
+    assert watchdog.check() is None  # just started: imports and compiling may take minutes
+    watchdog.started_unix_s = time.time() - module.FIRST_STEP_TIMEOUT_S - 1
+    watchdog._next_read = 0.0
+    report = watchdog.check()
+    assert report is not None and report.culprits == [1] and report.why == "furthest behind"
+    assert report.waited_s > module.FIRST_STEP_TIMEOUT_S and report.stacks == {0: "(stack)", 1: "(stack)"}
+    # ranks that never report steps (an unmodified script, a function training by itself) are not judged by it
+    for phase in ("script", "start"):
+        quiet = Watchdog(_Probe({0: _at(0, 0, phase), 1: _at(1, 0, phase)}), timeout_s=None)
+        quiet.started_unix_s = time.time() - 10 * module.FIRST_STEP_TIMEOUT_S
+        assert quiet.check() is None

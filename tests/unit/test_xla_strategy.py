@@ -91,10 +91,10 @@ def _env(world_size: int) -> ClusterEnv:
 
 def test_worker_env_sets_the_pjrt_device_and_cpu_device_count():
     job = type("Job", (), {"strategy": xla.Config(device="CPU", num_devices=3)})()
-    assert xla.worker_env(job, _env(1)) == {"PJRT_DEVICE": "CPU", "CPU_NUM_DEVICES": "3"}
+    assert xla.PLUGIN.worker_env(job, _env(1)) == {"PJRT_DEVICE": "CPU", "CPU_NUM_DEVICES": "3"}
     job.strategy = xla.Config(device="CUDA")
-    assert xla.worker_env(job, _env(2)) == {"PJRT_DEVICE": "CUDA", "XLA_COORDINATOR_PORT": "29501"}
-    assert xla.procs_per_node(job) == 1
+    assert xla.PLUGIN.worker_env(job, _env(2)) == {"PJRT_DEVICE": "CUDA", "XLA_COORDINATOR_PORT": "29501"}
+    assert xla.PLUGIN.procs_per_node == 1 and xla.PLUGIN.procs_per_node_required
 
 
 def _job(*overrides: str):

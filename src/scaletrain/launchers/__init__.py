@@ -1,9 +1,11 @@
-"""Where the processes run. One module per launcher: ``Config`` and ``create(job) -> Launcher``."""
+"""Where the processes run. One module per launcher, registered in ``scaletrain.registry``: ``Config``,
+``create(job) -> Launcher`` (launchers/base.py: the seam) and ``with_world_size`` when it can run scaling sweeps."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from scaletrain import registry
 
 if TYPE_CHECKING:
     from scaletrain.config import Job
@@ -11,4 +13,4 @@ if TYPE_CHECKING:
 
 
 def create(job: Job) -> Launcher:
-    return importlib.import_module(f"scaletrain.launchers.{job.launcher.name}").create(job)
+    return registry.module("launcher", job.launcher.name).create(job)

@@ -9,6 +9,7 @@ from pathlib import Path
 from scaletrain import checkpoint, strategies, tracking, workloads
 from scaletrain.config import Job
 from scaletrain.errors import ConfigError
+from scaletrain.strategies.plugin import Placement
 
 
 class Launcher(ABC):
@@ -22,17 +23,24 @@ class Launcher(ABC):
     def world_size(self) -> int:
         """How many ranks the job will have."""
 
+    @property
+    @abstractmethod
+    def placement(self) -> Placement:
+        """Hosts and processes per host, as far as the launcher knows them before it starts anything: all a
+        strategy's driver-side hooks learn of the launcher."""
+
     def describe(self) -> str:
         return f"{self.job.launcher.name} launcher, {self.world_size} rank(s)"
 
     def preflight(self) -> None:
         """Everything that can be checked before a process, job or cluster is started."""
         job = self.job
-        strategies.preflight(job)
+        strategy = strategies.of(job)
+        strategy.preflight(job, self.placement)
         workloads.preflight(job)
         tracking.preflight(job)
         batch = job.train.global_batch_size
-        replicas = strategies.replicas(job, self.world_size)
+        replicas = strategy.replicas(job, self.world_size)
         if job.script is None and batch % replicas:
             fit = replicas * max(1, round(batch / replicas))
             what = f"the world size {replicas}" if replicas == self.world_size else f"the {replicas} replicas"

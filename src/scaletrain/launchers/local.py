@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 import socket
 import sys
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,12 @@ from scaletrain import hardware, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
-from scaletrain.launchers import rendezvous
+from scaletrain.launchers import rank_spec, rendezvous
 from scaletrain.launchers.base import Launcher, worker_argv
-from scaletrain.launchers.supervisor import Outcome, Supervisor, run_attempts
+from scaletrain.launchers.rank_spec import RankSpec
+from scaletrain.launchers.supervisor import Outcome, Supervisor, forward_interrupts, run_attempts
 from scaletrain.launchers.watchdog import LocalProbe, Watchdog
+from scaletrain.strategies.plugin import Placement
 
 log = logging.getLogger("scaletrain")
 RENDEZVOUS_TIMEOUT_S = 300.0  # how long node 0 waits for the other nodes (the strategy's timeout_s when it has one)
@@ -123,15 +124,16 @@ class LocalLauncher(Launcher):
         if n == "auto":
             # The strategy may say (one process per host for TensorFlow); else one per GPU or per 2 CPU cores.
             n = (
-                strategies.procs_per_node(job)
+                strategies.of(job).procs_per_node
                 or hardware.gpu_count()
                 or hardware.default_cpu_procs(hardware.cpu_count())
             )
         self.nproc = n
 
     def preflight(self) -> None:
-        wanted = strategies.procs_per_node(self.job)
-        if wanted is not None and self.nproc != wanted and strategies.procs_per_node_required(self.job):
+        strategy = strategies.of(self.job)
+        wanted = strategy.procs_per_node
+        if wanted is not None and self.nproc != wanted and strategy.procs_per_node_required:
             raise ConfigError(
                 f"launcher.nproc_per_node={self.nproc} does not fit strategy {self.job.strategy.name}, which runs "
                 f"{wanted} process(es) per host; use launcher.nproc_per_node=auto."
@@ -149,6 +151,10 @@ class LocalLauncher(Launcher):
     def world_size(self) -> int:
         return self.nproc * self.job.launcher.nnodes
 
+    @property
+    def placement(self) -> Placement:
+        return Placement(nodes=self.job.launcher.nnodes, procs_per_node=self.nproc)
+
     def launch(self, job_file: Path) -> int:
         return run_attempts(
             self.job.max_restarts, lambda attempt: self._run_attempt(job_file, attempt), self.job.output_dir
@@ -161,11 +167,11 @@ class LocalLauncher(Launcher):
         supervisor = Supervisor(cfg.stop_grace_s, log_dir=Path(self.job.output_dir) / "logs")
         argv = worker_argv(self.job, job_file)
         beacons = self._beacon_dir(attempt)
-        with _forward_interrupts(supervisor):
+        with forward_interrupts(supervisor.interrupt):
             try:
                 for local_rank in range(self.nproc):
                     env = self.rank_env(local_rank, port, addresses)
-                    supervisor.start(env.rank, argv, self._process_env(env, attempt, beacons))
+                    supervisor.start_spec(self.spec(env, argv, attempt, beacons, supervisor.log_dir))
             except BaseException:
                 supervisor.stop()
                 raise
@@ -193,7 +199,7 @@ class LocalLauncher(Launcher):
                 return ()
             ports = [p for p in free_ports(cfg.master_addr, self.nproc + 1) if p != avoid][: self.nproc]
             return tuple(f"{cfg.master_addr}:{port}" for port in ports)
-        if not strategies.needs_worker_addresses(self.job) or "TF_CONFIG" in os.environ:
+        if not strategies.of(self.job).worker_addresses:
             return ()  # torch's ranks meet at the master; a TF_CONFIG of your own names the workers itself
         ports = [p for p in free_ports("", self.nproc + 1) if p != cfg.master_port][: self.nproc]
         timeout_s = getattr(self.job.strategy, "timeout_s", RENDEZVOUS_TIMEOUT_S)
@@ -218,31 +224,25 @@ class LocalLauncher(Launcher):
             worker_addresses=worker_addresses,
         )
 
-    def _process_env(self, env: ClusterEnv, attempt: int, beacons: Path | None = None) -> dict[str, str]:
-        child = dict(os.environ)
-        if beacons is not None:
-            child["SCALETRAIN_BEACON_DIR"] = str(beacons)
-        child.update(env.torchrun_vars())
-        child.update(strategies.worker_env(self.job, env))
-        child["SCALETRAIN_RESTART_COUNT"] = str(attempt)
-        child["PYTHONUNBUFFERED"] = "1"
+    def spec(
+        self,
+        env: ClusterEnv,
+        argv: list[str],
+        attempt: int,
+        beacons: Path | None = None,
+        log_dir: Path | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> RankSpec:
+        """What the rank of ``env`` is started with: this launcher's environment and the rank contract on top; its
+        threads are launcher.threads_per_rank, else the cores split between this host's ranks (unless
+        OMP_NUM_THREADS is set); a progress bar when the output is a terminal."""
         threads = self.job.launcher.threads_per_rank
-        if threads != "auto":
-            child["OMP_NUM_THREADS"] = str(threads)
-        elif "OMP_NUM_THREADS" not in os.environ:  # split the cores between the ranks
-            child["OMP_NUM_THREADS"] = str(max(1, hardware.cpu_count() // self.nproc))
-        if sys.stdout.isatty():
-            child["SCALETRAIN_PROGRESS"] = "1"
-        return child
-
-
-@contextmanager
-def _forward_interrupts(supervisor: Supervisor):
-    """Ctrl-C or SIGTERM to the launcher stops every rank instead of orphaning them."""
-    handler = lambda signum, frame: supervisor.interrupt()  # noqa: E731
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        facts = rank_spec.Facts(
+            base=environ,
+            beacon_dir=beacons,
+            threads=None if threads == "auto" else threads,
+            default_threads=max(1, hardware.cpu_count() // self.nproc),
+            progress=sys.stdout.isatty(),
+            log_dir=log_dir,
+        )
+        return rank_spec.build(self.job, env, argv, attempt, facts)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from scaletrain.beacon import PUBLISH_EVERY_S, Position, read_all
+from scaletrain.launchers.rank_spec import BEACON_DIR
 from scaletrain.launchers.watchdog import (
     HANG_EXIT_CODE,
     STACK_WAIT_S,
@@ -92,7 +93,7 @@ def run(
 ) -> int:
     """Run the worker as a child until it exits (its exit code) or, on rank 0, until the job hangs."""
     beacon_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(argv, env={**env, "SCALETRAIN_BEACON_DIR": str(beacon_dir)})
+    proc = subprocess.Popen(argv, env={**env, BEACON_DIR: str(beacon_dir)})  # where this agent watches
     for sig in forward:
         signal.signal(sig, lambda signum, frame: _send(proc.pid, signum))
     probe = SharedDirProbe(beacon_dir, world_size, rank, proc.pid)

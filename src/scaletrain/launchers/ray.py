@@ -11,19 +11,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scaletrain import hardware, strategies
 from scaletrain.config import Job
+from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
+from scaletrain.launchers import rank_spec
 from scaletrain.launchers import ray_cluster as cluster
 from scaletrain.launchers.base import Launcher, worker_argv
-from scaletrain.launchers.supervisor import Outcome, run_attempts
+from scaletrain.launchers.rank_spec import RankSpec
+from scaletrain.launchers.supervisor import Outcome, forward_interrupts, run_attempts
+from scaletrain.strategies.plugin import Placement
 
 log = logging.getLogger("scaletrain")
 
@@ -105,11 +107,11 @@ class RayLauncher(Launcher):
     def __init__(self, job: Job) -> None:
         super().__init__(job)
         self.cfg: Config = job.launcher
-        self.per_node = strategies.procs_per_node(job)
+        self.per_node = strategies.of(job).procs_per_node
         strategy = self.cfg.placement_strategy
         if strategy == "auto":  # one rank per host for one-process-per-host strategies sized by the cluster
             strategy = "STRICT_SPREAD" if self.per_node == 1 and self.cfg.nproc == "auto" else "PACK"
-        self.placement = strategy
+        self.group_strategy = strategy
         self.nproc: int | None = self.cfg.nproc if self.cfg.nproc != "auto" else None
         self.rank_bundle: dict[str, float] = {}
         self._connected = False
@@ -125,10 +127,16 @@ class RayLauncher(Launcher):
             self._size_job()
         return self.nproc
 
+    @property
+    def placement(self) -> Placement:
+        """Ray places the ranks when it runs them: the hosts are known then, the processes per host when the
+        strategy fixes them."""
+        return Placement(nodes=None, procs_per_node=self.per_node)
+
     def describe(self) -> str:
         return (
             f"ray launcher at {self.where}, {self.world_size} rank(s) of {cluster.describe_bundle(self.rank_bundle)} "
-            f"placed {self.placement}"
+            f"placed {self.group_strategy}"
         )
 
     def preflight(self) -> None:
@@ -161,17 +169,18 @@ class RayLauncher(Launcher):
             return
         if not self._connected:
             nodes = [cluster.Node(n.node_id, n.ip, {**n.resources, "CPU": self._local_cpus()}) for n in nodes]
-        cluster.check_fits(nodes, self.rank_bundle, self.nproc, self.placement, self.where)
+        cluster.check_fits(nodes, self.rank_bundle, self.nproc, self.group_strategy, self.where)
 
     def _local_cpus(self) -> int:
         return max(hardware.cpu_count(), int(-(-self.nproc * self.rank_bundle.get("CPU", 0) // 1)))
 
     def launch(self, job_file: Path) -> int:
+        import ray
+
         try:
-            if not self._connected:
-                cluster.connect(
-                    None, self.cfg.connect_timeout_s, self.cfg.job_runtime_env(), local_cpus=self._local_cpus()
-                )
+            if not ray.is_initialized():  # sized offline, or an earlier sweep point's launch ended the connection
+                local_cpus = self._local_cpus() if self.cfg.address is None else 0
+                cluster.connect(self.cfg.address, self.cfg.connect_timeout_s, self.cfg.job_runtime_env(), local_cpus)
                 self._connected = True
             if len(cluster.live_nodes()) > 1:
                 log.info(
@@ -180,7 +189,7 @@ class RayLauncher(Launcher):
                     self.job.output_dir,
                     self.job.checkpoint.dir,
                 )
-            with _forward_interrupts(self.interrupted):
+            with forward_interrupts(self.interrupted.set):
                 return run_attempts(
                     self.job.max_restarts, lambda attempt: self._attempt(job_file, attempt), self.job.output_dir
                 )
@@ -191,7 +200,7 @@ class RayLauncher(Launcher):
         from scaletrain.launchers.ray_group import RankGroup
 
         self._check_fits(cluster.live_nodes())  # a node lost since the last attempt may make the job impossible
-        group = RankGroup(self.rank_bundle, self.nproc, self.placement, self.interrupted)
+        group = RankGroup(self.rank_bundle, self.nproc, self.group_strategy, self.interrupted)
         try:
             group.reserve(self.cfg.placement_timeout_s)
             if not self.interrupted.is_set():
@@ -200,26 +209,25 @@ class RayLauncher(Launcher):
                 return Outcome(ok=False, interrupted=True)
             envs = cluster.cluster_envs(group.slots, group.placed)
             gpus = cluster.visible_gpus(group.slots, group.placed)
-            rank_env = {env.rank: self._rank_env(env, attempt, gpus.get(env.rank)) for env in envs}
             argv = worker_argv(self.job, job_file)
-            watch = self.job.watchdog.enabled
-            pids = group.start_workers(argv[1:], rank_env, str(job_file), job_file.read_text(), watch,
-                                       self.cfg.orphan_timeout_s)  # fmt: skip
-            self._record(group, pids, attempt)
             log_dir = Path(self.job.output_dir) / "logs"
+            specs = [self.spec(env, argv, attempt, gpus.get(env.rank), log_dir) for env in envs]
+            watch = self.job.watchdog.enabled
+            pids = group.start_workers(specs, str(job_file), job_file.read_text(), watch, self.cfg.orphan_timeout_s)
+            self._record(group, pids, attempt)
             log_dir.mkdir(parents=True, exist_ok=True)
             report_dir = Path(self.job.output_dir) if watch else None
             return group.supervise(log_dir, self.cfg.stop_grace_s, self.job.watchdog.hang_timeout_s, report_dir)
         finally:
             group.release()
 
-    def _rank_env(self, env, attempt: int, cuda_visible: str | None) -> dict[str, str]:
-        out = {**env.torchrun_vars(), **strategies.worker_env(self.job, env)}
-        out["SCALETRAIN_RESTART_COUNT"] = str(attempt)
-        out["PYTHONUNBUFFERED"] = "1"
-        if cuda_visible is not None:
-            out["CUDA_VISIBLE_DEVICES"] = cuda_visible
-        return out
+    def spec(
+        self, env: ClusterEnv, argv: list[str], attempt: int, cuda_visible: str | None, log_dir: Path | None = None
+    ) -> RankSpec:
+        """What the rank of ``env`` is started with: only the rank contract's variables, which its actor lays over
+        its node's environment (and adds its beacon directory to); CUDA_VISIBLE_DEVICES: the GPUs Ray gave it."""
+        facts = rank_spec.Facts(cuda_visible=cuda_visible, log_dir=log_dir)
+        return rank_spec.build(self.job, env, argv, attempt, facts)
 
     def _record(self, group, pids: list[int], attempt: int) -> None:
         """Where each rank runs, in the log and in ray_ranks.json (rank, node id and IP, worker pid, attempt)."""
@@ -236,7 +244,7 @@ class RayLauncher(Launcher):
             for s, pid in zip(group.slots, pids, strict=True)
         ]
         where = ", ".join(f"rank {r['rank']} on node {r['node_id'][:8]} ({r['node_ip']})" for r in ranks)
-        log.info("placed %s: %s", self.placement, where)
+        log.info("placed %s: %s", self.group_strategy, where)
         out = Path(self.job.output_dir) / "ray_ranks.json"
         out.write_text(json.dumps(ranks, indent=2) + "\n")
 
@@ -246,15 +254,3 @@ class RayLauncher(Launcher):
 
             ray.shutdown()  # also stops the local Ray this launcher started
             self._connected = False
-
-
-@contextmanager
-def _forward_interrupts(interrupted: threading.Event):
-    """Ctrl-C or SIGTERM to the driver stops every rank and releases the placement group instead of orphaning them."""
-    handler = lambda signum, frame: interrupted.set()  # noqa: E731
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -1,7 +1,7 @@
 """The Ray actor that hosts one rank: it runs the same worker process the local launcher would, on its node.
 
 Imported on every node of the cluster, so it needs only the standard library, Ray and scaletrain's stdlib-only
-watchdog helpers (the node runs scaletrain's worker anyway). Its methods run one at a
+watchdog helpers and rank contract (the node runs scaletrain's worker anyway). Its methods run one at a
 time on the actor's main thread: the worker is started from that thread, which lives as long as the actor, so the
 worker's parent-death signal fires exactly when the actor (or its node) dies.
 """
@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from scaletrain.launchers.rank_spec import BEACON_DIR, RANK
 from scaletrain.launchers.watchdog import EXITED_STACK, NO_STACK, collect_stacks, process_state, request_stack
 
 CHUNK_BYTES = 256 * 1024
@@ -75,10 +76,10 @@ class RankActor:
         with open(local_job, "w") as f:
             f.write(job_json)
         argv = [sys.executable, *(local_job if a == job_file else a for a in args)]
-        self._rank = int(env.get("RANK", "0"))
+        self._rank = int(env.get(RANK, "0"))
         if watch:
             self._beacons = Path(self._tmp) / "beacons"
-            env = {**env, "SCALETRAIN_BEACON_DIR": str(self._beacons)}
+            env = {**env, BEACON_DIR: str(self._beacons)}
         self._proc = subprocess.Popen(
             argv,
             env={**os.environ, **env},

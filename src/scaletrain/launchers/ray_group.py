@@ -22,9 +22,10 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from scaletrain.beacon import Position
 from scaletrain.errors import LaunchError
 from scaletrain.launchers.output import RankOutput
+from scaletrain.launchers.rank_spec import RankSpec, rank_log_path
 from scaletrain.launchers.ray_actor import RankActor
 from scaletrain.launchers.ray_cluster import Slot, describe_bundle, free_resources, plan
-from scaletrain.launchers.supervisor import Outcome, hang_outcome
+from scaletrain.launchers.supervisor import Outcome, first_failure, hang_outcome
 from scaletrain.launchers.watchdog import NO_STACK, STACK_WAIT_S, Watchdog
 
 log = logging.getLogger("scaletrain")
@@ -105,18 +106,21 @@ class RankGroup:
 
     def start_workers(
         self,
-        args: list[str],
-        envs: dict[int, dict[str, str]],
+        specs: list[RankSpec],
         job_file: str,
         job_json: str,
         watch: bool = False,
         orphan_after_s: float = 0.0,
     ) -> list:
-        """Start rank r's worker in its actor with ``envs[r]``; the worker pids in rank order. ``watch``: each rank
-        publishes its beacon on its node, for the hang watchdog (``RayProbe``). ``orphan_after_s``: a rank that
+        """Start each rank's worker in its actor as its spec says (the actor runs the spec's argv with its node's
+        Python and lays the spec's env over its node's environment); the worker pids in rank order. ``watch``: each
+        rank publishes its beacon on its node, for the hang watchdog (``RayProbe``). ``orphan_after_s``: a rank that
         hears no poll from this driver for that long stops itself (RankActor.start)."""
+        spec_of = {spec.rank: spec for spec in specs}
         refs = [
-            self.actors[s.bundle_index].start.remote(args, envs[s.rank], job_file, job_json, watch, orphan_after_s)
+            self.actors[s.bundle_index].start.remote(
+                spec_of[s.rank].argv[1:], spec_of[s.rank].env, job_file, job_json, watch, orphan_after_s
+            )
             for s in self.slots
         ]
         self.pids = dict(zip((s.rank for s in self.slots), ray.get(refs), strict=True))
@@ -131,14 +135,12 @@ class RankGroup:
         probe = RayProbe(self)
         watchdog = Watchdog(probe, timeout_s) if report_dir is not None else None
         lock = threading.Lock()
-        outputs = {
-            s.rank: RankOutput(s.rank, log_dir / f"rank_{s.rank}.log" if log_dir else None, lock) for s in self.slots
-        }
+        outputs = {s.rank: RankOutput(s.rank, rank_log_path(log_dir, s.rank), lock) for s in self.slots}
         actor_of = {s.rank: self.actors[s.bundle_index] for s in self.slots}
         ip_of = {s.rank: s.ip for s in self.slots}
         pending = {actor_of[r].poll.remote(POLL_S): r for r in outputs}
         exited: dict[int, int] = {}
-        failures: list[tuple[int, bool, Outcome]] = []  # (round, not-killed, outcome): killed ranks sort first
+        failures: list[tuple[int, Outcome]] = []  # (the poll round it was seen in, how the rank ended)
         round_no = 0
         try:
             while True:
@@ -155,9 +157,7 @@ class RankGroup:
                     try:
                         data, code, beacon, state = ray.get(ref)
                     except RayActorError as exc:
-                        failures.append(
-                            (round_no, False, Outcome(False, rank=rank, lost=f"on {ip_of[rank]} {_lost(exc)}"))
-                        )
+                        failures.append((round_no, Outcome(False, rank=rank, lost=f"on {ip_of[rank]} {_lost(exc)}")))
                         continue
                     probe.seen[rank] = (beacon, state)
                     outputs[rank].feed(data)
@@ -166,10 +166,10 @@ class RankGroup:
                         continue
                     exited[rank] = code
                     if code != 0:
-                        failures.append((round_no, code >= 0, Outcome(False, rank=rank, returncode=code)))
+                        failures.append((round_no, Outcome(False, rank=rank, returncode=code)))
                 # A frozen peer makes the healthy ranks fail (collective timeouts, TensorFlow's heartbeat): blame it.
                 # (A rank whose actor or node was lost is itself the cause: Ray's reason says more than a hang.)
-                ordinary = failures and all(outcome.lost is None for _, _, outcome in failures)
+                ordinary = failures and all(outcome.lost is None for _, outcome in failures)
                 hang = watchdog.blame_on_failure() if watchdog and ordinary else None
                 hang = hang or (watchdog.check() if watchdog else None)
                 if hang is not None:
@@ -177,7 +177,7 @@ class RankGroup:
                     self.stop(signal.SIGKILL, stop_grace_s)
                     return outcome
                 if failures:
-                    _, _, first = min(failures, key=lambda f: (f[0], f[1]))
+                    _, first = first_failure(failures, lambda f: f[0], lambda f: _by_signal(f[1]))
                     dead = self.stop(signal.SIGTERM, stop_grace_s)
                     if first.lost is None and first.returncode >= 0 and dead:
                         # A rank that lost its peer errors out before Ray reports the peer's actor (or node) dead.
@@ -251,6 +251,11 @@ class RayProbe:
 
     def placeholders(self) -> dict[int, dict]:
         return {s.rank: {"host": s.ip, "pid": self.group.pids.get(s.rank, "?")} for s in self.group.slots}
+
+
+def _by_signal(outcome: Outcome) -> bool:
+    """A rank lost with its actor or node, or killed by a signal: ranked before ranks that exited with an error."""
+    return outcome.lost is not None or outcome.returncode < 0
 
 
 def _lost(exc: RayActorError) -> str:

@@ -30,9 +30,11 @@ from scaletrain import hardware, stopping, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv, detect
 from scaletrain.errors import ConfigError, LaunchError
-from scaletrain.launchers import rank_agent, slurm_cluster
+from scaletrain.launchers import rank_agent, rank_spec, slurm_cluster
 from scaletrain.launchers.base import Launcher, worker_argv
+from scaletrain.launchers.rank_spec import HANG_RESTARTS, RankSpec
 from scaletrain.launchers.slurm_script import BatchRequest, render, sbatch_options, value_problem
+from scaletrain.strategies.plugin import Placement
 
 log = logging.getLogger("scaletrain")
 
@@ -44,7 +46,6 @@ _MANAGED |= {"account", "qos", "signal", "requeue", "open-mode", "output"}
 _SUBMIT_ONLY = re.compile(r"\s*(launcher\s*=\s*slurm|launcher\.(dry_run|wait)\s*=.*)\s*$")
 # The string settings written on #SBATCH lines, with a value each would accept, for the error message.
 _NAMED = {"job_name": "train", "partition": "gpu", "account": "myproject", "qos": "normal"}
-HANG_RESTARTS = "SCALETRAIN_HANG_RESTARTS"  # set by the batch script when it restarts hung ranks (slurm_script.BODY)
 
 
 @dataclass
@@ -126,7 +127,7 @@ def with_world_size(job: Job, world_size: int, largest: int) -> Config:
         )
     else:
         nodes, tasks = world_size // per_node, per_node
-    one_per_gpu = strategies.procs_per_node(job) is None and config.gpus_per_node
+    one_per_gpu = strategies.of(job).procs_per_node is None and config.gpus_per_node
     gpus = tasks if one_per_gpu else config.gpus_per_node
     auto = config.ntasks_per_node == "auto" and tasks == per_node  # keep 'auto' where it gives the same count
     return dataclasses.replace(config, nodes=nodes, ntasks_per_node="auto" if auto else tasks, gpus_per_node=gpus)
@@ -146,7 +147,7 @@ def mode(environ: Mapping[str, str]) -> str:
 def tasks_per_node(job: Job, check: bool = True) -> int:
     """Tasks (ranks) per node: the strategy's own count, else one per GPU asked for, else 1."""
     cfg = job.launcher
-    expected = strategies.procs_per_node(job)
+    expected = strategies.of(job).procs_per_node
     why = f"strategy {job.strategy.name} runs {expected} task(s) per node"
     if expected is None and cfg.gpus_per_node:
         expected = cfg.gpus_per_node
@@ -188,6 +189,13 @@ class SlurmLauncher(Launcher):
         if self.env is not None:
             return self.env.world_size
         return self.job.launcher.nodes * tasks_per_node(self.job, check=False)
+
+    @property
+    def placement(self) -> Placement:
+        if self.env is not None:
+            return Placement(self.env.num_nodes, self.env.local_world_size, nodes_from="SLURM_NNODES")
+        cfg = self.job.launcher
+        return Placement(cfg.nodes, tasks_per_node(self.job, check=False), nodes_from="launcher.nodes")
 
     def describe(self) -> str:
         if self.env is not None:
@@ -260,16 +268,9 @@ class SlurmLauncher(Launcher):
 
     def _become_rank(self, job_file: Path) -> int:
         env, job = self.env, self.job
-        # requeues of the job, plus restarts of its ranks within this allocation after a hang (the batch script's)
-        restarts = str(int(os.environ.get("SLURM_RESTART_COUNT", "0")) + int(os.environ.get(HANG_RESTARTS, "0")))
-        child = dict(os.environ)
-        child.update(env.torchrun_vars())
-        child.update(strategies.worker_env(job, env))
-        child["SCALETRAIN_RESTART_COUNT"] = restarts
-        child["SCALETRAIN_STOP_SIGNAL"] = job.launcher.signal
-        child["PYTHONUNBUFFERED"] = "1"
-        if "OMP_NUM_THREADS" not in os.environ and os.environ.get("SLURM_CPUS_PER_TASK"):
-            child["OMP_NUM_THREADS"] = os.environ["SLURM_CPUS_PER_TASK"]
+        restarts = restart_count(os.environ)
+        argv = worker_argv(job, job_file)
+        spec = self.spec(env, argv, restarts)
         print(
             f"scaletrain: rank {env.rank} of {env.world_size} on {socket.gethostname()} (SLURM_NODEID "
             f"{env.node_rank}, SLURM_LOCALID {env.local_rank}), job {env.job_id}, restart {restarts}",
@@ -277,19 +278,34 @@ class SlurmLauncher(Launcher):
             flush=True,
         )
         self._warn_idle_gpus()
-        argv = worker_argv(job, job_file)
         sys.stdout.flush()
         if job.watchdog.enabled:  # this task stays the worker's agent, for the watchdog
-            beacons = Path(job.output_dir) / "beacons" / f"attempt_{restarts}"
             forward = (stopping.signal_number(job.launcher.signal), signal.SIGTERM)
-            return rank_agent.run(argv, child, beacons, env.rank, env.world_size, job.watchdog.hang_timeout_s,
-                                  forward, Path(job.output_dir))  # fmt: skip
-        os.execve(argv[0], argv, child)  # does not return: this task is now the rank's worker
+            return rank_agent.run(spec.argv, spec.env, self._beacon_dir(restarts), env.rank, env.world_size,
+                                  job.watchdog.hang_timeout_s, forward, Path(job.output_dir))  # fmt: skip
+        os.execve(spec.argv[0], spec.argv, spec.env)  # does not return: this task is now the rank's worker
         return 0  # pragma: no cover
+
+    def spec(
+        self, env: ClusterEnv, argv: list[str], restarts: int, environ: Mapping[str, str] = os.environ
+    ) -> RankSpec:
+        """What this task's rank is started with: the task's environment and the rank contract on top; the stop
+        signal is launcher.signal; OMP_NUM_THREADS is SLURM_CPUS_PER_TASK unless set; with the watchdog on, the
+        beacon directory of this attempt (the rank agent's)."""
+        facts = rank_spec.Facts(
+            base=environ,
+            beacon_dir=self._beacon_dir(restarts) if self.job.watchdog.enabled else None,
+            stop_signal=self.job.launcher.signal,
+            default_threads=environ.get("SLURM_CPUS_PER_TASK") or None,
+        )
+        return rank_spec.build(self.job, env, argv, restarts, facts)
+
+    def _beacon_dir(self, restarts: int) -> Path:
+        return Path(self.job.output_dir) / "beacons" / f"attempt_{restarts}"
 
     def _warn_idle_gpus(self) -> None:
         gpus = hardware.gpu_count()
-        one_per_gpu = strategies.procs_per_node(self.job) is None
+        one_per_gpu = strategies.of(self.job).procs_per_node is None
         if one_per_gpu and self.env.local_rank == 0 and gpus > self.env.local_world_size:
             log.warning(
                 "%d GPUs are visible on this node but it runs %d task(s): %d GPU(s) stay idle; submit with "
@@ -299,3 +315,8 @@ class SlurmLauncher(Launcher):
                 gpus - self.env.local_world_size,
                 gpus,
             )
+
+
+def restart_count(environ: Mapping[str, str]) -> int:
+    """Requeues of the job, plus restarts of its ranks within this allocation after a hang (the batch script's)."""
+    return int(environ.get("SLURM_RESTART_COUNT", "0")) + int(environ.get(HANG_RESTARTS, "0"))

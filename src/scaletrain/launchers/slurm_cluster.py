@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaletrain.errors import ConfigError, LaunchError
+from scaletrain.launchers.rank_spec import PYTHON
 from scaletrain.launchers.slurm_script import sbatch_refusal
 
 log = logging.getLogger("scaletrain")
@@ -101,13 +102,14 @@ def submit_or_print(script: Path, dry_run: bool) -> str | None:
     """sbatch ``script`` with this Python named in the job's environment; its job id. A dry run prints the script
     and the command instead and returns None."""
     env = dict(os.environ)
-    env.setdefault("SCALETRAIN_PYTHON", sys.executable)  # the job inherits it (sbatch exports everything)
+    env.setdefault(PYTHON, sys.executable)  # the job inherits it (sbatch exports everything)
     if dry_run:
         log.info(
-            "dry run, nothing submitted: 'sbatch --parsable %s' would submit this script, with SCALETRAIN_PYTHON=%s "
-            "in its environment:",
+            "dry run, nothing submitted: 'sbatch --parsable %s' would submit this script, with %s=%s in its "
+            "environment:",
             script,
-            env["SCALETRAIN_PYTHON"],
+            PYTHON,
+            env[PYTHON],
         )
         sys.stdout.write(script.read_text())
         sys.stdout.flush()

@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaletrain.errors import ConfigError
+from scaletrain.launchers.rank_spec import PYTHON
 
+# $SCALETRAIN_PYTHON and SCALETRAIN_HANG_RESTARTS below are rank_spec.PYTHON and rank_spec.HANG_RESTARTS (the rank
+# contract's table; tests/unit/test_rank_spec.py checks that they agree).
 # Exit code 75 is scaletrain.stopping.EXIT_CODE: every rank stopped at an agreed step after a checkpoint; 3 is
 # watchdog.HANG_EXIT_CODE: the ranks hung and were ended.
 BODY = """\
@@ -193,7 +196,7 @@ def render_command(options: tuple[tuple[str, str | None], ...], module: str, arg
     lines += [
         "",
         "set -- " + " ".join(shlex.quote(arg) for arg in args),
-        f'exec "${{SCALETRAIN_PYTHON:-python}}" -m {module} "$@"',
+        f'exec "${{{PYTHON}:-python}}" -m {module} "$@"',
     ]
     return "\n".join(lines) + "\n"
 

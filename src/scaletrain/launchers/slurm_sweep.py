@@ -31,13 +31,13 @@ log = logging.getLogger("scaletrain")
 _NOT_OVERRIDES = {"output_dir", "strategy_was_picked"}  # the run dir travels as hydra.run.dir; the other is derived
 
 
-def submit(job: Job, points: Sequence[Job]) -> int:
-    """Submit the points one after another and the analysis job after them; with launcher.wait, follow them all."""
+def submit(job: Job, points: Sequence[Job], launchers: Sequence[slurm.SlurmLauncher]) -> int:
+    """Submit the points (each with its pre-flighted launcher) one after another and the analysis job after them;
+    with launcher.wait, follow them all."""
     sweep_dir = Path(job.output_dir).resolve()
     user = slurm.task_overrides()
     ids: list[str] = []
-    for point in points:
-        launcher = slurm.SlurmLauncher(point)
+    for point, launcher in zip(points, launchers, strict=True):
         job_id = launcher.submit(point_args(job, point, user), after=tuple(ids[-1:]))
         ids.append(job_id or f"<job id of {Path(point.output_dir).name}>")
     cfg = job.launcher

@@ -8,17 +8,29 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from scaletrain import stopping
 from scaletrain.launchers.output import TAIL_LINES, RankOutput
+from scaletrain.launchers.rank_spec import RankSpec, rank_log_path
 from scaletrain.launchers.watchdog import HANG_EXIT_CODE, HangReport, Watchdog
 
-__all__ = ["TAIL_LINES", "Outcome", "Supervisor", "hang_outcome", "run_attempts"]
+__all__ = [
+    "TAIL_LINES",
+    "Outcome",
+    "Supervisor",
+    "first_failure",
+    "forward_interrupts",
+    "hang_outcome",
+    "run_attempts",
+]
 
 log = logging.getLogger("scaletrain")
+T = TypeVar("T")
 
 
 @dataclass
@@ -97,8 +109,11 @@ class Supervisor:
             log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, rank: int, argv: list[str], env: dict[str, str]) -> None:
-        log_path = self.log_dir / f"rank_{rank}.log" if self.log_dir else None
-        self.ranks.append(_RankProcess(rank, argv, env, log_path, self._lock))
+        self.start_spec(RankSpec(rank, argv, env, rank_log_path(self.log_dir, rank)))
+
+    def start_spec(self, spec: RankSpec) -> None:
+        """Start the rank ``spec`` describes; its output is relayed and kept in ``spec.log_path``."""
+        self.ranks.append(_RankProcess(spec.rank, spec.argv, spec.env, spec.log_path, self._lock))
 
     def interrupt(self) -> None:
         """Safe from a signal handler: the wait loop notices and stops every rank."""
@@ -120,8 +135,7 @@ class Supervisor:
                 hang = self.watchdog.blame_on_failure() if self.watchdog else None
                 if hang is not None:
                     return self._hung(hang)
-                # Killed-by-signal ranks first: a rank that lost its peer then errors out is a consequence.
-                first = min(failed, key=lambda r: (r.exited_at, r.proc.returncode >= 0))
+                first = first_failure(failed, lambda r: r.exited_at, lambda r: r.proc.returncode < 0)
                 self.stop(signal.SIGTERM)
                 return Outcome(False, rank=first.rank, returncode=first.proc.returncode, tail=first.tail)
             hang = self.watchdog.check() if self.watchdog else None
@@ -157,6 +171,26 @@ class Supervisor:
     def _join_pumps(self) -> None:
         for r in self.ranks:
             r.pump.join(timeout=5)
+
+
+def first_failure(failures: Iterable[T], seen_at: Callable[[T], float], by_signal: Callable[[T], bool]) -> T:
+    """The failure that ends an attempt: the one seen first; of those seen at the same time, a rank killed by a
+    signal (or lost) before one that exited with an error code, since a rank that lost its peer and then errors out
+    is a consequence, not the cause. Among equals, the first in ``failures``."""
+    return min(failures, key=lambda f: (seen_at(f), not by_signal(f)))
+
+
+@contextmanager
+def forward_interrupts(callback: Callable[[], None]) -> Iterator[None]:
+    """Ctrl-C or SIGTERM to the launcher calls ``callback`` (it runs in a signal handler: set a flag) so that it
+    stops every rank instead of dying and orphaning them; the previous handlers are back afterwards."""
+    handler = lambda signum, frame: callback()  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def hang_outcome(report: HangReport, report_dir: Path | None) -> Outcome:

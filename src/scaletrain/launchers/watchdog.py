@@ -23,6 +23,11 @@ from scaletrain.beacon import PUBLISH_EVERY_S, Position, read_all
 HANG_EXIT_CODE = 3  # the job ended because it hung (README "Hangs"); 1 is an ordinary failure, 2 bad input
 AUTO_FLOOR_S = 120.0
 AUTO_STEPS = 20  # the automatic timeout: this many of the slowest steps seen, at least AUTO_FLOOR_S
+# Before any rank trained a step (imports, data set-up, compiling, the first collective may take minutes), a job
+# whose training loop has begun is judged hung only after this long with no step at all, or hang_timeout_s when
+# that is longer. Ranks that never report steps (a script's, a function's that does not) are never judged by it.
+FIRST_STEP_TIMEOUT_S = 1800.0
+LOOP_PHASES = ("data", "compute", "communication", "checkpoint", "validation")
 STALE_AFTER_S = 5 * PUBLISH_EVERY_S
 DUMP_SIGNAL = signal.SIGQUIT  # the worker dumps every thread's stack on it (faulthandler), as a JVM does
 STACK_WAIT_S = 5.0  # a busy or just-continued rank may take seconds to dump
@@ -123,6 +128,7 @@ class Watchdog:
         self.on_found = on_found  # called with the report before the stacks are asked for (that may take seconds)
         self.fixed_timeout_s = timeout_s
         self.slowest_step_s = 0.0
+        self.started_unix_s = time.time()
         self._last: dict[int, Position] = {}
         self._next_read = 0.0
 
@@ -130,9 +136,14 @@ class Watchdog:
     def timeout_s(self) -> float:
         return self.fixed_timeout_s or max(AUTO_FLOOR_S, AUTO_STEPS * self.slowest_step_s)
 
+    @property
+    def first_step_timeout_s(self) -> float:
+        return max(FIRST_STEP_TIMEOUT_S, self.timeout_s)
+
     def check(self) -> HangReport | None:
-        """A report once no rank has advanced for the timeout, counted from the first trained step (a frozen rank's
-        own beacon may be older than that, or missing: it need not have published since)."""
+        """A report once no rank has advanced for the timeout, counted from the last step any rank reached (a frozen
+        rank's own beacon may be older than that, or missing: it need not have published since); before the first
+        step, once none came for FIRST_STEP_TIMEOUT_S since the attempt started."""
         now = time.time()
         if now < self._next_read:
             return None
@@ -140,7 +151,9 @@ class Watchdog:
         positions = self.probe.positions()
         self._learn_step_time(positions)
         if not any(p.step >= 1 for p in positions.values()):
-            return None  # still starting up (imports, compiling, the first collective): no step to measure from
+            waited_s = now - self.started_unix_s  # still starting up: imports, compiling, the first collective
+            in_loop = any(p.phase in LOOP_PHASES for p in positions.values())
+            return self.report(positions, waited_s) if in_loop and waited_s >= self.first_step_timeout_s else None
         waited_s = now - max(p.step_since_unix_s for p in positions.values())
         if waited_s < self.timeout_s:
             return None

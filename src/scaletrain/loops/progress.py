@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any
 
+from scaletrain.launchers.rank_spec import PROGRESS
+
 log = logging.getLogger("scaletrain")
 
 
@@ -39,7 +41,7 @@ class Progress:
         self.bar = None
         self.enabled = is_rank_zero
         self.stragglers: set[int] = set()  # the ranks named in the last window, warned about once
-        if self.enabled and os.environ.get("SCALETRAIN_PROGRESS") == "1":
+        if self.enabled and os.environ.get(PROGRESS) == "1":
             from tqdm import tqdm
 
             self.bar = tqdm(total=total_steps, initial=initial, unit="step", ncols=100, mininterval=0.5)

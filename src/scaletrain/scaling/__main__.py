@@ -28,8 +28,7 @@ def load(sweep_dir: Path) -> tuple[Job, list[Job]]:
     if job_file.is_file():
         job = dataclasses.replace(config.load_json(job_file), output_dir=str(sweep_dir))
         if job.scaling.world_sizes:
-            found = sweep.sizes(job)
-            return job, [sweep.point_job(job, n, found[-1], sweep.group(job)) for n in found]
+            return job, sweep.plan(job)
     # a sweep written before its directory held the sweep's job.json: the points' own jobs
     points = sorted(sweep_dir.glob("world_size_*/job.json"), key=lambda p: int(p.parent.name.split("_")[-1]))
     if not points:

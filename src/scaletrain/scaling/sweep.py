@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scaletrain import launchers, strategies
+from scaletrain import registry, strategies
 from scaletrain.config import Job
 from scaletrain.errors import ConfigError
 from scaletrain.scaling import analysis, report
@@ -20,8 +18,7 @@ log = logging.getLogger("scaletrain")
 
 def resized_launcher(job: Job, world_size: int, largest: int) -> Any:
     """The launcher config for ``world_size`` ranks, from the launcher module's ``with_world_size`` hook."""
-    module = importlib.import_module(f"scaletrain.launchers.{job.launcher.name}")
-    hook = getattr(module, "with_world_size", None)
+    hook = getattr(registry.module("launcher", job.launcher.name), "with_world_size", None)
     if hook is None:
         raise ConfigError(
             f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local or launcher=ray."
@@ -33,8 +30,9 @@ def point_job(job: Job, world_size: int, largest: int, group: str) -> Job:
     """The sweep's job at ``world_size`` devices: its own run directory, batch per the scaling mode, all-reduce
     timed. The strategy says how many processes drive that many devices (xla: one process, N XLA devices)."""
     cfg = job.scaling
-    strategy, processes = strategies.sweep_point(job.strategy, world_size)
-    largest_processes = strategies.sweep_point(job.strategy, largest)[1]
+    plugin = strategies.of(job)
+    strategy, processes = plugin.sweep_point(job.strategy, world_size)
+    largest_processes = plugin.sweep_point(job.strategy, largest)[1]
     if cfg.mode == "weak":
         global_batch = (cfg.per_device_batch_size or job.train.global_batch_size) * world_size
     else:
@@ -65,33 +63,9 @@ def group(job: Job) -> str:
 
 
 def plan(job: Job) -> list[Job]:
-    """Every point's job, each checked before the first one starts (or is submitted)."""
-    if job.scaling.world_sizes and min(job.scaling.world_sizes) > 1:
-        log.info("adding world size 1: efficiency is measured against the 1-rank run")
+    """Every point's job, smallest first (the 1-device baseline included); run.py pre-flights each once."""
     found = sizes(job)
-    points = [point_job(job, n, found[-1], group(job)) for n in found]
-    for point in points:
-        launchers.create(point).preflight()
-    return points
-
-
-def run_sweep(job: Job, run_one: Callable[[Job], int]) -> int:
-    """Run every point here, one after another, then analyse; under launcher=slurm, submit them (slurm_sweep)."""
-    points = plan(job)
-    sweep_dir = Path(job.output_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    job.save_json(sweep_dir / JOB_FILE)  # what `python -m scaletrain.scaling DIR` re-analyses from
-    if job.launcher.name == "slurm":
-        from scaletrain.launchers import slurm_sweep
-
-        return slurm_sweep.submit(job, points)
-    for point in points:
-        log.info("scaling sweep: world size %d", point_size(point))
-        code = run_one(point)
-        if code != 0:
-            log.error("scaling sweep stopped: the run at world size %s failed", point.output_dir)
-            return code
-    return report_sweep(sweep_dir, job, points)
+    return [point_job(job, n, found[-1], group(job)) for n in found]
 
 
 JOB_FILE = "job.json"

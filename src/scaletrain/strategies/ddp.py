@@ -11,11 +11,9 @@ from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.metrics import CommTimer
 from scaletrain.strategies.base import TorchStrategy
+from scaletrain.strategies.plugin import Placement, StrategyPlugin
 
 BACKENDS = ("auto", "gloo", "nccl")
-
-
-FRAMEWORK = "torch"  # the framework its ranks train with (strategies.framework)
 
 
 @dataclass
@@ -36,25 +34,6 @@ def resolve_backend(backend: str, gpus: int) -> str:
     if backend == "auto":
         return "nccl" if gpus > 0 else "gloo"
     return backend
-
-
-def preflight(job: Any) -> None:
-    if job.strategy.backend == "nccl" and hardware.gpu_count() == 0:
-        raise ConfigError(
-            "strategy.backend=nccl needs NVIDIA GPUs and none were found on this host; "
-            "use strategy.backend=gloo (or auto)."
-        )
-
-
-def describe(job: Any) -> str:
-    gpus = hardware.gpu_count()
-    backend = resolve_backend(job.strategy.backend, gpus)
-    found = f"{gpus} GPU(s) found" if gpus else "no GPU found"
-    return f"ddp with {backend} ({found})"
-
-
-def create(config: Config, env: ClusterEnv) -> DDPStrategy:
-    return DDPStrategy(config, env)
 
 
 class DDPStrategy(TorchStrategy):
@@ -141,3 +120,28 @@ def _timed_allreduce(timer, bucket):  # unannotated: DDP rejects string annotati
         return fut.value()
 
     return allreduce_hook(None, bucket).then(finished)
+
+
+class DDP(StrategyPlugin):
+    name = "ddp"
+    framework = "torch"
+    Config = Config
+
+    def preflight(self, job: Any, placement: Placement) -> None:
+        if job.strategy.backend == "nccl" and hardware.gpu_count() == 0:
+            raise ConfigError(
+                "strategy.backend=nccl needs NVIDIA GPUs and none were found on this host; "
+                "use strategy.backend=gloo (or auto)."
+            )
+
+    def describe(self, job: Any, placement: Placement) -> str:
+        gpus = hardware.gpu_count()
+        backend = resolve_backend(job.strategy.backend, gpus)
+        found = f"{gpus} GPU(s) found" if gpus else "no GPU found"
+        return f"ddp with {backend} ({found})"
+
+    def create(self, config: Config, env: ClusterEnv) -> DDPStrategy:
+        return DDPStrategy(config, env)
+
+
+PLUGIN = DDP()

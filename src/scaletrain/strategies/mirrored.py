@@ -17,13 +17,10 @@ from scaletrain import hardware
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.strategies import tf_config
+from scaletrain.strategies.plugin import Placement, StrategyPlugin
 from scaletrain.strategies.tf_base import TensorFlowStrategy, import_tensorflow, log
 
 COMMUNICATIONS = ("auto", "ring", "nccl")
-
-
-FRAMEWORK = "tensorflow"  # the framework its ranks train with (strategies.framework)
-WORKER_ADDRESSES = True  # TF_CONFIG lists every worker: launchers find every rank's address first
 
 
 @dataclass
@@ -66,84 +63,11 @@ def handed_in_tf_config(environ=os.environ) -> tf_config.TFCluster | None:
     return tf_config.parse(raw, "TF_CONFIG (from your environment)") if raw else None
 
 
-def preflight(job: Any) -> None:
-    config = job.strategy
-    if importlib.util.find_spec("tensorflow") is None:
-        raise ConfigError("+strategy=mirrored needs TensorFlow, which is not installed; pip install 'scaletrain[tf]'.")
-    gpus, cores = hardware.gpu_count(), hardware.cpu_count()
-    if config.gpus != "auto" and config.gpus > gpus:
-        raise ConfigError(
-            f"strategy.gpus={config.gpus} asks MirroredStrategy for {config.gpus} GPU(s) but this host has {gpus}; "
-            f"use strategy.gpus=auto (or at most {gpus})"
-            + (", or strategy.cpu_devices=N to split the CPU into N devices." if not gpus else ".")
-        )
-    if gpus_per_process(config, gpus) == 0:
-        if config.cpu_devices > cores:
-            raise ConfigError(
-                f"strategy.cpu_devices={config.cpu_devices} asks MirroredStrategy for {config.cpu_devices} CPU "
-                f"devices but this host has {cores} core(s); use strategy.cpu_devices={cores} or fewer."
-            )
-        if config.communication == "nccl":
-            raise ConfigError("strategy.communication=nccl needs GPUs and this job uses none; use auto or ring.")
-    handed_in_tf_config()  # a TF_CONFIG of your own is checked before anything starts
-
-
-def sweep_point(config: Config, world_size: int) -> tuple[Config, int]:
-    """A sweep point of ``world_size`` replicas: one process per replica (MultiWorkerMirrored), or, when the job
-    mirrors over logical CPU devices (strategy.cpu_devices > 1), one process with ``world_size`` of them."""
-    if config.cpu_devices > 1:
-        return dataclasses.replace(config, cpu_devices=world_size), 1
-    return config, world_size
-
-
-def procs_per_node(job: Any) -> int:
-    """One process per host: MirroredStrategy drives all of the host's devices from one process."""
-    return 1
-
-
-def replicas(job: Any, world_size: int) -> int:
-    """Replicas in sync for a job of ``world_size`` processes (each process mirrors over its devices)."""
-    config = job.strategy
-    count, kind = devices_per_process(config, hardware.gpu_count())
-    if world_size > 1 and kind == "CPU" and count > 1:
-        raise ConfigError(
-            f"strategy.cpu_devices={count} works in one process only (MultiWorkerMirroredStrategy uses one CPU "
-            f"device per process) and this job has {world_size}; drop strategy.cpu_devices or use one process "
-            "(launcher.nproc_per_node=1)."
-        )
-    handed_in = handed_in_tf_config()
-    if handed_in is not None and len(handed_in.workers) != world_size:
-        raise _size_mismatch(handed_in, world_size)
-    return world_size * count
-
-
 def _size_mismatch(handed_in: tf_config.TFCluster, world_size: int) -> ConfigError:
     return ConfigError(
         f"TF_CONFIG (from your environment) lists {len(handed_in.workers)} process(es) but the job has "
         f"{world_size} rank(s); list one worker per rank, or unset TF_CONFIG and let scaletrain write it."
     )
-
-
-def describe(job: Any) -> str:
-    count, kind = devices_per_process(job.strategy, hardware.gpu_count())
-    found = f"{hardware.gpu_count()} GPU(s) found" if hardware.gpu_count() else "no GPU found"
-    return f"mirrored: TensorFlow MirroredStrategy over {count} {kind} device(s) per process ({found})"
-
-
-def worker_env(job: Any, env: ClusterEnv) -> dict[str, str]:
-    """TF_CONFIG for ranks of a multi-process job, so MultiWorkerMirroredStrategy (and user scripts) find peers."""
-    handed_in = handed_in_tf_config()
-    if handed_in is not None:
-        if len(handed_in.workers) != env.world_size:
-            raise _size_mismatch(handed_in, env.world_size)
-        return {"TF_CONFIG": tf_config.for_rank(env, handed_in.workers).to_json()}
-    if env.world_size == 1:
-        return {}
-    return {"TF_CONFIG": tf_config.for_rank(env).to_json()}
-
-
-def create(config: Config, env: ClusterEnv) -> MirroredStrategy:
-    return MirroredStrategy(config, env)
 
 
 class MirroredStrategy(TensorFlowStrategy):
@@ -210,3 +134,84 @@ def _set_visible_gpus(tf: Any, gpus: list) -> None:
     # Changing visibility after TensorFlow initialised its devices raises, even to the same value.
     if tf.config.list_physical_devices("GPU") and tf.config.get_visible_devices("GPU") != gpus:
         tf.config.set_visible_devices(gpus, "GPU")
+
+
+class Mirrored(StrategyPlugin):
+    name = "mirrored"
+    framework = "tensorflow"
+    Config = Config
+
+    @property
+    def worker_addresses(self) -> bool:
+        """TF_CONFIG lists every worker: launchers find every rank's address first, unless you exported a
+        TF_CONFIG of your own, which names them itself."""
+        return handed_in_tf_config() is None
+
+    procs_per_node = 1  # MirroredStrategy drives all of the host's devices from one process
+
+    def preflight(self, job: Any, placement: Placement) -> None:
+        config = job.strategy
+        if importlib.util.find_spec("tensorflow") is None:
+            raise ConfigError(
+                "+strategy=mirrored needs TensorFlow, which is not installed; pip install 'scaletrain[tf]'."
+            )
+        gpus, cores = hardware.gpu_count(), hardware.cpu_count()
+        if config.gpus != "auto" and config.gpus > gpus:
+            raise ConfigError(
+                f"strategy.gpus={config.gpus} asks MirroredStrategy for {config.gpus} GPU(s) but this host has {gpus}; "
+                f"use strategy.gpus=auto (or at most {gpus})"
+                + (", or strategy.cpu_devices=N to split the CPU into N devices." if not gpus else ".")
+            )
+        if gpus_per_process(config, gpus) == 0:
+            if config.cpu_devices > cores:
+                raise ConfigError(
+                    f"strategy.cpu_devices={config.cpu_devices} asks MirroredStrategy for {config.cpu_devices} CPU "
+                    f"devices but this host has {cores} core(s); use strategy.cpu_devices={cores} or fewer."
+                )
+            if config.communication == "nccl":
+                raise ConfigError("strategy.communication=nccl needs GPUs and this job uses none; use auto or ring.")
+        handed_in_tf_config()  # a TF_CONFIG of your own is checked before anything starts
+
+    def describe(self, job: Any, placement: Placement) -> str:
+        count, kind = devices_per_process(job.strategy, hardware.gpu_count())
+        found = f"{hardware.gpu_count()} GPU(s) found" if hardware.gpu_count() else "no GPU found"
+        return f"mirrored: TensorFlow MirroredStrategy over {count} {kind} device(s) per process ({found})"
+
+    def worker_env(self, job: Any, env: ClusterEnv) -> dict[str, str]:
+        """TF_CONFIG for ranks of a multi-process job, so MultiWorkerMirroredStrategy (and user scripts) find peers."""
+        handed_in = handed_in_tf_config()
+        if handed_in is not None:
+            if len(handed_in.workers) != env.world_size:
+                raise _size_mismatch(handed_in, env.world_size)
+            return {"TF_CONFIG": tf_config.for_rank(env, handed_in.workers).to_json()}
+        if env.world_size == 1:
+            return {}
+        return {"TF_CONFIG": tf_config.for_rank(env).to_json()}
+
+    def replicas(self, job: Any, world_size: int) -> int:
+        """Replicas in sync for a job of ``world_size`` processes (each process mirrors over its devices)."""
+        config = job.strategy
+        count, kind = devices_per_process(config, hardware.gpu_count())
+        if world_size > 1 and kind == "CPU" and count > 1:
+            raise ConfigError(
+                f"strategy.cpu_devices={count} works in one process only (MultiWorkerMirroredStrategy uses one CPU "
+                f"device per process) and this job has {world_size}; drop strategy.cpu_devices or use one process "
+                "(launcher.nproc_per_node=1)."
+            )
+        handed_in = handed_in_tf_config()
+        if handed_in is not None and len(handed_in.workers) != world_size:
+            raise _size_mismatch(handed_in, world_size)
+        return world_size * count
+
+    def sweep_point(self, config: Config, world_size: int) -> tuple[Config, int]:
+        """A sweep point of ``world_size`` replicas: one process per replica (MultiWorkerMirrored), or, when the job
+        mirrors over logical CPU devices (strategy.cpu_devices > 1), one process with ``world_size`` of them."""
+        if config.cpu_devices > 1:
+            return dataclasses.replace(config, cpu_devices=world_size), 1
+        return config, world_size
+
+    def create(self, config: Config, env: ClusterEnv) -> MirroredStrategy:
+        return MirroredStrategy(config, env)
+
+
+PLUGIN = Mirrored()

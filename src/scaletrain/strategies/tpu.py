@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError, LaunchError
+from scaletrain.strategies.plugin import Placement, StrategyPlugin
 from scaletrain.strategies.tf_base import TensorFlowStrategy, import_tensorflow
 
 T = TypeVar("T")
@@ -29,9 +30,6 @@ T = TypeVar("T")
 TPU_DEVICE_PATTERNS = ("/dev/accel*", "/dev/vfio/[0-9]*")
 TPU_API = ("tpu.googleapis.com", 443)
 _FIX_LOCAL = "run on a Cloud TPU VM, or name a TPU with strategy.tpu=NAME strategy.zone=ZONE strategy.project=PROJECT"
-
-
-FRAMEWORK = "tensorflow"  # the framework its ranks train with (strategies.framework)
 
 
 @dataclass
@@ -74,71 +72,6 @@ def metadata_endpoint(environ=os.environ) -> str:
     """The GCE metadata server TensorFlow's Cloud TPU client asks for this VM's zone and project."""
     host = environ.get("GCE_METADATA_HOST") or environ.get("GCE_METADATA_IP") or "metadata.google.internal"
     return f"http://{host}/computeMetadata/v1/"
-
-
-def preflight(job: Any) -> None:
-    config = job.strategy
-    if importlib.util.find_spec("tensorflow") is None:
-        raise ConfigError("+strategy=tpu needs TensorFlow, which is not installed; pip install 'scaletrain[tf]'.")
-    timeout = config.timeout_s
-    if config.tpu == "local":
-        if not tpu_device_files():
-            raise ConfigError(
-                "strategy.tpu=local looks for this host's TPU chips (/dev/accel*, /dev/vfio/N) and found none; "
-                f"{_FIX_LOCAL}."
-            )
-        return
-    if config.tpu.startswith("grpc://"):
-        host, _, port = config.tpu.removeprefix("grpc://").rpartition(":")
-        problem = _probe_tcp(host, int(port) if port.isdigit() else 8470, timeout)
-        if problem:
-            raise ConfigError(
-                f"strategy.tpu={config.tpu} did not answer within {timeout:g} s ({problem}); check the address "
-                "and that the TPU is running."
-            )
-        return
-    if not (config.zone and config.project):
-        problem = _probe_metadata(timeout)
-        if problem:
-            raise ConfigError(
-                f"strategy.tpu={config.tpu} needs this VM's zone and project from the GCE metadata server "
-                f"({metadata_endpoint()}), which did not answer within {timeout:g} s ({problem}); set "
-                "strategy.zone and strategy.project, or run on a Google Cloud VM."
-            )
-    if not any(importlib.util.find_spec(m) for m in ("cloud_tpu_client", "googleapiclient")):
-        raise ConfigError(
-            f"strategy.tpu={config.tpu} is looked up through the Cloud TPU API, whose client is not installed; "
-            "pip install cloud-tpu-client, or use strategy.tpu=local on the TPU VM itself."
-        )
-    problem = _probe_tcp(*TPU_API, timeout)
-    if problem:
-        raise ConfigError(
-            f"strategy.tpu={config.tpu} is looked up through the Cloud TPU API ({TPU_API[0]}), which did not "
-            f"answer within {timeout:g} s ({problem}); check this host's network access to Google Cloud."
-        )
-
-
-def sweep_point(config: Config, world_size: int) -> tuple[Config, int]:
-    """TPUStrategy takes every chip its TPU has, so a sweep cannot choose 1 or N of them (yet): refused."""
-    raise ConfigError(
-        "scaling sweeps with +strategy=tpu are not supported: TPUStrategy always trains on every chip of its TPU; "
-        "sweep over TPU sizes with one run per size (-m), or sweep +strategy=xla on XLA's CPU device."
-    )
-
-
-def procs_per_node(job: Any) -> int:
-    """One process drives every TPU chip it is attached to."""
-    return 1
-
-
-def describe(job: Any) -> str:
-    c = job.strategy
-    where = "this TPU VM's chips" if c.tpu == "local" else f"TPU {c.tpu}" + (f" in {c.zone}" if c.zone else "")
-    return f"tpu: TensorFlow TPUStrategy on {where}"
-
-
-def create(config: Config, env: ClusterEnv) -> TPUStrategy:
-    return TPUStrategy(config, env)
 
 
 class TPUStrategy(TensorFlowStrategy):
@@ -210,3 +143,69 @@ def _within(fn: Callable[[], None], timeout_s: float) -> str | None:
     if not finished:
         return "no answer"
     return _reason(error) if error is not None else None
+
+
+class TPU(StrategyPlugin):
+    name = "tpu"
+    framework = "tensorflow"
+    Config = Config
+    procs_per_node = 1  # one process drives every TPU chip it is attached to
+
+    def preflight(self, job: Any, placement: Placement) -> None:
+        config = job.strategy
+        if importlib.util.find_spec("tensorflow") is None:
+            raise ConfigError("+strategy=tpu needs TensorFlow, which is not installed; pip install 'scaletrain[tf]'.")
+        timeout = config.timeout_s
+        if config.tpu == "local":
+            if not tpu_device_files():
+                raise ConfigError(
+                    "strategy.tpu=local looks for this host's TPU chips (/dev/accel*, /dev/vfio/N) and found none; "
+                    f"{_FIX_LOCAL}."
+                )
+            return
+        if config.tpu.startswith("grpc://"):
+            host, _, port = config.tpu.removeprefix("grpc://").rpartition(":")
+            problem = _probe_tcp(host, int(port) if port.isdigit() else 8470, timeout)
+            if problem:
+                raise ConfigError(
+                    f"strategy.tpu={config.tpu} did not answer within {timeout:g} s ({problem}); check the address "
+                    "and that the TPU is running."
+                )
+            return
+        if not (config.zone and config.project):
+            problem = _probe_metadata(timeout)
+            if problem:
+                raise ConfigError(
+                    f"strategy.tpu={config.tpu} needs this VM's zone and project from the GCE metadata server "
+                    f"({metadata_endpoint()}), which did not answer within {timeout:g} s ({problem}); set "
+                    "strategy.zone and strategy.project, or run on a Google Cloud VM."
+                )
+        if not any(importlib.util.find_spec(m) for m in ("cloud_tpu_client", "googleapiclient")):
+            raise ConfigError(
+                f"strategy.tpu={config.tpu} is looked up through the Cloud TPU API, whose client is not installed; "
+                "pip install cloud-tpu-client, or use strategy.tpu=local on the TPU VM itself."
+            )
+        problem = _probe_tcp(*TPU_API, timeout)
+        if problem:
+            raise ConfigError(
+                f"strategy.tpu={config.tpu} is looked up through the Cloud TPU API ({TPU_API[0]}), which did not "
+                f"answer within {timeout:g} s ({problem}); check this host's network access to Google Cloud."
+            )
+
+    def describe(self, job: Any, placement: Placement) -> str:
+        c = job.strategy
+        where = "this TPU VM's chips" if c.tpu == "local" else f"TPU {c.tpu}" + (f" in {c.zone}" if c.zone else "")
+        return f"tpu: TensorFlow TPUStrategy on {where}"
+
+    def sweep_point(self, config: Config, world_size: int) -> tuple[Config, int]:
+        """TPUStrategy takes every chip its TPU has, so a sweep cannot choose 1 or N of them (yet): refused."""
+        raise ConfigError(
+            "scaling sweeps with +strategy=tpu are not supported: TPUStrategy always trains on every chip of its TPU; "
+            "sweep over TPU sizes with one run per size (-m), or sweep +strategy=xla on XLA's CPU device."
+        )
+
+    def create(self, config: Config, env: ClusterEnv) -> TPUStrategy:
+        return TPUStrategy(config, env)
+
+
+PLUGIN = TPU()

@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Any
 from scaletrain import hardware
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
+from scaletrain.strategies.plugin import Placement, StrategyPlugin
 
 if TYPE_CHECKING:
     from scaletrain.strategies.xla_runtime import XLAStrategy
 
 DEVICES = ("auto", "TPU", "CPU", "CUDA")
 INSTALL_HINT = "pip install 'scaletrain[xla]' (torch==2.9.0 with torch-xla==2.9.0)"
-
-
-FRAMEWORK = "torch"  # the framework its ranks train with (strategies.framework)
 
 
 @dataclass
@@ -73,10 +71,6 @@ def cpu_devices(config: Config) -> int:
     return config.num_devices or hardware.default_cpu_procs(hardware.cpu_count())
 
 
-def _hosts(job: Any) -> int:
-    return getattr(job.launcher, "nnodes", 1)  # launchers without a host count check this on the worker
-
-
 def _release(version: str) -> tuple[int, ...]:
     match = re.match(r"(\d+)\.(\d+)", version)
     return (int(match[1]), int(match[2])) if match else ()
@@ -97,39 +91,13 @@ def check_versions(version: Callable[[str], str] = metadata.version) -> None:
         )
 
 
-def preflight(job: Any) -> None:
-    check_versions()
-    config, train = job.strategy, job.train
-    device, chosen_by = resolve_device(config)
-    fix_device = "unset PJRT_DEVICE" if chosen_by.startswith("PJRT_DEVICE") else "use strategy.device=CPU"
-    if device == "TPU" and hardware.tpu_chip_count() == 0:
-        raise ConfigError(
-            f"{chosen_by} asks for a Cloud TPU but this host has none (no TPU PCI device or /dev/accel*); "
-            f"run on a TPU VM, or {fix_device}."
-        )
-    if device == "CUDA" and hardware.gpu_count() == 0:
-        raise ConfigError(f"{chosen_by} needs NVIDIA GPUs and none were found on this host; {fix_device}.")
-    if device == "CPU" and _hosts(job) > 1:
-        raise ConfigError(
-            f"launcher.nnodes={_hosts(job)} cannot be used with XLA's CPU device, which serves one process only; "
-            "run on one host (launcher.nnodes=1), or on TPU or CUDA devices."
-        )
-    known = _known_device_count(job, device)
-    if known is None:
-        return  # TPU: the runtime counts its devices; the worker checks the mesh and the batch then
-    count, where = known
-    if config.mesh_shape is not None and math.prod(config.mesh_shape) != count:
-        raise ConfigError(mesh_mismatch(config.mesh_shape, count, where))
-    if job.script is None and train.global_batch_size % count:
-        raise ConfigError(batch_mismatch(train.global_batch_size, count))
-
-
-def _known_device_count(job: Any, device: str) -> tuple[int, str] | None:
+def _known_device_count(job: Any, placement: Placement, device: str) -> tuple[int, str] | None:
     if device == "CPU":
         return cpu_devices(job.strategy), f"strategy.num_devices={cpu_devices(job.strategy)}"
     if device == "CUDA":
-        gpus = hardware.gpu_count() * _hosts(job)
-        return gpus, f"{gpus} GPU(s) over {_hosts(job)} host(s)"
+        hosts = placement.nodes or 1  # a launcher that learns its hosts later: the worker checks the mesh then
+        gpus = hardware.gpu_count() * hosts
+        return gpus, f"{gpus} GPU(s) over {hosts} host(s)"
     return None
 
 
@@ -148,53 +116,84 @@ def batch_mismatch(batch: int, count: int) -> str:
     )
 
 
-def describe(job: Any) -> str:
-    device, chosen_by = resolve_device(job.strategy)
-    count = _known_device_count(job, device)
-    devices = f"{count[0]} {device} device(s)" if count else f"every {device} device"
-    return f"xla with SPMD over {devices} per process, one process per host ({chosen_by})"
+class XLA(StrategyPlugin):
+    name = "xla"
+    framework = "torch"
+    Config = Config
+    procs_per_node = 1  # SPMD: one process owns every device of its host
+    procs_per_node_required = True  # a second process on the host could not reach the devices
+
+    def preflight(self, job: Any, placement: Placement) -> None:
+        check_versions()
+        config, train = job.strategy, job.train
+        device, chosen_by = resolve_device(config)
+        fix_device = "unset PJRT_DEVICE" if chosen_by.startswith("PJRT_DEVICE") else "use strategy.device=CPU"
+        if device == "TPU" and hardware.tpu_chip_count() == 0:
+            raise ConfigError(
+                f"{chosen_by} asks for a Cloud TPU but this host has none (no TPU PCI device or /dev/accel*); "
+                f"run on a TPU VM, or {fix_device}."
+            )
+        if device == "CUDA" and hardware.gpu_count() == 0:
+            raise ConfigError(f"{chosen_by} needs NVIDIA GPUs and none were found on this host; {fix_device}.")
+        if device == "CPU" and (placement.nodes or 1) > 1:
+            raise ConfigError(
+                f"{placement.nodes_from}={placement.nodes} cannot be used with XLA's CPU device, which serves one "
+                f"process only; run on one host ({placement.nodes_from}=1), or on TPU or CUDA devices."
+            )
+        known = _known_device_count(job, placement, device)
+        if known is None:
+            return  # TPU: the runtime counts its devices; the worker checks the mesh and the batch then
+        count, where = known
+        if config.mesh_shape is not None and math.prod(config.mesh_shape) != count:
+            raise ConfigError(mesh_mismatch(config.mesh_shape, count, where))
+        if job.script is None and train.global_batch_size % count:
+            raise ConfigError(batch_mismatch(train.global_batch_size, count))
+
+    def describe(self, job: Any, placement: Placement) -> str:
+        device, chosen_by = resolve_device(job.strategy)
+        count = _known_device_count(job, placement, device)
+        devices = f"{count[0]} {device} device(s)" if count else f"every {device} device"
+        return f"xla with SPMD over {devices} per process, one process per host ({chosen_by})"
+
+    def worker_env(self, job: Any, env: ClusterEnv) -> dict[str, str]:
+        device, _ = resolve_device(job.strategy)
+        out = {"PJRT_DEVICE": device}
+        if device == "CPU":
+            out["CPU_NUM_DEVICES"] = str(cpu_devices(job.strategy))
+        if device == "CUDA" and env.world_size > 1:
+            # XLA's GPU client meets its peers at MASTER_ADDR:XLA_COORDINATOR_PORT; MASTER_PORT is gloo's.
+            out["XLA_COORDINATOR_PORT"] = str(env.master_port + 1)
+        return out
+
+    def devices(self, job: Any, processes: int) -> int:
+        """Its XLA devices: the CPU device's count, the host's GPUs, or its TPU chips, in every process."""
+        device = resolve_device(job.strategy)[0]
+        per_process = {"CPU": cpu_devices(job.strategy), "CUDA": hardware.gpu_count()}.get(device)
+        return processes * (per_process or hardware.tpu_chip_count() or 1)
+
+    def sweep_point(self, config: Config, world_size: int) -> tuple[Config, int]:
+        """A sweep point of ``world_size`` XLA devices: one process with that many CPU devices.
+
+        On TPU and CUDA the runtime takes every chip of the host, so a sweep there would need the chips split between
+        processes (TPU_VISIBLE_CHIPS and its bounds), which scaletrain does not set up yet.
+        """
+        device, chosen_by = resolve_device(config)
+        if device != "CPU":
+            raise ConfigError(
+                f"scaling sweeps with +strategy=xla run on XLA's CPU device only ({chosen_by} picked {device}, whose "
+                "runtime takes every chip of the host); use strategy.device=CPU, or sweep launcher.nnodes over hosts."
+            )
+        if config.mesh_shape is not None and math.prod(config.mesh_shape) != world_size:
+            raise ConfigError(
+                f"strategy.mesh_shape={list(config.mesh_shape)} cannot hold every point of a scaling sweep; drop "
+                "strategy.mesh_shape so that each point gets one data axis over its devices."
+            )
+        return dataclasses.replace(config, num_devices=world_size), 1
+
+    def create(self, config: Config, env: ClusterEnv) -> XLAStrategy:
+        from scaletrain.strategies import xla_runtime  # the class itself: workers only
+
+        return xla_runtime.XLAStrategy(config, env)
 
 
-def sweep_point(config: Config, world_size: int) -> tuple[Config, int]:
-    """A sweep point of ``world_size`` XLA devices: one process with that many CPU devices.
-
-    On TPU and CUDA the runtime takes every chip of the host, so a sweep there would need the chips split between
-    processes (TPU_VISIBLE_CHIPS and its bounds), which scaletrain does not set up yet.
-    """
-    device, chosen_by = resolve_device(config)
-    if device != "CPU":
-        raise ConfigError(
-            f"scaling sweeps with +strategy=xla run on XLA's CPU device only ({chosen_by} picked {device}, whose "
-            "runtime takes every chip of the host); use strategy.device=CPU, or sweep launcher.nnodes over hosts."
-        )
-    if config.mesh_shape is not None and math.prod(config.mesh_shape) != world_size:
-        raise ConfigError(
-            f"strategy.mesh_shape={list(config.mesh_shape)} cannot hold every point of a scaling sweep; drop "
-            "strategy.mesh_shape so that each point gets one data axis over its devices."
-        )
-    return dataclasses.replace(config, num_devices=world_size), 1
-
-
-PROCS_PER_NODE_REQUIRED = True  # SPMD: a second process on the host could not reach the devices
-
-
-def procs_per_node(job: Any) -> int:
-    """SPMD: one process owns every device of its host."""
-    return 1
-
-
-def worker_env(job: Any, env: ClusterEnv) -> dict[str, str]:
-    device, _ = resolve_device(job.strategy)
-    out = {"PJRT_DEVICE": device}
-    if device == "CPU":
-        out["CPU_NUM_DEVICES"] = str(cpu_devices(job.strategy))
-    if device == "CUDA" and env.world_size > 1:
-        # XLA's GPU client meets its peers at MASTER_ADDR:XLA_COORDINATOR_PORT; MASTER_PORT is gloo's.
-        out["XLA_COORDINATOR_PORT"] = str(env.master_port + 1)
-    return out
-
-
-def create(config: Config, env: ClusterEnv) -> XLAStrategy:
-    from scaletrain.strategies import xla_runtime  # the class itself: workers only
-
-    return xla_runtime.XLAStrategy(config, env)
+PLUGIN = XLA()

@@ -7,9 +7,9 @@ training itself (user functions) defines ``run(ctx)`` instead.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from scaletrain import registry
 from scaletrain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _module(name: str):
-    return importlib.import_module(f"scaletrain.workloads.{name}")
+    return registry.module("workload", name)
 
 
 def preflight(job: Job) -> None:
@@ -29,7 +29,7 @@ def preflight(job: Job) -> None:
     if given is not None:
         from scaletrain import strategies
 
-        wanted = strategies.framework(job)
+        wanted = strategies.of(job).framework
         if wanted not in given(job.workload):
             raise ConfigError(
                 f"workload={job.workload.name} has no {wanted} section for +strategy={job.strategy.name}; set "

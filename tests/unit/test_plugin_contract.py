@@ -1,0 +1,128 @@
+"""The contract every registered plugin keeps: one module, one YAML file, one entry in ``scaletrain.registry``.
+
+A new strategy, launcher or workload gets these checks by being registered: its YAML and its Config agree on the
+name, its defaults validate, and (strategies) its driver-side hooks answer from the job's own settings and the
+launcher's Placement without reading the launcher's settings, with plain string variables and one-sentence errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from omegaconf import OmegaConf
+from test_config import compose_job
+
+from scaletrain import config, registry
+from scaletrain.env import ClusterEnv
+from scaletrain.errors import ConfigError
+from scaletrain.launchers import rank_spec
+from scaletrain.launchers.base import Launcher
+from scaletrain.strategies.plugin import Placement, StrategyPlugin
+
+OVERRIDES = {"workload": {"mnist": ["workload.data_dir=/tmp"], "cifar10": ["workload.data_dir=/tmp"],
+                          "function": ["workload.fn._target_=json.dumps"],
+                          "custom": ["workload.torch.model._target_=torch.nn.Identity",
+                                     "workload.torch.train_data._target_=torch.nn.Identity"]}}  # fmt: skip
+
+
+def _yaml_names(group: str) -> set[str]:
+    names = set()
+    for path in (config.conf_dir() / group).glob("*.yaml"):
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+        names.add((raw.get(group, raw) or {}).get("name", path.stem))
+    return names
+
+
+@pytest.mark.parametrize("group", sorted(registry.GROUPS))
+def test_every_registered_name_has_a_yaml_file_and_every_yaml_file_a_registered_name(group):
+    assert set(registry.GROUPS[group]) == _yaml_names(group)
+
+
+PLUGINS = [(group, name) for group in sorted(registry.GROUPS) for name in sorted(registry.GROUPS[group])]
+
+
+@pytest.mark.parametrize(("group", "name"), PLUGINS)
+def test_its_config_is_named_for_it_validates_its_defaults_and_composes(group, name):
+    module = registry.module(group, name)
+    schema = module.Config
+    assert dataclasses.is_dataclass(schema) and schema().name == name
+    job = compose_job(
+        f"+{group}={name}" if group == "strategy" else f"{group}={name}", *OVERRIDES.get(group, {}).get(name, [])
+    )
+    assert isinstance(getattr(job, group), schema)
+
+
+@pytest.mark.parametrize("name", sorted(registry.LAUNCHERS))
+def test_a_launcher_is_created_from_the_job_and_plans_a_placement(name):
+    module = registry.module("launcher", name)
+    launcher = module.create(compose_job(f"launcher={name}"))
+    assert isinstance(launcher, Launcher)
+    placement = launcher.placement
+    assert isinstance(placement, Placement) and all(
+        n is None or n >= 1 for n in (placement.nodes, placement.procs_per_node)
+    )
+    if placement.world_size is not None:
+        assert placement.world_size == launcher.world_size
+
+
+@pytest.mark.parametrize("name", sorted(registry.WORKLOADS))
+def test_a_workload_builds_for_a_framework_or_trains_by_itself(name):
+    module = registry.module("workload", name)
+    builds = [hasattr(module, f"build_{f}") for f in ("torch", "tensorflow")]
+    assert any(builds) or callable(getattr(module, "run", None))
+
+
+class _NoLauncherSettings:
+    def __getattr__(self, key):
+        raise AssertionError(f"a strategy hook read launcher.{key}; hooks get the Placement instead")
+
+
+def _without_launcher(job):
+    return dataclasses.replace(job, launcher=_NoLauncherSettings())
+
+
+def _cluster(rank: int, world_size: int) -> ClusterEnv:
+    addresses = tuple(f"10.0.0.{i + 1}:2222" for i in range(world_size)) if world_size > 1 else ()
+    return ClusterEnv(rank, rank, world_size, world_size, 0, 1, "10.0.0.1", 29500, "local", worker_addresses=addresses)
+
+
+def _one_sentence(exc: ConfigError) -> None:
+    text = str(exc)
+    assert "\n" not in text and text.endswith((".", ")")), text
+
+
+@pytest.mark.parametrize("name", sorted(registry.STRATEGIES))
+def test_a_strategy_answers_its_hooks_from_its_own_settings_and_the_placement(name, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("PJRT_DEVICE", raising=False)
+    plugin = registry.strategy(name)
+    assert isinstance(plugin, StrategyPlugin) and plugin.name == name
+    assert plugin.Config is registry.module("strategy", name).Config
+    assert plugin.framework in ("torch", "tensorflow")
+    assert type(plugin).create is not StrategyPlugin.create, "a strategy must build its rank-side Strategy"
+    assert not plugin.procs_per_node_required or plugin.procs_per_node is not None
+    job = _without_launcher(compose_job(f"+strategy={name}"))
+    placement = Placement(nodes=1, procs_per_node=plugin.procs_per_node or 2)
+    assert plugin.describe(job, placement).startswith(name)
+    try:
+        plugin.preflight(job, placement)  # on this host: passes, or one sentence (tpu: no TPU here)
+    except ConfigError as exc:
+        _one_sentence(exc)
+    for world_size in (1, 2):
+        for rank in range(world_size):
+            try:
+                env = plugin.worker_env(job, _cluster(rank, world_size))
+            except ConfigError as exc:
+                _one_sentence(exc)
+                continue
+            assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()), env
+            undeclared = set(env) - set(rank_spec.TABLE)
+            assert not undeclared, f"declare {undeclared} in launchers/rank_spec.py's TABLE"
+        assert plugin.devices(job, world_size) >= world_size
+    try:
+        point, processes = plugin.sweep_point(job.strategy, 2)
+    except ConfigError as exc:  # a strategy that cannot sweep says so in one sentence (tpu)
+        _one_sentence(exc)
+    else:
+        assert isinstance(point, plugin.Config) and processes >= 1
