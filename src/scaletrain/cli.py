@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import re
@@ -23,14 +24,39 @@ def _report(exc: ScaletrainError) -> None:
     print(f"scaletrain: error: {exc}", file=sys.stderr)
 
 
-def hydra_args(argv: list[str]) -> Any:
-    """Hydra's own reading of the command line (flags and overrides), or None when Hydra will reject it itself."""
-    from hydra._internal.utils import get_args_parser
+# Hydra 1.3's command-line flags, as hydra.main reads them (tests/unit/test_cli.py holds this table to Hydra's own
+# parser, which is internal to Hydra): (option strings, argparse keywords). Read here only to pre-check a run.
+HYDRA_FLAGS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--help", "-h"), {"action": "store_true"}),
+    (("--hydra-help",), {"action": "store_true"}),
+    (("--cfg", "-c"), {"choices": ["job", "hydra", "all"]}),
+    (("--resolve",), {"action": "store_true"}),
+    (("--package", "-p"), {}),
+    (("--run", "-r"), {"action": "store_true"}),
+    (("--multirun", "-m"), {"action": "store_true"}),
+    (("--shell-completion", "-sc"), {"action": "store_true"}),
+    (("--config-path", "-cp"), {}),
+    (("--config-name", "-cn"), {}),
+    (("--config-dir", "-cd"), {}),
+    (("--experimental-rerun",), {}),
+    (("--info", "-i"), {"nargs": "?", "const": "all",
+                        "choices": ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]}),
+)  # fmt: skip
 
+
+def hydra_args(argv: list[str]) -> Any:
+    """The command line read as Hydra will read it (flags and overrides), or None when Hydra will reject it (or
+    print its version) itself."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--version", action="store_true")
+    for names, keywords in HYDRA_FLAGS:
+        parser.add_argument(*names, **keywords)
     try:
-        return get_args_parser().parse_known_args(argv)[0]
-    except SystemExit:
+        args = parser.parse_known_args(argv)[0]
+    except (SystemExit, argparse.ArgumentError):
         return None
+    return None if args.version else args
 
 
 def check_group_overrides(args: Any) -> None:
