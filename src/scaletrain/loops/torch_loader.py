@@ -7,7 +7,6 @@ import itertools
 import multiprocessing
 import pickle
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -91,8 +90,7 @@ class LoaderBatches:
         self.generator.manual_seed(self.seed + epoch)
         if self.sampler is not None:
             self.sampler.set_position(epoch, skip * self.batch_size)
-        with explained_pickling(self.start_method, "train_data"):
-            batches = iter(self.loader)
+        batches = started(self.loader, self.start_method, "train_data")
         if self.sampler is None:
             batches = itertools.islice(batches, skip, None)
         for batch in itertools.islice(batches, self.steps - skip):
@@ -117,9 +115,7 @@ class EvaluationBatches:
         )
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        with explained_pickling(self.start_method, "val_data"):
-            chunks = iter(self.loader)
-        for chunk in chunks:
+        for chunk in started(self.loader, self.start_method, "val_data"):
             yield tuple(chunk)
 
 
@@ -135,16 +131,20 @@ def worker_context(start_method: str, dataset: Dataset, num_workers: int):
     if num_workers == 0:
         return None
     context = multiprocessing.get_context(start_method)
-    if start_method == "forkserver":
-        context.set_forkserver_preload(["torch", type(dataset).__module__])  # no effect once the server runs
+    if start_method == "forkserver":  # the training and the validation data's modules: the server is one per rank
+        _PRELOAD.add(type(dataset).__module__)
+        context.set_forkserver_preload(sorted(_PRELOAD))  # read when the server starts (the first loader's start)
     return context
 
 
-@contextmanager
-def explained_pickling(start_method: str, key: str):
-    """A dataset that cannot be pickled to a worker (not under ``fork``) ends in a sentence naming the fixes."""
+_PRELOAD = {"torch"}  # what this rank's fork server imports once, for every worker it forks
+
+
+def started(loader: DataLoader, start_method: str, key: str) -> Iterator[Any]:
+    """``iter(loader)``, which starts (or wakes) its workers; a dataset that cannot be pickled to them (not under
+    ``fork``) ends in a sentence naming the fixes."""
     try:
-        yield
+        return iter(loader)
     except (AttributeError, TypeError, pickle.PicklingError) as exc:
         if start_method == "fork" or "pickle" not in str(exc):
             raise
