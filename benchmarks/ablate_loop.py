@@ -32,7 +32,7 @@ def main() -> None:
     pieces = set(sys.argv[1].split(",")) if len(sys.argv) > 1 and sys.argv[1] else set()
     torch.set_num_threads(1)
     cfg = synthetic.Config(num_samples=8192, input_dim=32, width=32, depth=1, num_classes=10)
-    task = synthetic.build_torch(cfg, 0)
+    task = synthetic.PLUGIN.build_torch(cfg, 0)
     (x, y), model, cpu = task.train, task.model, torch.device("cpu")
     if "opt" in pieces:
         optimizer = build_optimizer(TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9), model.parameters())

@@ -27,7 +27,7 @@ def train_loop(config: dict) -> None:
 
     ctx = train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    task = synthetic.build_torch(synthetic.Config(**config["workload"]), config["seed"])
+    task = synthetic.PLUGIN.build_torch(synthetic.Config(**config["workload"]), config["seed"])
     model = prepare_model(task.model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x, y = task.train

@@ -15,6 +15,7 @@ from scaletrain.errors import ConfigError
 
 if TYPE_CHECKING:
     from scaletrain.strategies.plugin import StrategyPlugin
+    from scaletrain.workloads.plugin import WorkloadPlugin
 
 # A strategy module exports ``Config`` and ``PLUGIN`` (a strategies.plugin.StrategyPlugin).
 STRATEGIES = {
@@ -30,8 +31,8 @@ LAUNCHERS = {
     "ray": "scaletrain.launchers.ray",
     "slurm": "scaletrain.launchers.slurm",
 }
-# A workload module exports ``Config`` and ``build_torch``/``build_tensorflow`` (built-in and your own model), or
-# ``run(ctx)`` (a function that trains by itself); optionally ``preflight(config)`` and ``frameworks(config)``.
+# A workload module exports ``Config`` and ``PLUGIN`` (a workloads.plugin.WorkloadPlugin: a task per framework for
+# the training driver, or ``run(ctx)`` for a function that trains by itself).
 WORKLOADS = {
     "digits": "scaletrain.workloads.digits",
     "synthetic": "scaletrain.workloads.synthetic",
@@ -54,3 +55,7 @@ def module(group: str, name: str) -> ModuleType:
 
 def strategy(name: str) -> StrategyPlugin:
     return module("strategy", name).PLUGIN
+
+
+def workload(name: str) -> WorkloadPlugin:
+    return module("workload", name).PLUGIN

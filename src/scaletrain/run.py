@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from scaletrain import checkpoint, launchers, strategies
+from scaletrain import launchers, preflight, strategies
 from scaletrain.config import Job
 from scaletrain.launchers.base import Launcher
 from scaletrain.summary import RunSummary
@@ -55,8 +55,13 @@ def run_sweep(job: Job) -> int:
 def preflight_point(job: Job) -> Launcher:
     """The point's launcher, once everything that can be checked before a process starts has been."""
     launcher = launchers.create(job)
-    checkpoint.check_dir(Path(job.checkpoint.dir))  # a file or unwritable dir: refused before anything starts
-    launcher.preflight()  # raises ScaletrainError before any process starts
+    preflight.settings(job)  # job-wide: checkpoint dir, resume, workload, tracker
+    try:
+        launcher.preflight()  # the launcher's own: its cluster reachable, the job sized to it
+        preflight.placement(job, launcher)  # job-wide, on the launcher's plan: strategy on these hosts, batch
+    except BaseException:
+        launcher.release()
+        raise
     return launcher
 
 

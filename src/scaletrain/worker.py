@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.errors import ScaletrainError
 from scaletrain.launchers import rank_spec
 
 log = logging.getLogger("scaletrain")
@@ -46,19 +46,13 @@ def _start_beacon(directory: Path, rank: int):
 def train(ctx) -> dict:
     """Train the job's workload on this rank: the training driver with the framework's stepper, or a user function
     that drives itself. Returns the figures for summary.json."""
-    from scaletrain import workloads
+    from scaletrain import registry
 
-    workload = workloads.module(ctx.job.workload.name)
-    if hasattr(workload, "run"):
+    workload = registry.workload(ctx.job.workload.name)
+    if workload.trains_itself:
         return workload.run(ctx)
     framework = ctx.strategy.framework
-    builder = getattr(workload, f"build_{framework}", None)
-    if builder is None:
-        raise ConfigError(
-            f"workload '{ctx.job.workload.name}' has no {framework} version; pick a workload that does "
-            f"or a strategy of another framework."
-        )
-    task = builder(ctx.job.workload, ctx.job.seed)
+    task = workload.build(framework, ctx.job.workload, ctx.job.seed)  # pre-flight checked it builds for framework
     if framework == "torch":
         from scaletrain.loops.torch_stepper import TorchStepper as Stepper
     else:

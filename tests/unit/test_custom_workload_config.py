@@ -14,7 +14,7 @@ TORCH = ("workload.torch.model._target_=torch.nn.Identity", "workload.torch.trai
 
 def test_the_sections_given_are_the_frameworks_it_trains_under():
     job = compose_job("+strategy=ddp", "workload=custom", *TORCH)
-    assert custom.frameworks(job.workload) == ["torch"]
+    assert custom.PLUGIN.frameworks(job.workload) == ("torch",)
     workloads.preflight(job)  # importable builders, a torch strategy: accepted
 
 
@@ -56,13 +56,13 @@ def test_a_model_builder_must_return_a_torch_module():
     job = compose_job("+strategy=ddp", "workload=custom", "workload.torch.model._target_=builtins.dict",
                       "workload.torch.train_data._target_=builtins.list")  # fmt: skip
     with pytest.raises(ConfigError, match="returned a dict, not a torch.nn.Module"):
-        custom.build_torch(job.workload, seed=0)
+        custom.PLUGIN.build_torch(job.workload, seed=0)
 
 
 def test_data_of_the_wrong_kind_is_named():
     job = compose_job("+strategy=ddp", "workload=custom", *TORCH)
     with pytest.raises(ConfigError, match="workload.torch.train_data returned a list; return a torch Dataset"):
-        custom.build_torch(job.workload, seed=0)
+        custom.PLUGIN.build_torch(job.workload, seed=0)
 
 
 def test_a_metric_that_cannot_be_imported_is_named():

@@ -2,7 +2,8 @@
 
 A new strategy, launcher or workload gets these checks by being registered: its YAML and its Config agree on the
 name, its defaults validate, and (strategies) its driver-side hooks answer from the job's own settings and the
-launcher's Placement without reading the launcher's settings, with plain string variables and one-sentence errors.
+launcher's Placement without reading the launcher's settings, with plain string variables and one-sentence errors;
+(workloads) it builds a task for every framework it names, or trains by itself, and refuses the others in a sentence.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scaletrain.errors import ConfigError
 from scaletrain.launchers import rank_spec
 from scaletrain.launchers.base import Launcher
 from scaletrain.strategies.plugin import Placement, StrategyPlugin
+from scaletrain.workloads.plugin import FRAMEWORKS, WorkloadPlugin
 
 OVERRIDES = {"workload": {"mnist": ["workload.data_dir=/tmp"], "cifar10": ["workload.data_dir=/tmp"],
                           "function": ["workload.fn._target_=json.dumps"],
@@ -67,10 +69,26 @@ def test_a_launcher_is_created_from_the_job_and_plans_a_placement(name):
 
 
 @pytest.mark.parametrize("name", sorted(registry.WORKLOADS))
-def test_a_workload_builds_for_a_framework_or_trains_by_itself(name):
-    module = registry.module("workload", name)
-    builds = [hasattr(module, f"build_{f}") for f in ("torch", "tensorflow")]
-    assert any(builds) or callable(getattr(module, "run", None))
+def test_a_workload_builds_for_each_framework_it_names_or_trains_by_itself(name):
+    plugin = registry.workload(name)
+    assert isinstance(plugin, WorkloadPlugin) and plugin.name == name
+    assert plugin.Config is registry.module("workload", name).Config
+    settings = compose_job(f"workload={name}", *OVERRIDES["workload"].get(name, [])).workload
+    frameworks = plugin.frameworks(settings)
+    assert frameworks and set(frameworks) <= set(FRAMEWORKS)
+    if plugin.trains_itself:
+        assert type(plugin).run is not WorkloadPlugin.run, "a workload that trains by itself must define run"
+    for framework in frameworks if not plugin.trains_itself else ():
+        builder = f"build_{framework}"
+        assert getattr(type(plugin), builder) is not getattr(WorkloadPlugin, builder), f"{name} names {framework}"
+    for framework in set(FRAMEWORKS) - set(frameworks):  # refused before anything starts, in one sentence
+        sentence = plugin.framework_missing(settings, framework, "some-strategy")
+        assert f"workload={name}" in sentence and framework in sentence
+        _one_sentence(ConfigError(sentence))
+    try:
+        plugin.preflight(settings)  # its defaults: pass, or one sentence (mnist: no files in /tmp)
+    except ConfigError as exc:
+        _one_sentence(exc)
 
 
 class _NoLauncherSettings:

@@ -57,12 +57,12 @@ def test_keras_and_torch_models_have_the_same_layers_and_parameter_counts(torch_
 def test_linear_and_image_workloads_build_channels_last_keras_tasks():
     from scaletrain.workloads import digits, linear
 
-    task = digits.build_tensorflow(digits.Config(model="cnn"), seed=0)
+    task = digits.PLUGIN.build_tensorflow(digits.Config(model="cnn"), seed=0)
     assert task.train[0].shape[1:] == (8, 8, 1) and task.val[0].shape[1:] == (8, 8, 1)
-    torch_task = digits.build_torch(digits.Config(model="cnn"), seed=0)
+    torch_task = digits.PLUGIN.build_torch(digits.Config(model="cnn"), seed=0)
     assert len(task.train[0]) == len(torch_task.train[0])  # the same split
     assert (task.val[1] == torch_task.val[1].numpy()).all()
-    model = linear.build_tensorflow(linear.Config(), seed=0).model_fn()
+    model = linear.PLUGIN.build_tensorflow(linear.Config(), seed=0).model_fn()
     assert model.count_params() == 2
 
 
@@ -76,7 +76,7 @@ def test_image_readers_feed_the_keras_cnn_channels_last(tmp_path, name):
     (make_mnist if name == "mnist" else make_cifar10)(data)
     module = importlib.import_module(f"scaletrain.workloads.{name}")
     cfg = module.Config(data_dir=str(data))
-    task, torch_task = module.build_tensorflow(cfg, seed=0), module.build_torch(cfg, seed=0)
+    task, torch_task = module.PLUGIN.build_tensorflow(cfg, seed=0), module.PLUGIN.build_torch(cfg, seed=0)
     keras_images = np.stack([x for x, _ in task.train.as_numpy_iterator()])  # the files, read lazily by tf.data
     torch_images = np.stack([x.numpy() for x, _ in torch_task.train])  # and by the torch Dataset
     assert np.array_equal(keras_images, torch_images.transpose(0, 2, 3, 1))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_config import compose_job
 
-from scaletrain import hardware, launchers, strategies
+from scaletrain import hardware, launchers, run, strategies
 from scaletrain.env import detect
 from scaletrain.errors import ConfigError
 from scaletrain.loops.tf_data import ReplicaBatches
@@ -55,7 +55,7 @@ def test_replicas_count_devices_per_process_and_batch_must_split_over_them():
     with pytest.raises(
         ConfigError, match="global_batch_size=5 is not divisible by the 2 replicas; use a multiple of 2"
     ):
-        launchers.create(odd).preflight()
+        run.preflight_point(odd)
 
 
 def test_handed_in_tf_config_supplies_the_worker_list(monkeypatch):
@@ -64,7 +64,7 @@ def test_handed_in_tf_config_supplies_the_worker_list(monkeypatch):
         "TF_CONFIG", json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": 0}})
     )
     job = compose_job("+strategy=mirrored", "launcher.nnodes=2", "launcher.master_port=29500", "launcher.node_rank=1")
-    launchers.create(job).preflight()  # several hosts are fine: TF_CONFIG names them
+    run.preflight_point(job)  # several hosts are fine: TF_CONFIG names them
     env = launchers.create(job).rank_env(0, 29500)
     assert json.loads(mirrored.PLUGIN.worker_env(job, env)["TF_CONFIG"])["task"]["index"] == 1
     single = compose_job("+strategy=mirrored")

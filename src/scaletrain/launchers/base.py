@@ -1,4 +1,4 @@
-"""The launcher seam: checks shared by every launcher, and what each rank is started with."""
+"""The launcher seam: what every launcher answers (world size, placement, its own checks) and what each rank runs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from scaletrain import checkpoint, strategies, tracking, workloads
 from scaletrain.config import Job
-from scaletrain.errors import ConfigError
 from scaletrain.strategies.plugin import Placement
 
 
@@ -32,27 +30,12 @@ class Launcher(ABC):
     def describe(self) -> str:
         return f"{self.job.launcher.name} launcher, {self.world_size} rank(s)"
 
-    def preflight(self) -> None:
-        """Everything that can be checked before a process, job or cluster is started."""
-        job = self.job
-        strategy = strategies.of(job)
-        strategy.preflight(job, self.placement)
-        workloads.preflight(job)
-        tracking.preflight(job)
-        batch = job.train.global_batch_size
-        replicas = strategy.replicas(job, self.world_size)
-        if job.script is None and batch % replicas:
-            fit = replicas * max(1, round(batch / replicas))
-            what = f"the world size {replicas}" if replicas == self.world_size else f"the {replicas} replicas"
-            raise ConfigError(
-                f"train.global_batch_size={batch} is not divisible by {what}; "
-                f"use a multiple of {replicas} such as {fit}."
-            )
-        if job.resume and checkpoint.latest(Path(job.checkpoint.dir)) is None:
-            raise ConfigError(
-                f"resume=true but {job.checkpoint.dir} holds no checkpoint; point checkpoint.dir (or hydra.run.dir) "
-                "at an earlier run's directory, or drop resume=true."
-            )
+    def preflight(self) -> None:  # noqa: B027  (a defaulted hook: local needs few checks, ray and slurm more)
+        """The launcher's own checks before anything starts (its cluster reachable, the job fitting it); the
+        job-wide ones are scaletrain.preflight's, run around these by run.preflight_point."""
+
+    def release(self) -> None:  # noqa: B027  (a defaulted hook: only a launcher holding a connection has one)
+        """Give back what ``preflight`` took (a cluster connection) when the job will not be launched."""
 
     @abstractmethod
     def launch(self, job_file: Path) -> int:

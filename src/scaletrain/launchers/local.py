@@ -145,7 +145,6 @@ class LocalLauncher(Launcher):
                 "start its own ranks; add launcher=slurm so that each srun task is one rank."
             )
         check_master_addr(self.job.launcher)
-        super().preflight()
 
     @property
     def world_size(self) -> int:

@@ -141,12 +141,10 @@ class RayLauncher(Launcher):
 
     def preflight(self) -> None:
         """Sizes the job to the cluster (connecting to an existing one, bounded) and rejects what can never run."""
-        try:
-            self._size_job()
-            super().preflight()
-        except BaseException:
-            self._disconnect()
-            raise
+        self._size_job()
+
+    def release(self) -> None:
+        self._disconnect()
 
     def _size_job(self) -> None:
         if self.cfg.address is not None and not self._connected:

@@ -204,7 +204,6 @@ class SlurmLauncher(Launcher):
         return f"slurm launcher, {self.world_size} rank(s): {nodes} node(s) x {self.world_size // nodes} task(s)"
 
     def preflight(self) -> None:
-        super().preflight()
         if self.mode != "submit":
             return
         run_dir = self.job.output_dir  # written on the #SBATCH --output line, resolved as _submit does

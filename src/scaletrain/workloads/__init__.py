@@ -1,8 +1,7 @@
-"""What is trained. One module per workload: ``Config``, data as NumPy arrays, and a builder per framework.
+"""What is trained. One module per workload: its ``Config``, its data, and its ``PLUGIN`` (workloads/plugin.py).
 
-A built-in workload defines ``build_torch(config, seed) -> TorchTask`` and ``build_tensorflow(config, seed) ->
-TFTask`` (same architecture, same data), which the worker hands to the training driver; a workload that drives
-training itself (user functions) defines ``run(ctx)`` instead.
+A built-in workload builds a ``TorchTask`` and a ``TFTask`` of the same architecture on the same data, which the
+worker hands to the training driver; a workload that drives training itself (a user's function) has ``run(ctx)``.
 """
 
 from __future__ import annotations
@@ -16,31 +15,15 @@ if TYPE_CHECKING:
     from scaletrain.config import Job
 
 
-def _module(name: str):
-    return registry.module("workload", name)
-
-
 def preflight(job: Job) -> None:
-    """Driver-side checks (files present, user function importable) before anything starts."""
+    """Driver-side checks before anything starts: the workload trains under the strategy's framework, its files
+    are present, its code importable."""
     if job.script is not None:
         return
-    module = _module(job.workload.name)
-    given = getattr(module, "frameworks", None)  # a workload that covers only some frameworks (the user's own)
-    if given is not None:
-        from scaletrain import strategies
+    from scaletrain import strategies
 
-        wanted = strategies.of(job).framework
-        if wanted not in given(job.workload):
-            raise ConfigError(
-                f"workload={job.workload.name} has no {wanted} section for +strategy={job.strategy.name}; set "
-                f"workload.{wanted}.model and workload.{wanted}.train_data, or pick a strategy of "
-                f"{' or '.join(given(job.workload))}."
-            )
-    check = getattr(module, "preflight", None)
-    if check is not None:
-        check(job.workload)
-
-
-def module(name: str):
-    """The module of workload ``name`` (``build_torch``/``build_tensorflow``, or ``run`` for user functions)."""
-    return _module(name)
+    plugin = registry.workload(job.workload.name)
+    wanted = strategies.of(job).framework
+    if wanted not in plugin.frameworks(job.workload):
+        raise ConfigError(plugin.framework_missing(job.workload, wanted, job.strategy.name))
+    plugin.preflight(job.workload)

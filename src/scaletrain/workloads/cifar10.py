@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scaletrain.workloads import image_files, image_records, readers
+from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask
 
 
@@ -14,13 +15,21 @@ class Config(image_files.ImageFilesConfig):
     name: str = "cifar10"
 
 
-def preflight(config: Config) -> None:
-    readers.check_cifar10_files(image_files.check_dir(config))
+class Cifar10(WorkloadPlugin):
+    name = "cifar10"
+    Config = Config
+
+    def preflight(self, config: Config) -> None:
+        readers.check_cifar10_files(image_files.check_dir(config))
+
+    def build_torch(self, config: Config, seed: int) -> TorchTask:
+        return image_files.torch_task(
+            image_records.cifar10(config.data_dir), config, seed, in_channels=3, image_size=32
+        )
+
+    def build_tensorflow(self, config: Config, seed: int) -> TFTask:
+        records = image_records.cifar10(config.data_dir)
+        return image_files.tf_task(records, config, seed, in_channels=3, image_size=32)
 
 
-def build_torch(config: Config, seed: int) -> TorchTask:
-    return image_files.torch_task(image_records.cifar10(config.data_dir), config, seed, in_channels=3, image_size=32)
-
-
-def build_tensorflow(config: Config, seed: int) -> TFTask:
-    return image_files.tf_task(image_records.cifar10(config.data_dir), config, seed, in_channels=3, image_size=32)
+PLUGIN = Cifar10()

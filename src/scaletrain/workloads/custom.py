@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaletrain.errors import ConfigError
+from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask, check_worker_start_method
 
 LOSS_NAMES = ("cross_entropy", "mse")
@@ -45,12 +46,12 @@ class Config:
     metrics: dict[str, Any] = field(default_factory=dict)  # {name: {_target_: ...}}: val_<name> at each validation
 
     def validate(self) -> None:
-        if not frameworks(self):
+        if not named_frameworks(self):
             raise ConfigError(
                 "workload=custom needs your model and data: set workload.torch.model._target_ and "
                 "workload.torch.train_data._target_ (or the same under workload.tensorflow)."
             )
-        for framework in frameworks(self):
+        for framework in named_frameworks(self):
             section = getattr(self, framework)
             unknown = sorted(set(section) - set(_BUILDERS))
             if unknown:
@@ -82,80 +83,18 @@ class Config:
                 )
 
 
-def frameworks(config: Config) -> list[str]:
+def named_frameworks(config: Config) -> tuple[str, ...]:
     """The frameworks this workload can train under: the sections that name a builder."""
-    return [
+    return tuple(
         framework
         for framework in SECTIONS
         if any(_target(spec) for spec in (getattr(config, framework) or {}).values())
-    ]
-
-
-def preflight(config: Config) -> None:
-    """Every named builder importable, before anything starts."""
-    from scaletrain.workloads.function import locate
-
-    for framework in frameworks(config):
-        for key in _BUILDERS:
-            spec = getattr(config, framework).get(key)
-            if _target(spec):
-                locate(_target(spec), f"workload.{framework}.{key}._target_")
-    for key in ("loss", "optimizer"):
-        spec = getattr(config, key)
-        if isinstance(spec, dict):
-            locate(_target(spec), f"workload.{key}._target_")
-    for name, spec in config.metrics.items():
-        locate(_target(spec), f"workload.metrics.{name}._target_")
-
-
-def build_torch(config: Config, seed: int) -> TorchTask:
-    import torch
-
-    section = _section(config, "torch")
-    torch.manual_seed(seed)  # the same initial weights on every run of this seed (DDP then copies rank 0's)
-    model = _build(section, "model")
-    if not isinstance(model, torch.nn.Module):
-        raise ConfigError(
-            f"workload.torch.model._target_={_target(section['model'])} returned a {type(model).__name__}, "
-            "not a torch.nn.Module."
-        )
-    return TorchTask(
-        model=model,
-        train=_torch_data(_build(section, "train_data"), "train_data"),
-        val=_torch_data(_build(section, "val_data"), "val_data") if _target(section.get("val_data")) else None,
-        loss=_loss(config),
-        optimizer=_optimizer(config),
-        num_workers=config.num_workers,
-        worker_start_method=config.worker_start_method,
-        steps_per_epoch=config.steps_per_epoch,
-        metrics=_metrics(config),
-    )
-
-
-def build_tensorflow(config: Config, seed: int) -> TFTask:
-    section = _section(config, "tensorflow")
-
-    def model_fn() -> Any:
-        import keras
-
-        keras.utils.set_random_seed(seed)  # the same initial weights on every process and every run
-        return _build(section, "model")
-
-    return TFTask(
-        model_fn=model_fn,
-        train=_tf_data(_build(section, "train_data"), "train_data"),
-        val=_tf_data(_build(section, "val_data"), "val_data") if _target(section.get("val_data")) else None,
-        loss=_loss(config),
-        optimizer=_optimizer(config),
-        steps_per_epoch=config.steps_per_epoch,
-        shuffle_buffer=config.shuffle_buffer,
-        metrics=_metrics(config),
     )
 
 
 def _section(config: Config, framework: str) -> dict[str, Any]:
     section = getattr(config, framework)
-    if framework not in frameworks(config):
+    if framework not in named_frameworks(config):
         other = "tensorflow" if framework == "torch" else "torch"
         raise ConfigError(
             f"workload=custom has no {framework} section (only {other}); set workload.{framework}.model and "
@@ -226,3 +165,79 @@ def _optimizer(config: Config) -> Any:
     from hydra.utils import instantiate
 
     return instantiate(config.optimizer)
+
+
+class Custom(WorkloadPlugin):
+    name = "custom"
+    Config = Config
+
+    def frameworks(self, config: Config) -> tuple[str, ...]:
+        return named_frameworks(config)
+
+    def framework_missing(self, config: Config, framework: str, strategy: str) -> str:
+        return (
+            f"workload=custom has no {framework} section for +strategy={strategy}; set workload.{framework}.model "
+            f"and workload.{framework}.train_data, or pick a strategy of {' or '.join(named_frameworks(config))}."
+        )
+
+    def preflight(self, config: Config) -> None:
+        """Every named builder importable, before anything starts."""
+        from scaletrain.workloads.function import locate
+
+        for framework in named_frameworks(config):
+            for key in _BUILDERS:
+                spec = getattr(config, framework).get(key)
+                if _target(spec):
+                    locate(_target(spec), f"workload.{framework}.{key}._target_")
+        for key in ("loss", "optimizer"):
+            spec = getattr(config, key)
+            if isinstance(spec, dict):
+                locate(_target(spec), f"workload.{key}._target_")
+        for name, spec in config.metrics.items():
+            locate(_target(spec), f"workload.metrics.{name}._target_")
+
+    def build_torch(self, config: Config, seed: int) -> TorchTask:
+        import torch
+
+        section = _section(config, "torch")
+        torch.manual_seed(seed)  # the same initial weights on every run of this seed (DDP then copies rank 0's)
+        model = _build(section, "model")
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(
+                f"workload.torch.model._target_={_target(section['model'])} returned a {type(model).__name__}, "
+                "not a torch.nn.Module."
+            )
+        return TorchTask(
+            model=model,
+            train=_torch_data(_build(section, "train_data"), "train_data"),
+            val=_torch_data(_build(section, "val_data"), "val_data") if _target(section.get("val_data")) else None,
+            loss=_loss(config),
+            optimizer=_optimizer(config),
+            num_workers=config.num_workers,
+            worker_start_method=config.worker_start_method,
+            steps_per_epoch=config.steps_per_epoch,
+            metrics=_metrics(config),
+        )
+
+    def build_tensorflow(self, config: Config, seed: int) -> TFTask:
+        section = _section(config, "tensorflow")
+
+        def model_fn() -> Any:
+            import keras
+
+            keras.utils.set_random_seed(seed)  # the same initial weights on every process and every run
+            return _build(section, "model")
+
+        return TFTask(
+            model_fn=model_fn,
+            train=_tf_data(_build(section, "train_data"), "train_data"),
+            val=_tf_data(_build(section, "val_data"), "val_data") if _target(section.get("val_data")) else None,
+            loss=_loss(config),
+            optimizer=_optimizer(config),
+            steps_per_epoch=config.steps_per_epoch,
+            shuffle_buffer=config.shuffle_buffer,
+            metrics=_metrics(config),
+        )
+
+
+PLUGIN = Custom()

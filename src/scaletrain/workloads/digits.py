@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scaletrain.errors import ConfigError
+from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask
 
 MODELS = ("mlp", "cnn")
@@ -42,28 +43,34 @@ def data(val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return x_train, y_train, x_val, y_val
 
 
-def build_torch(config: Config, seed: int) -> TorchTask:
-    import torch
+class Digits(WorkloadPlugin):
+    name = "digits"
+    Config = Config
 
-    from scaletrain.workloads import torch_models
+    def build_torch(self, config: Config, seed: int) -> TorchTask:
+        import torch
 
-    x_train, y_train, x_val, y_val = data(config.val_fraction, seed)
-    torch.manual_seed(seed)
-    if config.model == "mlp":
-        model = torch_models.mlp(64, config.hidden, 10, depth=2)
-    else:
-        model = torch_models.small_cnn(1, 8, 10, config.hidden)
-    tensors = [torch.from_numpy(a) for a in (x_train, y_train, x_val, y_val)]
-    return TorchTask(model=model, train=(tensors[0], tensors[1]), val=(tensors[2], tensors[3]))
+        from scaletrain.workloads import torch_models
+
+        x_train, y_train, x_val, y_val = data(config.val_fraction, seed)
+        torch.manual_seed(seed)
+        if config.model == "mlp":
+            model = torch_models.mlp(64, config.hidden, 10, depth=2)
+        else:
+            model = torch_models.small_cnn(1, 8, 10, config.hidden)
+        tensors = [torch.from_numpy(a) for a in (x_train, y_train, x_val, y_val)]
+        return TorchTask(model=model, train=(tensors[0], tensors[1]), val=(tensors[2], tensors[3]))
+
+    def build_tensorflow(self, config: Config, seed: int) -> TFTask:
+        from scaletrain.workloads import keras_models
+
+        x_train, y_train, x_val, y_val = data(config.val_fraction, seed)
+        if config.model == "mlp":
+            model_fn = keras_models.seeded(seed, keras_models.mlp, (8, 8, 1), config.hidden, 10, depth=2)
+        else:
+            model_fn = keras_models.seeded(seed, keras_models.small_cnn, 1, 8, 10, config.hidden)
+        nhwc = keras_models.nhwc
+        return TFTask(model_fn=model_fn, train=(nhwc(x_train), y_train), val=(nhwc(x_val), y_val))
 
 
-def build_tensorflow(config: Config, seed: int) -> TFTask:
-    from scaletrain.workloads import keras_models
-
-    x_train, y_train, x_val, y_val = data(config.val_fraction, seed)
-    if config.model == "mlp":
-        model_fn = keras_models.seeded(seed, keras_models.mlp, (8, 8, 1), config.hidden, 10, depth=2)
-    else:
-        model_fn = keras_models.seeded(seed, keras_models.small_cnn, 1, 8, 10, config.hidden)
-    nhwc = keras_models.nhwc
-    return TFTask(model_fn=model_fn, train=(nhwc(x_train), y_train), val=(nhwc(x_val), y_val))
+PLUGIN = Digits()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaletrain.errors import ConfigError
+from scaletrain.workloads.plugin import WorkloadPlugin
 
 
 @dataclass
@@ -19,10 +20,6 @@ class Config:
             raise ConfigError(
                 "workload.fn._target_ is not set; pass workload.fn._target_=your_package.module.train_function."
             )
-
-
-def preflight(config: Config) -> None:
-    locate(config.fn["_target_"], "workload.fn._target_")
 
 
 def locate(target: str, setting: str) -> None:
@@ -39,9 +36,20 @@ def locate(target: str, setting: str) -> None:
         ) from None
 
 
-def run(ctx) -> dict[str, Any]:
-    from hydra.utils import instantiate
+class Function(WorkloadPlugin):
+    name = "function"
+    Config = Config
+    trains_itself = True
 
-    fn = instantiate(ctx.job.workload.fn, _partial_=True)
-    result = fn(ctx)
-    return dict(result) if isinstance(result, dict) else {}
+    def preflight(self, config: Config) -> None:
+        locate(config.fn["_target_"], "workload.fn._target_")
+
+    def run(self, ctx) -> dict[str, Any]:
+        from hydra.utils import instantiate
+
+        fn = instantiate(ctx.job.workload.fn, _partial_=True)
+        result = fn(ctx)
+        return dict(result) if isinstance(result, dict) else {}
+
+
+PLUGIN = Function()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scaletrain.workloads import image_files, image_records
+from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask
 
 
@@ -14,13 +15,20 @@ class Config(image_files.ImageFilesConfig):
     name: str = "mnist"
 
 
-def preflight(config: Config) -> None:
-    image_records.mnist(image_files.check_dir(config))  # the four files there, their headers and sizes right
+class Mnist(WorkloadPlugin):
+    name = "mnist"
+    Config = Config
+
+    def preflight(self, config: Config) -> None:
+        image_records.mnist(image_files.check_dir(config))  # the four files there, their headers and sizes right
+
+    def build_torch(self, config: Config, seed: int) -> TorchTask:
+        records = image_records.mnist(config.data_dir)
+        return image_files.torch_task(records, config, seed, in_channels=1, image_size=28)
+
+    def build_tensorflow(self, config: Config, seed: int) -> TFTask:
+        records = image_records.mnist(config.data_dir)
+        return image_files.tf_task(records, config, seed, in_channels=1, image_size=28)
 
 
-def build_torch(config: Config, seed: int) -> TorchTask:
-    return image_files.torch_task(image_records.mnist(config.data_dir), config, seed, in_channels=1, image_size=28)
-
-
-def build_tensorflow(config: Config, seed: int) -> TFTask:
-    return image_files.tf_task(image_records.mnist(config.data_dir), config, seed, in_channels=1, image_size=28)
+PLUGIN = Mnist()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scaletrain.errors import ConfigError
+from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask
 
 
@@ -33,22 +34,28 @@ def data(config: Config, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, (x @ teacher).argmax(axis=1).astype(np.int64)
 
 
-def build_torch(config: Config, seed: int) -> TorchTask:
-    import torch
+class Synthetic(WorkloadPlugin):
+    name = "synthetic"
+    Config = Config
 
-    from scaletrain.workloads import torch_models
+    def build_torch(self, config: Config, seed: int) -> TorchTask:
+        import torch
 
-    x, y = data(config, seed)
-    torch.manual_seed(seed)
-    model = torch_models.mlp(config.input_dim, config.width, config.num_classes, depth=config.depth)
-    return TorchTask(model=model, train=(torch.from_numpy(x), torch.from_numpy(y)))
+        from scaletrain.workloads import torch_models
+
+        x, y = data(config, seed)
+        torch.manual_seed(seed)
+        model = torch_models.mlp(config.input_dim, config.width, config.num_classes, depth=config.depth)
+        return TorchTask(model=model, train=(torch.from_numpy(x), torch.from_numpy(y)))
+
+    def build_tensorflow(self, config: Config, seed: int) -> TFTask:
+        from scaletrain.workloads import keras_models
+
+        x, y = data(config, seed)
+        model_fn = keras_models.seeded(
+            seed, keras_models.mlp, (config.input_dim,), config.width, config.num_classes, depth=config.depth
+        )
+        return TFTask(model_fn=model_fn, train=(x, y))
 
 
-def build_tensorflow(config: Config, seed: int) -> TFTask:
-    from scaletrain.workloads import keras_models
-
-    x, y = data(config, seed)
-    model_fn = keras_models.seeded(
-        seed, keras_models.mlp, (config.input_dim,), config.width, config.num_classes, depth=config.depth
-    )
-    return TFTask(model_fn=model_fn, train=(x, y))
+PLUGIN = Synthetic()
