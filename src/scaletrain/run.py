@@ -35,7 +35,7 @@ def run_sweep(job: Job) -> int:
     if min(job.scaling.world_sizes) > 1:
         log.info("adding world size 1: efficiency is measured against the 1-rank run")
     points = sweep.plan(job)
-    planned = [preflight_point(point) for point in points]
+    planned = [preflight_point(point.job) for point in points]
     sweep_dir = Path(job.output_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     job.save_json(sweep_dir / sweep.JOB_FILE)  # what `python -m scaletrain.scaling DIR` re-analyses from
@@ -44,10 +44,12 @@ def run_sweep(job: Job) -> int:
 
         return slurm_sweep.submit(job, points, planned)
     for point, launcher in zip(points, planned, strict=True):
-        log.info("scaling sweep: world size %d", sweep.point_size(point))
-        code = launch(point, launcher, report_efficiency=False)
+        log.info("scaling sweep: world size %d", point.world_size)
+        code = launch(point.job, launcher, report_efficiency=False)
         if code != 0:
-            log.error("scaling sweep stopped: the run at world size %s failed", point.output_dir)
+            log.error(
+                "scaling sweep stopped: the run at world size %d failed (%s)", point.world_size, point.job.output_dir
+            )
             return code
     return sweep.report_sweep(sweep_dir, job, points)
 

@@ -13,7 +13,7 @@ import platform
 import secrets
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from scaletrain import hardware, netif, strategies
 from scaletrain.env import ClusterEnv, detect
 from scaletrain.errors import ConfigError, ScaletrainError
+from scaletrain.scaling.charts import scaling_charts, table_data
 
 RUN_ID_FILE = "wandb_run_id"
 _VERSIONED = ("torch", "torch-xla", "tensorflow", "ray", "wandb", "hydra-core", "scaletrain")
@@ -273,121 +274,6 @@ def start(job: Any, world_size: int, resume: bool) -> WandbRun | None:
     except ScaletrainError:
         env = None
     return WandbRun(job, world_size, resume, env=env)
-
-
-# The summary run's native charts: W&B's built-in Vega presets, each filled from its own wandb.Table.
-LINE_SERIES = "wandb/lineseries/v0"  # fields: step (x), lineKey (series), lineVal (y)
-BAR = "wandb/bar/v0"  # fields: label, value
-
-
-def _plotted(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The rows a chart shows: those with a measured efficiency (not a failed or unmeasured point), by world size."""
-    return sorted(
-        (r for r in rows if r.get("efficiency") is not None and r.get("world_size") is not None),
-        key=lambda r: r["world_size"],
-    )
-
-
-def efficiency_series(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """[world_size, series, efficiency] for the efficiency chart: measured, ideal (1.0) and the α-β prediction
-    where made. A point with no measured efficiency is left out of every series."""
-    data = []
-    for row in _plotted(rows):
-        n = row["world_size"]
-        data += [[n, "measured", row["efficiency"]], [n, "ideal", 1.0]]
-        if row.get("predicted_efficiency") is not None:
-            data.append([n, "predicted", row["predicted_efficiency"]])
-    return data
-
-
-def throughput_series(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """[world_size, series, samples_per_s] for the throughput chart: measured; ideal, N × the 1-device throughput
-    (linear scaling, in weak and strong mode alike); predicted, the predicted efficiency × ideal. Ideal and
-    predicted need the 1-device point's throughput."""
-    plotted = _plotted(rows)
-    base = next((r.get("samples_per_s") for r in plotted if r["world_size"] == 1), None)
-    data = []
-    for row in plotted:
-        n = row["world_size"]
-        if row.get("samples_per_s") is not None:
-            data.append([n, "measured", row["samples_per_s"]])
-        if base is not None:
-            data.append([n, "ideal", base * n])
-            if row.get("predicted_efficiency") is not None:
-                data.append([n, "predicted", row["predicted_efficiency"] * base * n])
-    return data
-
-
-def time_split(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """[world_size, part, seconds per step, fraction of the step, label] for the time-split charts: compute,
-    exposed communication and data of each point's step (metrics.ThroughputMeter's split). Where the framework
-    could not time communication apart (comm_fraction None), compute holds it: that part is "compute+comm"."""
-    data = []
-    for row in _plotted(rows):
-        n, step_s = row["world_size"], row.get("step_time_s")
-        if not step_s:
-            continue
-        comm = row.get("comm_fraction")
-        data_fraction = row.get("data_fraction") or 0.0
-        compute_s = row.get("compute_time_s")
-        compute = compute_s / step_s if compute_s is not None else 1.0 - data_fraction - (comm or 0.0)
-        parts = [("compute" if comm is not None else "compute+comm", compute)]
-        if comm is not None:
-            parts.append(("communication", comm))
-        parts.append(("data", data_fraction))
-        data += [[n, part, fraction * step_s, fraction, f"N={n} {part}"] for part, fraction in parts]
-    return data
-
-
-def _cell(value: Any) -> Any:
-    return value if value is None or isinstance(value, int | float | str | bool) else str(value)
-
-
-def table_data(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """Columns (every key of any row, first seen first) and cells of the scaling table; a key a row lacks (a failed
-    point's row has fewer figures, and a ``status``) is None there."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return columns, [[_cell(row.get(c)) for c in columns] for row in rows]
-
-
-def scaling_charts(wandb: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The summary run's native W&B charts, by key; a chart with nothing to plot is left out."""
-    charts: dict[str, Any] = {}
-
-    def line_series(key: str, columns: list[str], data: list[list[Any]], title: str) -> None:
-        if data:
-            table = wandb.Table(columns=columns, data=data)
-            fields = {"step": columns[0], "lineKey": columns[1], "lineVal": columns[2]}
-            strings = {"title": title, "xname": "world size (devices)"}
-            charts[key] = wandb.plot_table(LINE_SERIES, table, fields, strings)
-
-    line_series(
-        "efficiency_chart",
-        ["world_size", "series", "efficiency"],
-        efficiency_series(rows),
-        "scaling efficiency: measured, ideal, predicted",
-    )
-    line_series(
-        "throughput_chart",
-        ["world_size", "series", "samples_per_s"],
-        throughput_series(rows),
-        "throughput (samples/s): measured, ideal, predicted",
-    )
-    split = time_split(rows)
-    columns = ["world_size", "part", "seconds_per_step", "fraction", "label"]
-    line_series(
-        "time_split_chart",
-        ["world_size", "part", "fraction"],
-        [[n, part, fraction] for n, part, _, fraction, _ in split],
-        "time split of a step (fraction): compute, communication, data",
-    )
-    if split:
-        table = wandb.Table(columns=columns, data=split)
-        strings = {"title": "seconds per step by part, per world size"}
-        charts["time_split_bars"] = wandb.plot_table(
-            BAR, table, {"label": "label", "value": "seconds_per_step"}, strings
-        )
-    return charts
 
 
 def log_sweep(job: Any, analysis: Mapping[str, Any], plot_path: Path | None) -> None:

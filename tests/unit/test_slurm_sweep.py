@@ -32,7 +32,7 @@ def _base(tmp_path: Path, *overrides: str) -> tuple[config.Job, list[str]]:
 
 
 def _points(job: config.Job) -> list[config.Job]:
-    return sweep.plan(job)
+    return [point.job for point in sweep.plan(job)]
 
 
 @pytest.mark.parametrize(

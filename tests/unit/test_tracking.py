@@ -10,6 +10,7 @@ from wandb_files import offline_runs, read_run
 
 from scaletrain import hardware, tracking
 from scaletrain.env import ClusterEnv
+from scaletrain.scaling import charts
 from scaletrain.strategies import ddp, mirrored, xla
 
 MEASURED = {
@@ -29,7 +30,7 @@ FAILED = {"world_size": 4, "status": "failed", "efficiency": None, "samples_per_
 
 def test_efficiency_series_has_measured_ideal_and_predicted_and_skips_a_failed_point():
     no_prediction = {**TWO, "world_size": 3, "predicted_efficiency": None}
-    assert tracking.efficiency_series([TWO, FAILED, MEASURED, no_prediction]) == [
+    assert charts.efficiency_series([TWO, FAILED, MEASURED, no_prediction]) == [
         [1, "measured", 1.0],
         [1, "ideal", 1.0],
         [1, "predicted", 1.0],
@@ -42,7 +43,7 @@ def test_efficiency_series_has_measured_ideal_and_predicted_and_skips_a_failed_p
 
 
 def test_throughput_ideal_is_linear_in_the_1_device_throughput_and_predicted_follows_the_efficiency():
-    series = {(n, s): v for n, s, v in tracking.throughput_series([MEASURED, TWO, FAILED])}
+    series = {(n, s): v for n, s, v in charts.throughput_series([MEASURED, TWO, FAILED])}
     assert series == pytest.approx(
         {
             (1, "measured"): 100.0,
@@ -54,23 +55,23 @@ def test_throughput_ideal_is_linear_in_the_1_device_throughput_and_predicted_fol
         }
     )
     # without the 1-device point's throughput only the measured series is known
-    assert tracking.throughput_series([TWO]) == [[2, "measured", 160.0]]
+    assert charts.throughput_series([TWO]) == [[2, "measured", 160.0]]
 
 
 def test_time_split_parts_add_up_to_the_step_and_name_an_unsplit_communication():
-    split = tracking.time_split([MEASURED, TWO, FAILED])
+    split = charts.time_split([MEASURED, TWO, FAILED])
     at_two = {part: (seconds, fraction) for n, part, seconds, fraction, _ in split if n == 2}
     assert set(at_two) == {"compute", "communication", "data"}
     assert sum(f for _, f in at_two.values()) == pytest.approx(1.0)
     assert at_two["communication"] == pytest.approx((0.125, 0.2))
     assert [label for n, *_, label in split if n == 2] == ["N=2 compute", "N=2 communication", "N=2 data"]
     tf_row = {**TWO, "comm_fraction": None, "compute_time_s": 0.575}  # TensorFlow: comm inside the compiled step
-    assert [part for _, part, *_ in tracking.time_split([tf_row])] == ["compute+comm", "data"]
+    assert [part for _, part, *_ in charts.time_split([tf_row])] == ["compute+comm", "data"]
     assert not any(n == 4 for n, *_ in split)
 
 
 def test_scaling_table_takes_every_column_of_any_row():
-    columns, data = tracking.table_data([MEASURED, FAILED])
+    columns, data = charts.table_data([MEASURED, FAILED])
     assert columns[: len(MEASURED)] == list(MEASURED) and "status" in columns
     assert data[0][columns.index("status")] is None and data[1][columns.index("status")] == "failed"
     assert data[1][columns.index("step_time_s")] is None

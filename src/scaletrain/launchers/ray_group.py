@@ -177,19 +177,26 @@ class RankGroup:
                     self.stop(signal.SIGKILL, stop_grace_s)
                     return outcome
                 if failures:
-                    _, first = first_failure(failures, lambda f: f[0], lambda f: _by_signal(f[1]))
-                    dead = self.stop(signal.SIGTERM, stop_grace_s)
-                    if first.lost is None and first.returncode >= 0 and dead:
-                        # A rank that lost its peer errors out before Ray reports the peer's actor (or node) dead.
-                        rank, why = min(dead.items())
-                        first = Outcome(False, rank=rank, lost=f"on {ip_of[rank]} {why}")
-                    first.tail = list(outputs[first.rank].tail)
-                    return first
+                    return self._end_on_failure(failures, stop_grace_s, outputs)
                 if len(exited) == len(outputs):
                     return Outcome(ok=True)
         finally:
             for out in outputs.values():
                 out.close()
+
+    def _end_on_failure(
+        self, failures: list[tuple[int, Outcome]], stop_grace_s: float, outputs: dict[int, RankOutput]
+    ) -> Outcome:
+        """Stop every rank and name the failure that came first (a lost rank before the peers it took down)."""
+        _, first = first_failure(failures, lambda f: f[0], lambda f: _by_signal(f[1]))
+        dead = self.stop(signal.SIGTERM, stop_grace_s)
+        if first.lost is None and first.returncode >= 0 and dead:
+            # A rank that lost its peer errors out before Ray reports the peer's actor (or node) dead.
+            rank, why = min(dead.items())
+            ip = next(s.ip for s in self.slots if s.rank == rank)
+            first = Outcome(False, rank=rank, lost=f"on {ip} {why}")
+        first.tail = list(outputs[first.rank].tail)
+        return first
 
     def stop(self, first_signal: int, grace_s: float) -> dict[int, str]:
         """Stop every rank's worker: ``first_signal``, then SIGKILL after the grace period. Returns the ranks whose

@@ -20,26 +20,29 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaletrain.config import Job
 from scaletrain.launchers import slurm, slurm_cluster
 from scaletrain.launchers.slurm_script import render_command
+
+if TYPE_CHECKING:
+    from scaletrain.scaling.sweep import Point
 
 log = logging.getLogger("scaletrain")
 
 _NOT_OVERRIDES = {"output_dir", "strategy_was_picked"}  # the run dir travels as hydra.run.dir; the other is derived
 
 
-def submit(job: Job, points: Sequence[Job], launchers: Sequence[slurm.SlurmLauncher]) -> int:
+def submit(job: Job, points: Sequence[Point], launchers: Sequence[slurm.SlurmLauncher]) -> int:
     """Submit the points (each with its pre-flighted launcher) one after another and the analysis job after them;
     with launcher.wait, follow them all."""
     sweep_dir = Path(job.output_dir).resolve()
     user = slurm.task_overrides()
     ids: list[str] = []
     for point, launcher in zip(points, launchers, strict=True):
-        job_id = launcher.submit(point_args(job, point, user), after=tuple(ids[-1:]))
-        ids.append(job_id or f"<job id of {Path(point.output_dir).name}>")
+        job_id = launcher.submit(point_args(job, point.job, user), after=tuple(ids[-1:]))
+        ids.append(job_id or f"<job id of {Path(point.job.output_dir).name}>")
     cfg = job.launcher
     analysis = follow_up(sweep_dir / "analyse.sbatch", f"{cfg.job_name}-analysis", "scaletrain.scaling",
                          (str(sweep_dir),), ids, _placement(cfg), cfg.dry_run)  # fmt: skip
@@ -54,7 +57,7 @@ def submit(job: Job, points: Sequence[Job], launchers: Sequence[slurm.SlurmLaunc
         )
         return 0
     for job_id, point in zip(ids, points, strict=True):
-        if slurm_cluster.wait(job_id, Path(point.output_dir).resolve() / f"slurm-{job_id}.out") == 130:
+        if slurm_cluster.wait(job_id, Path(point.job.output_dir).resolve() / f"slurm-{job_id}.out") == 130:
             return 130
     return slurm_cluster.wait(analysis, sweep_dir / f"slurm-{analysis}.out")
 

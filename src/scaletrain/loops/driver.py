@@ -31,13 +31,8 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
         total_steps = min(total_steps, cfg.max_steps)
     step = start_step = _resume(ctx, stepper)
     stepper.start()
-
     beacon = ctx.beacon  # where this rank is, for the launcher's hang watchdog: two attribute stores a phase
-    meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)
-    progress = Progress(ctx.is_rank_zero, total_steps, step)
-    window: list[Any] = []  # loss handles since the last log step, read there
-    window_s = [0.0, 0.0, 0.0]  # this rank's step, data and wait seconds since the last log step (stragglers)
-    stragglers = _detector(ctx, stepper)
+    window = LogWindow(ctx, stepper, Progress(ctx.is_rank_zero, total_steps, step))
     last_loss, last_checkpoint_step, validated = None, step, None
     first_step_unix_s, started = None, time.perf_counter()
     stopped = False
@@ -53,26 +48,14 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
             data_s = time.perf_counter() - fetch_started
             beacon.at("compute")  # the gradient all-reduce runs inside it (DDP's hooks, the compiled TF/XLA step)
             last_loss = stepper.train_step(batch)
-            step_s = time.perf_counter() - fetch_started
+            window.add(batch, last_loss, time.perf_counter() - fetch_started, data_s)
             step += 1
             beacon.step = step
-            window.append(last_loss)
-            comm_s, exposed_comm_s = stepper.comm_times()
-            meter.add_step(stepper.samples(batch), data_s, comm_s, exposed_comm_s)
-            window_s = [window_s[0] + step_s, window_s[1] + data_s, window_s[2] + exposed_comm_s]
             first_step_unix_s = first_step_unix_s or time.time()
             votes = None  # every rank's stop request rides on the log step's loss reduction: no extra collective
             if step % cfg.log_every_n_steps == 0 or step == total_steps:
                 beacon.at("communication")
-                row = tuple(seconds / len(window) for seconds in window_s) if stragglers else ()
-                loss, votes, rows = stepper.reduce_window(window, ctx.stop_vote(), row)
-                compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
-                figures = {"epoch": epoch, "loss": loss, **meter.read(compiled.get("compile_time_s", 0.0)), **compiled}
-                if stragglers:
-                    figures.update(_straggler_figures(stragglers, rows, stepper.measures_comm, len(window)))
-                ctx.log(figures, step)
-                progress.update(step, figures)
-                window, window_s = [], [0.0, 0.0, 0.0]
+                votes = window.report(step, epoch)
             if ctx.job.checkpoint.every_n_steps and step % ctx.job.checkpoint.every_n_steps == 0:
                 beacon.at("checkpoint")
                 ctx.save_checkpoint(stepper.state(), step)
@@ -84,7 +67,7 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
             beacon.at("validation")
             validated = (step, stepper.evaluate())
             ctx.log({"epoch": epoch, **validated[1]}, step)
-    progress.close()
+    window.progress.close()
     beacon.at("checkpoint")
     if last_checkpoint_step != step:
         ctx.save_checkpoint(stepper.state(), step)
@@ -92,20 +75,66 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
         if ctx.is_rank_zero:
             log.info("stop requested: checkpoint of step %d of %d written to %s", step, total_steps, ctx.checkpoint_dir)
         return {"steps": step, "stopped_at_step": step}
+    elapsed_s = time.perf_counter() - started
+    run = {"steps": (start_step, step), "elapsed_s": elapsed_s, "first_step_unix_s": first_step_unix_s}
+    summary = _summary(ctx, stepper, window, run | {"last_loss": last_loss}, validated)
+    if ctx.is_rank_zero:
+        log_done(summary)
+    return summary
 
+
+class LogWindow:
+    """The steps since the last log step: their loss handles (reduced over the ranks at the log step), this rank's
+    step, data and wait seconds (for the straggler detector), and the run's throughput meter."""
+
+    def __init__(self, ctx: RunContext, stepper: Stepper, progress: Progress) -> None:
+        self.ctx, self.stepper, self.progress = ctx, stepper, progress
+        self.meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)
+        self.stragglers = _detector(ctx, stepper)
+        self.losses: list[Any] = []
+        self.own_s = [0.0, 0.0, 0.0]  # step, data, exposed communication
+
+    def add(self, batch: Any, loss: Any, step_s: float, data_s: float) -> None:
+        self.losses.append(loss)
+        comm_s, exposed_comm_s = self.stepper.comm_times()
+        self.meter.add_step(self.stepper.samples(batch), data_s, comm_s, exposed_comm_s)
+        own = self.own_s
+        self.own_s = [own[0] + step_s, own[1] + data_s, own[2] + exposed_comm_s]
+
+    def report(self, step: int, epoch: int) -> list[float] | None:
+        """Reduce the window over the ranks, log its figures and start a new one; returns every rank's stop vote."""
+        stepper, steps = self.stepper, len(self.losses)
+        row = tuple(seconds / steps for seconds in self.own_s) if self.stragglers else ()
+        loss, votes, rows = stepper.reduce_window(self.losses, self.ctx.stop_vote(), row)
+        compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
+        figures = {"epoch": epoch, "loss": loss, **self.meter.read(compiled.get("compile_time_s", 0.0)), **compiled}
+        if self.stragglers:
+            figures.update(_straggler_figures(self.stragglers, rows, stepper.measures_comm, steps))
+        self.ctx.log(figures, step)
+        self.progress.update(step, figures)
+        self.losses, self.own_s = [], [0.0, 0.0, 0.0]
+        return votes
+
+
+def _summary(
+    ctx: RunContext, stepper: Stepper, window: LogWindow, run: dict[str, Any], validated: tuple[int, dict] | None
+) -> dict[str, Any]:
+    """The figures of a run that reached its last step. ``run``: first and last step, seconds, the first step's
+    time, the last loss handle; ``validated``: (step, figures) of the last validation."""
+    (start_step, step), cfg = run["steps"], ctx.job.train
     summary: dict[str, Any] = {
         "replicas": stepper.replicas,
-        **metrics.run_summary(step, start_step, cfg.epochs, stepper.steps_per_epoch, time.perf_counter() - started),
-        **meter.totals(),
+        **metrics.run_summary(step, start_step, cfg.epochs, stepper.steps_per_epoch, run["elapsed_s"]),
+        **window.meter.totals(),
         "comm_measured": stepper.measures_comm,
         **stepper.measurements(),
     }
-    if first_step_unix_s is not None:
-        summary["first_step_unix_s"] = first_step_unix_s
-    if last_loss is not None:
-        summary["final_loss"] = stepper.reduce_window([last_loss], 0.0)[0]
-    if stragglers:
-        summary["stragglers"] = stragglers.summary()
+    if run["first_step_unix_s"] is not None:
+        summary["first_step_unix_s"] = run["first_step_unix_s"]
+    if run["last_loss"] is not None:
+        summary["final_loss"] = stepper.reduce_window([run["last_loss"]], 0.0)[0]
+    if window.stragglers:
+        summary["stragglers"] = window.stragglers.summary()
     if ctx.job.scaling.measure_allreduce and stepper.replicas > 1:
         summary["allreduce"] = allreduce_benchmark(ctx, stepper)
     if stepper.has_validation:
@@ -113,8 +142,6 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
     if ctx.is_rank_zero:
         summary.update(stepper.report())
     summary.update(stepper.compile_stats())
-    if ctx.is_rank_zero:
-        log_done(summary)
     return summary
 
 

@@ -22,7 +22,7 @@ from scaletrain.errors import ConfigError, ScaletrainError
 from scaletrain.scaling import sweep
 
 
-def load(sweep_dir: Path) -> tuple[Job, list[Job]]:
+def load(sweep_dir: Path) -> tuple[Job, list[sweep.Point]]:
     """The sweep's job and its points, as planned, with their directories under ``sweep_dir`` (wherever it is now)."""
     job_file = sweep_dir / sweep.JOB_FILE
     if job_file.is_file():
@@ -37,7 +37,8 @@ def load(sweep_dir: Path) -> tuple[Job, list[Job]]:
             "give the directory a sweep wrote (the run directory of a 'scaling.world_sizes=[...]' run)."
         )
     jobs = [dataclasses.replace(config.load_json(p), output_dir=str(p.parent)) for p in points]
-    return dataclasses.replace(jobs[0], output_dir=str(sweep_dir)), jobs
+    planned = [sweep.Point(int(p.parent.name.split("_")[-1]), j) for p, j in zip(points, jobs, strict=True)]
+    return dataclasses.replace(jobs[0], output_dir=str(sweep_dir)), planned
 
 
 def main(argv: Sequence[str] | None = None) -> int:

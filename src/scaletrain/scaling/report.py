@@ -53,9 +53,9 @@ def table(analysis: dict[str, Any]) -> str:
             f"bandwidth = {shown}; gradients {_mib(analysis['gradient_bytes'])}"
         )
     if analysis.get("forecast"):
-        from scaletrain.scaling import forecast
+        from scaletrain.scaling import forecast_table
 
-        lines += forecast.table(analysis["forecast"])
+        lines += forecast_table.table(analysis["forecast"])
     return "\n".join(lines)
 
 

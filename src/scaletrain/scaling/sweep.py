@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,29 +63,33 @@ def group(job: Job) -> str:
     return job.logger.group or f"{job.workload.name}-{job.strategy.name}-{Path(job.output_dir).name}"
 
 
-def plan(job: Job) -> list[Job]:
-    """Every point's job, smallest first (the 1-device baseline included); run.py pre-flights each once."""
+@dataclass(frozen=True)
+class Point:
+    """One planned point of a sweep: its size in devices and the job that runs it."""
+
+    world_size: int
+    job: Job
+
+
+def plan(job: Job) -> list[Point]:
+    """Every point, smallest first (the 1-device baseline included); run.py pre-flights each once."""
     found = sizes(job)
-    return [point_job(job, n, found[-1], group(job)) for n in found]
+    return [Point(n, point_job(job, n, found[-1], group(job))) for n in found]
 
 
 JOB_FILE = "job.json"
 
 
-def point_size(point: Job) -> int:
-    return int(Path(point.output_dir).name.removeprefix("world_size_"))
-
-
-def report_sweep(sweep_dir: Path, job: Job, points: list[Job], wandb: bool = True) -> int:
+def report_sweep(sweep_dir: Path, job: Job, points: list[Point], wandb: bool = True) -> int:
     """Analyse the points' summaries (a point without one is a failed row), write the report, print the table and
     log it to W&B; 0 when every point has a summary, 1 when one failed, 2 when none has."""
     summaries, failed = [], {}
     for point in points:
-        out = Path(point.output_dir)
+        out = Path(point.job.output_dir)
         if (out / "summary.json").is_file():
             summaries.append(RunSummary.read(out))
         else:
-            failed[point_size(point)] = _why_failed(out)
+            failed[point.world_size] = _why_failed(out)
     if not summaries:
         log.error("scaling sweep in %s: no point left a summary.json: %s", sweep_dir, "; ".join(failed.values()))
         return 2

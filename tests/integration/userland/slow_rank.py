@@ -14,7 +14,7 @@ def main(ctx, slow_rank: int = 1, sleep_s: float = 0.02, phase: str = "compute",
         from scaletrain.loops.torch_stepper import TorchStepper as Stepper
     else:
         from scaletrain.loops.tf_stepper import TFStepper as Stepper
-    stepper = Stepper(ctx, getattr(synthetic, f"build_{ctx.strategy.framework}")(task_config, ctx.job.seed))
+    stepper = Stepper(ctx, synthetic.PLUGIN.build(ctx.strategy.framework, task_config, ctx.job.seed))
     if ctx.rank == slow_rank and sleep_s > 0:
         if phase == "compute":
             step = stepper.train_step
