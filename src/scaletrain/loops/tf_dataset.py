@@ -22,10 +22,6 @@ from tensorflow.python.data.util import structure  # noqa: E402  (flat types and
 _MAXINT32 = 2**31 - 1  # as tf.random's seeds are truncated
 
 
-def is_dataset(data: Any) -> bool:
-    return isinstance(data, tf.data.Dataset)
-
-
 def _sharded(dataset: Any) -> Any:
     """Shard by data, not by file: every process reads the pipeline and keeps its replicas' rows of each batch, so
     any source (files, generators, tensors) splits evenly."""

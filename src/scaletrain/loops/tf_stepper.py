@@ -24,7 +24,7 @@ from scaletrain.loops.stepper import validation_figures
 from scaletrain.loops.tf_data import ReplicaBatches
 from scaletrain.loops.tf_steps import Steps, build_optimizer, restore, tf, weights_state
 from scaletrain.model_size import model_size
-from scaletrain.workloads.task import TFTask
+from scaletrain.workloads.task import TFTask, is_tf_dataset
 
 log = logging.getLogger("scaletrain")
 
@@ -50,7 +50,7 @@ class TFStepper:
             self.optimizer.build(self.model.trainable_variables)
         self.steps = Steps(strategy, self.model, self.optimizer, task.loss, tuple(task.metrics.values()))
         self.global_batch_size = train.global_batch_size
-        if tf_dataset.is_dataset(task.train):  # the user's tf.data pipeline, distributed by the strategy
+        if is_tf_dataset(task.train):  # the user's tf.data pipeline, distributed by the strategy
             self.data = tf_dataset.DatasetBatches(task.train, strategy, train.global_batch_size, ctx.job.seed,
                                                   task.shuffle_buffer, task.steps_per_epoch)  # fmt: skip
             # One stream through the run's epochs, ending with its last (train.max_steps may come first): the
@@ -120,7 +120,7 @@ class TFStepper:
     def evaluate(self) -> dict[str, float]:
         """Validation loss and accuracy: replica r scores rows r, r + R, ...; the sums are reduced over replicas."""
         totals = np.zeros(3 + len(self.task.metrics))
-        if tf_dataset.is_dataset(self.task.val):
+        if is_tf_dataset(self.task.val):
             for inputs in tf_dataset.evaluation_batches(self.task.val, self.ctx.strategy.tf_strategy, EVAL_CHUNK):
                 totals += self.steps.eval_sums(*inputs).numpy().astype(np.float64)
         else:

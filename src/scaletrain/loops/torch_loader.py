@@ -153,7 +153,3 @@ def started(loader: DataLoader, start_method: str, key: str) -> Iterator[Any]:
             f"{start_method} ({exc}); make the dataset picklable (no lambdas or open handles in it), or use "
             "workload.worker_start_method=fork or workload.num_workers=0."
         ) from None
-
-
-def is_dataset(data: Any) -> bool:
-    return isinstance(data, Dataset | IterableDataset)

@@ -14,9 +14,9 @@ from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
 from scaletrain.loops import torch_stats
 from scaletrain.loops.torch_data import ShardedBatches
-from scaletrain.loops.torch_loader import EvaluationBatches, LoaderBatches, is_dataset
+from scaletrain.loops.torch_loader import EvaluationBatches, LoaderBatches
 from scaletrain.model_size import model_size
-from scaletrain.workloads.task import TorchTask
+from scaletrain.workloads.task import TorchTask, is_torch_dataset
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 
@@ -46,7 +46,7 @@ class TorchStepper:
         self.optimizer = task.optimizer(params) if task.optimizer else build_optimizer(job.train, params)
         self.loss_fn = LOSSES[task.loss] if isinstance(task.loss, str) else task.loss
         batch_size = job.train.global_batch_size // ctx.world_size
-        if is_dataset(task.train):  # the user's Dataset: read through a DataLoader, files opened by its workers
+        if is_torch_dataset(task.train):  # the user's Dataset: read through a DataLoader, files opened by its workers
             pin = strategy.device.type == "cuda"
             self.data = LoaderBatches(task.train, batch_size, ctx.rank, ctx.world_size, job.seed, task.num_workers,
                                       pin, task.steps_per_epoch, task.worker_start_method)  # fmt: skip
@@ -63,7 +63,7 @@ class TorchStepper:
         self.steps_per_epoch = len(self.data)
         self.has_validation = task.val is not None
         self.val_chunks = None
-        if is_dataset(task.val):
+        if is_torch_dataset(task.val):
             self.val_chunks = EvaluationBatches(task.val, torch_stats.EVAL_CHUNK, ctx.rank, ctx.world_size,
                                                 task.num_workers, task.worker_start_method)  # fmt: skip
         self.measures_comm = strategy.measures_comm

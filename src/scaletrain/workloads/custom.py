@@ -25,7 +25,7 @@ from typing import Any
 
 from scaletrain.errors import ConfigError
 from scaletrain.workloads.plugin import WorkloadPlugin
-from scaletrain.workloads.task import TFTask, TorchTask, check_worker_start_method
+from scaletrain.workloads.task import TFTask, TorchTask, check_worker_start_method, is_tf_dataset, is_torch_dataset
 
 LOSS_NAMES = ("cross_entropy", "mse")
 SECTIONS = {"torch": "torch", "tensorflow": "tensorflow"}  # framework -> the config section it reads
@@ -118,19 +118,15 @@ def _torch_data(data: Any, key: str) -> Any:
     """A Dataset as it is; (inputs, targets) arrays as two tensors."""
     import torch
 
-    from scaletrain.loops.torch_loader import is_dataset
-
-    return _data(data, f"workload.torch.{key}", is_dataset, torch.as_tensor, "a torch Dataset or IterableDataset")
+    return _data(data, f"workload.torch.{key}", is_torch_dataset, torch.as_tensor, "a torch Dataset or IterableDataset")
 
 
 def _tf_data(data: Any, key: str) -> Any:
     """A tf.data.Dataset as it is; (inputs, targets) arrays as two NumPy arrays."""
     import numpy as np
 
-    from scaletrain.loops.tf_dataset import is_dataset
-
     return _data(
-        data, f"workload.tensorflow.{key}", is_dataset, np.asarray, "a tf.data.Dataset of (inputs, targets) rows"
+        data, f"workload.tensorflow.{key}", is_tf_dataset, np.asarray, "a tf.data.Dataset of (inputs, targets) rows"
     )
 
 

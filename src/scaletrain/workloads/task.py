@@ -19,6 +19,20 @@ def check_worker_start_method(value: str) -> None:
         )
 
 
+def is_torch_dataset(data: Any) -> bool:
+    """A torch Dataset or IterableDataset (read through a DataLoader), not arrays held in memory."""
+    from torch.utils.data import Dataset, IterableDataset
+
+    return isinstance(data, Dataset | IterableDataset)
+
+
+def is_tf_dataset(data: Any) -> bool:
+    """A tf.data pipeline (distributed by the strategy), not arrays held in memory."""
+    import tensorflow as tf
+
+    return isinstance(data, tf.data.Dataset)
+
+
 @dataclass
 class TorchTask:
     model: Any  # torch.nn.Module, built under the job's seed so every rank starts identical
