@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from scaletrain.errors import ConfigError
 
 if TYPE_CHECKING:
+    from scaletrain.launchers.base import Launcher
     from scaletrain.strategies.plugin import StrategyPlugin
     from scaletrain.workloads.plugin import WorkloadPlugin
 
@@ -24,8 +25,7 @@ STRATEGIES = {
     "tpu": "scaletrain.strategies.tpu",
     "xla": "scaletrain.strategies.xla",
 }
-# A launcher module exports ``Config`` and ``create(job) -> launchers.base.Launcher``, and ``with_world_size`` when it
-# can run scaling sweeps.
+# A launcher module exports ``Config`` and ``PLUGIN`` (its launchers.base.Launcher subclass, built with the job).
 LAUNCHERS = {
     "local": "scaletrain.launchers.local",
     "ray": "scaletrain.launchers.ray",
@@ -55,6 +55,10 @@ def module(group: str, name: str) -> ModuleType:
 
 def strategy(name: str) -> StrategyPlugin:
     return module("strategy", name).PLUGIN
+
+
+def launcher(name: str) -> type[Launcher]:
+    return module("launcher", name).PLUGIN
 
 
 def workload(name: str) -> WorkloadPlugin:

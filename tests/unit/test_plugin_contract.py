@@ -56,16 +56,23 @@ def test_its_config_is_named_for_it_validates_its_defaults_and_composes(group, n
 
 
 @pytest.mark.parametrize("name", sorted(registry.LAUNCHERS))
-def test_a_launcher_is_created_from_the_job_and_plans_a_placement(name):
-    module = registry.module("launcher", name)
-    launcher = module.create(compose_job(f"launcher={name}"))
-    assert isinstance(launcher, Launcher)
+def test_a_launcher_is_created_from_the_job_plans_a_placement_and_sizes_a_sweep_point(name):
+    cls = registry.launcher(name)
+    assert issubclass(cls, Launcher) and cls.name == name
+    job = compose_job(f"launcher={name}")
+    launcher = cls(job)
     placement = launcher.placement
     assert isinstance(placement, Placement) and all(
         n is None or n >= 1 for n in (placement.nodes, placement.procs_per_node)
     )
     if placement.world_size is not None:
         assert placement.world_size == launcher.world_size
+    try:
+        resized = cls.sweep_point(job, 2, 4)  # its settings for a sweep's 2-rank point, or one sentence
+    except ConfigError as exc:
+        _one_sentence(exc)
+    else:
+        assert isinstance(resized, registry.module("launcher", name).Config) and resized.name == name
 
 
 @pytest.mark.parametrize("name", sorted(registry.WORKLOADS))

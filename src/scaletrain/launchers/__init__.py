@@ -1,5 +1,5 @@
-"""Where the processes run. One module per launcher, registered in ``scaletrain.registry``: ``Config``,
-``create(job) -> Launcher`` (launchers/base.py: the seam) and ``with_world_size`` when it can run scaling sweeps."""
+"""Where the processes run. One module per launcher, registered in ``scaletrain.registry``: its ``Config`` and its
+``Launcher`` subclass as ``PLUGIN`` (launchers/base.py: the seam, with ``sweep_point`` for scaling sweeps)."""
 
 from __future__ import annotations
 
@@ -13,4 +13,4 @@ if TYPE_CHECKING:
 
 
 def create(job: Job) -> Launcher:
-    return registry.module("launcher", job.launcher.name).create(job)
+    return registry.launcher(job.launcher.name)(job)

@@ -5,16 +5,29 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, ClassVar
 
 from scaletrain.config import Job
+from scaletrain.errors import ConfigError
 from scaletrain.strategies.plugin import Placement
 
 
 class Launcher(ABC):
-    """Starts the job's ranks somewhere, supervises them and returns the job's exit code."""
+    """Starts the job's ranks somewhere, supervises them and returns the job's exit code. A launcher module exports
+    its ``Config`` and its class as ``PLUGIN`` (registry.LAUNCHERS); the class is built with the job."""
+
+    name: ClassVar[str]  # the launcher=<name> that picks it
 
     def __init__(self, job: Job) -> None:
         self.job = job
+
+    @classmethod
+    def sweep_point(cls, job: Job, world_size: int, largest: int) -> Any:
+        """This launcher's settings for the scaling-sweep point of ``world_size`` ranks (the sweep's largest point
+        has ``largest``); one that cannot run sweeps refuses in a sentence."""
+        raise ConfigError(
+            f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local or launcher=ray."
+        )
 
     @property
     @abstractmethod

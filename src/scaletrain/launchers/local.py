@@ -65,28 +65,6 @@ class Config:
             raise ConfigError(f"launcher.stop_grace_s={self.stop_grace_s} must be 0 or more.")
 
 
-def with_world_size(job: Job, world_size: int, largest: int) -> Config:
-    """This launcher's config for a scaling sweep point of ``world_size`` ranks on one host.
-
-    Every point gets the threads per rank of the largest point, so each rank is the same "device" at every
-    size and the sweep measures scaling rather than how the cores were shared out.
-    """
-    config = job.launcher
-    if config.nnodes != 1:
-        raise ConfigError(
-            f"scaling sweeps with the local launcher run on one host, but launcher.nnodes={config.nnodes}; "
-            "drop launcher.nnodes or sweep with launcher.nproc_per_node=... under -m."
-        )
-    threads = config.threads_per_rank
-    if threads == "auto":
-        threads = max(1, hardware.cpu_count() // largest)
-    return dataclasses.replace(config, nproc_per_node=world_size, threads_per_rank=threads)
-
-
-def create(job: Job) -> LocalLauncher:
-    return LocalLauncher(job)
-
-
 def free_port(addr: str) -> int:
     return free_ports(addr, 1)[0]
 
@@ -118,6 +96,26 @@ def check_master_addr(cfg: Config) -> None:
 
 
 class LocalLauncher(Launcher):
+    name = "local"
+
+    @classmethod
+    def sweep_point(cls, job: Job, world_size: int, largest: int) -> Config:
+        """This launcher's config for a scaling sweep point of ``world_size`` ranks on one host.
+
+        Every point gets the threads per rank of the largest point, so each rank is the same "device" at every
+        size and the sweep measures scaling rather than how the cores were shared out.
+        """
+        config = job.launcher
+        if config.nnodes != 1:
+            raise ConfigError(
+                f"scaling sweeps with the local launcher run on one host, but launcher.nnodes={config.nnodes}; "
+                "drop launcher.nnodes or sweep with launcher.nproc_per_node=... under -m."
+            )
+        threads = config.threads_per_rank
+        if threads == "auto":
+            threads = max(1, hardware.cpu_count() // largest)
+        return dataclasses.replace(config, nproc_per_node=world_size, threads_per_rank=threads)
+
     def __init__(self, job: Job) -> None:
         super().__init__(job)
         n = job.launcher.nproc_per_node
@@ -245,3 +243,6 @@ class LocalLauncher(Launcher):
             log_dir=log_dir,
         )
         return rank_spec.build(self.job, env, argv, attempt, facts)
+
+
+PLUGIN = LocalLauncher

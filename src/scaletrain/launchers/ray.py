@@ -92,18 +92,16 @@ class Config:
             raise ConfigError(f"launcher.stop_grace_s={self.stop_grace_s} must be 0 or more.")
 
 
-def create(job: Job) -> RayLauncher:
-    return RayLauncher(job)
-
-
-def with_world_size(job: Job, world_size: int, largest: int) -> Config:
-    """This launcher's config for a scaling sweep point of ``world_size`` ranks: the same resources per rank (the
-    same "device" at every size) and the same placement; each point gets its own placement group."""
-    config = job.launcher
-    return dataclasses.replace(config, nproc=world_size)
-
-
 class RayLauncher(Launcher):
+    name = "ray"
+
+    @classmethod
+    def sweep_point(cls, job: Job, world_size: int, largest: int) -> Config:
+        """This launcher's config for a scaling sweep point of ``world_size`` ranks: the same resources per rank (the
+        same "device" at every size) and the same placement; each point gets its own placement group."""
+        config = job.launcher
+        return dataclasses.replace(config, nproc=world_size)
+
     def __init__(self, job: Job) -> None:
         super().__init__(job)
         self.cfg: Config = job.launcher
@@ -252,3 +250,6 @@ class RayLauncher(Launcher):
 
             ray.shutdown()  # also stops the local Ray this launcher started
             self._connected = False
+
+
+PLUGIN = RayLauncher

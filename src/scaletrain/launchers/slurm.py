@@ -113,30 +113,6 @@ class Config:
                 )
 
 
-def with_world_size(job: Job, world_size: int, largest: int) -> Config:
-    """The job for a scaling-sweep point of ``world_size`` ranks: whole nodes of the job's tasks per node (one node
-    with fewer tasks when the point is smaller than a node), and with one task per GPU only the GPUs it uses."""
-    config = job.launcher
-    per_node = tasks_per_node(job)
-    if world_size <= per_node:
-        nodes, tasks = 1, world_size
-    elif world_size % per_node:
-        raise ConfigError(
-            f"scaling.world_sizes holds {world_size}, which is not a whole number of nodes of {per_node} task(s) "
-            f"each; sweep multiples of {per_node}, or set launcher.ntasks_per_node to a size that divides it."
-        )
-    else:
-        nodes, tasks = world_size // per_node, per_node
-    one_per_gpu = strategies.of(job).procs_per_node is None and config.gpus_per_node
-    gpus = tasks if one_per_gpu else config.gpus_per_node
-    auto = config.ntasks_per_node == "auto" and tasks == per_node  # keep 'auto' where it gives the same count
-    return dataclasses.replace(config, nodes=nodes, ntasks_per_node="auto" if auto else tasks, gpus_per_node=gpus)
-
-
-def create(job: Job) -> SlurmLauncher:
-    return SlurmLauncher(job)
-
-
 def mode(environ: Mapping[str, str]) -> str:
     """'rank' inside an srun task, 'batch' inside an allocation but not a step, 'submit' anywhere else."""
     if "SLURM_STEP_ID" in environ and "SLURM_PROCID" in environ:
@@ -172,6 +148,28 @@ def task_overrides() -> list[str]:
 
 
 class SlurmLauncher(Launcher):
+    name = "slurm"
+
+    @classmethod
+    def sweep_point(cls, job: Job, world_size: int, largest: int) -> Config:
+        """The job for a scaling-sweep point of ``world_size`` ranks: whole nodes of the job's tasks per node (one node
+        with fewer tasks when the point is smaller than a node), and with one task per GPU only the GPUs it uses."""
+        config = job.launcher
+        per_node = tasks_per_node(job)
+        if world_size <= per_node:
+            nodes, tasks = 1, world_size
+        elif world_size % per_node:
+            raise ConfigError(
+                f"scaling.world_sizes holds {world_size}, which is not a whole number of nodes of {per_node} task(s) "
+                f"each; sweep multiples of {per_node}, or set launcher.ntasks_per_node to a size that divides it."
+            )
+        else:
+            nodes, tasks = world_size // per_node, per_node
+        one_per_gpu = strategies.of(job).procs_per_node is None and config.gpus_per_node
+        gpus = tasks if one_per_gpu else config.gpus_per_node
+        auto = config.ntasks_per_node == "auto" and tasks == per_node  # keep 'auto' where it gives the same count
+        return dataclasses.replace(config, nodes=nodes, ntasks_per_node="auto" if auto else tasks, gpus_per_node=gpus)
+
     def __init__(self, job: Job, environ: Mapping[str, str] = os.environ) -> None:
         super().__init__(job)
         self.mode = mode(environ)
@@ -319,3 +317,6 @@ class SlurmLauncher(Launcher):
 def restart_count(environ: Mapping[str, str]) -> int:
     """Requeues of the job, plus restarts of its ranks within this allocation after a hang (the batch script's)."""
     return int(environ.get("SLURM_RESTART_COUNT", "0")) + int(environ.get(HANG_RESTARTS, "0"))
+
+
+PLUGIN = SlurmLauncher

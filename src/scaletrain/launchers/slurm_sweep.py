@@ -1,7 +1,7 @@
 """Scaling sweeps and head-to-heads under ``launcher=slurm``: batch jobs that report by themselves.
 
 A sweep (``scaling.world_sizes``) submits one batch job per point, each sized for its world size
-(``slurm.with_world_size``) and written as the user's overrides followed by the point's own (the settings in which
+(``SlurmLauncher.sweep_point``) and written as the user's overrides followed by the point's own (the settings in which
 the point differs from the sweep, as Hydra overrides), so every script reads as what it runs. Each point depends on
 the one before (``afterany``): points never share nodes, so each measures its hardware alone, and a point that fails
 or is cancelled does not hold up the next. A last, small job depends on every point and runs

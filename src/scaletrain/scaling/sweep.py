@@ -10,7 +10,6 @@ from typing import Any
 
 from scaletrain import registry, strategies
 from scaletrain.config import Job
-from scaletrain.errors import ConfigError
 from scaletrain.scaling import analysis, report
 from scaletrain.summary import RunSummary
 
@@ -18,13 +17,8 @@ log = logging.getLogger("scaletrain")
 
 
 def resized_launcher(job: Job, world_size: int, largest: int) -> Any:
-    """The launcher config for ``world_size`` ranks, from the launcher module's ``with_world_size`` hook."""
-    hook = getattr(registry.module("launcher", job.launcher.name), "with_world_size", None)
-    if hook is None:
-        raise ConfigError(
-            f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local or launcher=ray."
-        )
-    return hook(job, world_size, largest)
+    """The launcher config for ``world_size`` ranks, from the launcher's ``sweep_point`` hook."""
+    return registry.launcher(job.launcher.name).sweep_point(job, world_size, largest)
 
 
 def point_job(job: Job, world_size: int, largest: int, group: str) -> Job:
