@@ -91,13 +91,27 @@ def _assert_learned(summary: dict) -> None:
     assert summary["replicas"] == 2  # two devices in sync in every row
 
 
+_WHOLE: dict[tuple[str, ...], Path] = {}  # a row's uninterrupted run, shared by the tests that read it
+
+
+@pytest.fixture
+def whole(row: Row, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The row's uninterrupted run of y = 2x + 1, logged to W&B offline: run once, then read by every test here that
+    needs it (what it learned and logged; the result a cut and resumed run must end with)."""
+    key = _local(row)
+    if key not in _WHOLE:
+        run_dir = tmp_path_factory.mktemp("whole") / "run"
+        done = _run(run_dir, *_local(row, *LINEAR, "logger=wandb", "logger.mode=offline"), cwd=run_dir.parent)
+        assert done.returncode == 0, done.stdout + done.stderr
+        _WHOLE[key] = run_dir
+    return _WHOLE[key]
+
+
 @pytest.mark.parametrize("row", PARAMS)
-def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, tmp_path: Path) -> None:
-    done = _run(tmp_path / "run", *_local(row, *LINEAR, "logger=wandb", "logger.mode=offline"), cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    summary = _summary(tmp_path / "run")
+def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, whole: Path) -> None:
+    summary = _summary(whole)
     _assert_learned(summary)
-    (path,) = offline_runs(tmp_path / "run")  # one run, from rank 0 only
+    (path,) = offline_runs(whole)  # one run, from rank 0 only
     wb = read_run(path)
     names = {key for h in wb.history if "loss" in h for key in h if not key.startswith("_")}
     per_process = {f"own_step_time_s/rank_{rank}" for rank in range(row.processes)} if row.processes > 1 else set()
@@ -107,17 +121,15 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, tm
 
 
 @pytest.mark.parametrize("row", PARAMS)
-def test_cut_run_resumes_to_the_uninterrupted_result(row: Row, tmp_path: Path) -> None:
+def test_cut_run_resumes_to_the_uninterrupted_result(row: Row, whole: Path, tmp_path: Path) -> None:
     """A run cut at step 100 of 450 (mid-epoch), resumed from its checkpoint, ends where an uninterrupted run does."""
-    whole = _run(tmp_path / "whole", *_local(row, *LINEAR), cwd=tmp_path)
-    assert whole.returncode == 0, whole.stdout + whole.stderr
     cut = _run(tmp_path / "cut", *_local(row, *LINEAR, "train.max_steps=100"), cwd=tmp_path)
     assert cut.returncode == 0, cut.stdout + cut.stderr
     assert _summary(tmp_path / "cut")["steps"] == 100
     resumed = _run(tmp_path / "cut", *_local(row, *LINEAR, "resume=true"), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "(step 100)" in resumed.stdout + resumed.stderr
-    _assert_same_result(_summary(tmp_path / "cut"), _summary(tmp_path / "whole"))
+    _assert_same_result(_summary(tmp_path / "cut"), _summary(whole))
 
 
 def _assert_same_result(resumed: dict, whole: dict) -> None:
