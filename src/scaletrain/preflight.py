@@ -1,8 +1,9 @@
 """The job-wide checks every point gets before anything starts, whatever the launcher.
 
-run.preflight_point runs them around the launcher's own checks: ``settings`` first (nothing there needs a cluster),
-then the launcher's (its cluster reachable, the job sized and fitting), then ``placement`` (which needs the world
-size the launcher planned). Each ends in one sentence naming the setting and the fix.
+run.preflight_point runs them around the launcher's own checks: ``settings`` first (the job's own settings and the
+strategy on the launcher's planned placement: nothing there asks a cluster), then the launcher's (its cluster
+reachable, the job sized and fitting), then ``batch`` (which needs the world size the launcher sized). Each ends in
+one sentence naming the setting and the fix.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ if TYPE_CHECKING:
     from scaletrain.launchers.base import Launcher
 
 
-def settings(job: Job) -> None:
-    """What needs no launcher: the checkpoint directory, resume, the workload, the tracker."""
+def settings(job: Job, launcher: Launcher) -> None:
+    """What needs no cluster: the checkpoint directory, resume, the workload, the tracker, and the strategy on the
+    hosts and processes per host the launcher plans (its ``placement``, which never asks the cluster)."""
     checkpoint.check_dir(Path(job.checkpoint.dir))  # a file or unwritable dir: refused before anything starts
     if job.resume and checkpoint.latest(Path(job.checkpoint.dir)) is None:
         raise ConfigError(
@@ -28,12 +30,12 @@ def settings(job: Job) -> None:
         )
     workloads.preflight(job)
     tracking.preflight(job)
+    strategies.of(job).preflight(job, launcher.placement)
 
 
-def placement(job: Job, launcher: Launcher) -> None:
-    """What needs the launcher's plan: the strategy on these hosts, the global batch over its replicas."""
+def batch(job: Job, launcher: Launcher) -> None:
+    """The global batch over the strategy's replicas at the world size the launcher sized (Ray: from its cluster)."""
     strategy = strategies.of(job)
-    strategy.preflight(job, launcher.placement)
     batch = job.train.global_batch_size
     replicas = strategy.replicas(job, launcher.world_size)
     if job.script is None and batch % replicas:

@@ -20,9 +20,9 @@ log = logging.getLogger("scaletrain")
 
 def run_job(job: Job) -> int:
     if job.preflight.network:  # job-wide, before anything is placed on the cluster
-        from scaletrain.netcheck import preflight
+        from scaletrain import netcheck
 
-        preflight(job)
+        netcheck.preflight(job)
     if job.scaling.world_sizes:
         return run_sweep(job)
     return launch(job, preflight_point(job), report_efficiency=True)
@@ -35,7 +35,14 @@ def run_sweep(job: Job) -> int:
     if min(job.scaling.world_sizes) > 1:
         log.info("adding world size 1: efficiency is measured against the 1-rank run")
     points = sweep.plan(job)
-    planned = [preflight_point(point.job) for point in points]
+    planned: list[Launcher] = []
+    try:
+        for point in points:
+            planned.append(preflight_point(point.job))
+    except BaseException:
+        for launcher in planned:  # what the points checked so far took (a cluster connection)
+            launcher.release()
+        raise
     sweep_dir = Path(job.output_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     job.save_json(sweep_dir / sweep.JOB_FILE)  # what `python -m scaletrain.scaling DIR` re-analyses from
@@ -57,10 +64,10 @@ def run_sweep(job: Job) -> int:
 def preflight_point(job: Job) -> Launcher:
     """The point's launcher, once everything that can be checked before a process starts has been."""
     launcher = launchers.create(job)
-    preflight.settings(job)  # job-wide: checkpoint dir, resume, workload, tracker
+    preflight.settings(job, launcher)  # job-wide: checkpoint dir, resume, workload, tracker, strategy on the placement
     try:
         launcher.preflight()  # the launcher's own: its cluster reachable, the job sized to it
-        preflight.placement(job, launcher)  # job-wide, on the launcher's plan: strategy on these hosts, batch
+        preflight.batch(job, launcher)  # job-wide, at the world size the launcher sized
     except BaseException:
         launcher.release()
         raise

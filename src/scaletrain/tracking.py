@@ -246,7 +246,13 @@ class WandbRun:
             self.run.config.update(learned, allow_val_change=True)
 
     def finish(self, exit_code: int = 0) -> None:
+        import wandb
+
         self.run.finish(exit_code=exit_code)
+        # finish() only *publishes* inform_finish: wandb-core closes the stream, flushing the run's files, after it
+        # has returned. teardown() waits for the service to exit, as W&B's own exit hook would, which a rank never
+        # reaches: torch ranks end with os._exit.
+        wandb.teardown()
 
 
 def chartable(metrics: Mapping[str, Any]) -> dict[str, Any]:

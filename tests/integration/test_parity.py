@@ -97,7 +97,8 @@ _WHOLE: dict[tuple[str, ...], Path] = {}  # a row's uninterrupted run, shared by
 @pytest.fixture
 def whole(row: Row, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The row's uninterrupted run of y = 2x + 1, logged to W&B offline: run once, then read by every test here that
-    needs it (what it learned and logged; the result a cut and resumed run must end with)."""
+    needs it (what it learned and logged; the result a cut and resumed run must end with). Logging to W&B reads the
+    figures rank 0 already has and changes nothing in training, so the cut runs compare with it without logging."""
     key = _local(row)
     if key not in _WHOLE:
         run_dir = tmp_path_factory.mktemp("whole") / "run"

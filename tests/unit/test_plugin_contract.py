@@ -3,7 +3,8 @@
 A new strategy, launcher or workload gets these checks by being registered: its YAML and its Config agree on the
 name, its defaults validate, and (strategies) its driver-side hooks answer from the job's own settings and the
 launcher's Placement without reading the launcher's settings, with plain string variables and one-sentence errors;
-(workloads) it builds a task for every framework it names, or trains by itself, and refuses the others in a sentence.
+(workloads) it defines a builder for every framework it names, or trains by itself, and refuses the others in a
+sentence.
 """
 
 from __future__ import annotations

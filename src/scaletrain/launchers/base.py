@@ -26,7 +26,7 @@ class Launcher(ABC):
         """This launcher's settings for the scaling-sweep point of ``world_size`` ranks (the sweep's largest point
         has ``largest``); one that cannot run sweeps refuses in a sentence."""
         raise ConfigError(
-            f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local or launcher=ray."
+            f"launcher={job.launcher.name} cannot run scaling sweeps yet; use launcher=local, ray or slurm."
         )
 
     @property

@@ -32,7 +32,7 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
     step = start_step = _resume(ctx, stepper)
     stepper.start()
     beacon = ctx.beacon  # where this rank is, for the launcher's hang watchdog: two attribute stores a phase
-    window = LogWindow(ctx, stepper, Progress(ctx.is_rank_zero, total_steps, step))
+    window = LogWindow(ctx, stepper, total_steps, step)
     last_loss, last_checkpoint_step, validated = None, step, None
     first_step_unix_s, started = None, time.perf_counter()
     stopped = False
@@ -67,7 +67,7 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
             beacon.at("validation")
             validated = (step, stepper.evaluate())
             ctx.log({"epoch": epoch, **validated[1]}, step)
-    window.progress.close()
+    window.close()
     beacon.at("checkpoint")
     if last_checkpoint_step != step:
         ctx.save_checkpoint(stepper.state(), step)
@@ -87,9 +87,10 @@ class LogWindow:
     """The steps since the last log step: their loss handles (reduced over the ranks at the log step), this rank's
     step, data and wait seconds (for the straggler detector), and the run's throughput meter."""
 
-    def __init__(self, ctx: RunContext, stepper: Stepper, progress: Progress) -> None:
-        self.ctx, self.stepper, self.progress = ctx, stepper, progress
-        self.meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)
+    def __init__(self, ctx: RunContext, stepper: Stepper, total_steps: int, step: int) -> None:
+        self.ctx, self.stepper = ctx, stepper
+        self.meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)  # its first window starts now
+        self.progress = Progress(ctx.is_rank_zero, total_steps, step)
         self.stragglers = _detector(ctx, stepper)
         self.losses: list[Any] = []
         self.own_s = [0.0, 0.0, 0.0]  # step, data, exposed communication
@@ -114,6 +115,9 @@ class LogWindow:
         self.progress.update(step, figures)
         self.losses, self.own_s = [], [0.0, 0.0, 0.0]
         return votes
+
+    def close(self) -> None:
+        self.progress.close()
 
 
 def _summary(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from scaletrain.errors import ConfigError
+
 if TYPE_CHECKING:
     from scaletrain.workloads.task import TFTask, TorchTask
 
@@ -47,11 +49,17 @@ class WorkloadPlugin:
 
     def build_torch(self, config: Any, seed: int) -> TorchTask:
         """Model and data for the torch training driver (ddp, xla); the same ``seed`` gives the same weights."""
-        raise NotImplementedError(f"workload {self.name} has no torch version")
+        raise ConfigError(self._no_version("torch"))
 
     def build_tensorflow(self, config: Any, seed: int) -> TFTask:
         """Model and data for the TensorFlow training driver (mirrored, tpu)."""
-        raise NotImplementedError(f"workload {self.name} has no tensorflow version")
+        raise ConfigError(self._no_version("tensorflow"))
+
+    def _no_version(self, framework: str) -> str:  # pre-flight refuses this first, naming the strategy
+        return (
+            f"workload '{self.name}' has no {framework} version; pick a workload that does or a strategy of another "
+            "framework."
+        )
 
     def build(self, framework: str, config: Any, seed: int) -> TorchTask | TFTask:
         return getattr(self, f"build_{framework}")(config, seed)

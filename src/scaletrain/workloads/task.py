@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,17 +21,16 @@ def check_worker_start_method(value: str) -> None:
 
 
 def is_torch_dataset(data: Any) -> bool:
-    """A torch Dataset or IterableDataset (read through a DataLoader), not arrays held in memory."""
-    from torch.utils.data import Dataset, IterableDataset
-
-    return isinstance(data, Dataset | IterableDataset)
+    """A torch Dataset or IterableDataset (read through a DataLoader), not arrays held in memory. Imports nothing:
+    without torch imported, nothing is a torch Dataset."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(data, torch.utils.data.Dataset | torch.utils.data.IterableDataset)
 
 
 def is_tf_dataset(data: Any) -> bool:
-    """A tf.data pipeline (distributed by the strategy), not arrays held in memory."""
-    import tensorflow as tf
-
-    return isinstance(data, tf.data.Dataset)
+    """A tf.data pipeline (distributed by the strategy), not arrays held in memory. Imports nothing."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(data, tf.data.Dataset)
 
 
 @dataclass

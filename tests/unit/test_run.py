@@ -1,0 +1,81 @@
+"""run.py's pre-flight order: job-wide settings, the launcher's own checks, the batch; and a point that fails gives
+back what the checks before it took (Ray's connection), for a single run and for every planned point of a sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from test_config import compose_job
+
+from scaletrain import run
+from scaletrain.errors import ConfigError
+from scaletrain.launchers.base import Launcher
+from scaletrain.strategies.plugin import Placement
+
+
+class _Launcher(Launcher):
+    """A launcher whose own pre-flight fails at the world sizes in ``failing``; it records what was called."""
+
+    name = "local"
+
+    def __init__(self, job, failing: set[int], calls: list[str]) -> None:
+        super().__init__(job)
+        self.failing, self.calls = failing, calls
+
+    @property
+    def world_size(self) -> int:
+        return self.job.launcher.nproc_per_node
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(1, self.world_size)
+
+    def preflight(self) -> None:
+        self.calls.append(f"preflight {self.world_size}")
+        if self.world_size in self.failing:
+            raise ConfigError("the cluster is unreachable.")
+
+    def release(self) -> None:
+        self.calls.append(f"release {self.world_size}")
+
+    def launch(self, job_file):
+        raise AssertionError("a job whose pre-flight failed must not launch")
+
+
+def _job(tmp_path, *overrides: str):
+    job = compose_job("+strategy=ddp", "launcher.nproc_per_node=2", *overrides)
+    checkpoints = dataclasses.replace(job.checkpoint, dir=str(tmp_path / "checkpoints"))
+    return dataclasses.replace(job, output_dir=str(tmp_path), checkpoint=checkpoints)
+
+
+def _fake(monkeypatch, failing: set[int]) -> list[str]:
+    calls: list[str] = []
+    monkeypatch.setattr(run.launchers, "create", lambda job: _Launcher(job, failing, calls))
+    return calls
+
+
+def test_a_launcher_whose_own_check_fails_gives_back_what_it_took(tmp_path, monkeypatch):
+    calls = _fake(monkeypatch, failing={2})
+    with pytest.raises(ConfigError, match="unreachable"):
+        run.run_job(_job(tmp_path))
+    assert calls == ["preflight 2", "release 2"]
+
+
+def test_a_job_wide_check_after_the_launchers_releases_it_and_one_before_never_reaches_it(tmp_path, monkeypatch):
+    calls = _fake(monkeypatch, failing=set())
+    with pytest.raises(ConfigError, match="train.global_batch_size=3 is not divisible by the world size 2"):
+        run.run_job(_job(tmp_path, "train.global_batch_size=3"))
+    assert calls == ["preflight 2", "release 2"]
+    calls.clear()
+    with pytest.raises(ConfigError, match="resume=true but .* holds no checkpoint"):
+        run.run_job(_job(tmp_path, "resume=true"))
+    assert calls == []  # refused on the job's own settings, before the launcher checked (or took) anything
+
+
+def test_a_sweep_point_that_fails_its_checks_releases_every_point_planned_before_it(tmp_path, monkeypatch):
+    calls = _fake(monkeypatch, failing={4})
+    with pytest.raises(ConfigError, match="unreachable"):
+        run.run_job(_job(tmp_path, "scaling.world_sizes=[2,4]", "train.global_batch_size=4"))
+    assert calls == ["preflight 1", "preflight 2", "preflight 4", "release 4", "release 1", "release 2"]
+    assert not (tmp_path / "job.json").exists()  # nothing written before every point passed
