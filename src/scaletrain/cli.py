@@ -126,10 +126,12 @@ def preflight(job: config.Job) -> None:
     """What run.py checks before anything starts (and checks again in the app: it is cheap), for a launcher that
     can check it all without reaching a cluster (local, or a Ray this job starts itself). A cluster's launcher and a
     sweep check the rest in the app, where a refusal removes the run directory again."""
+    from scaletrain import preflight as checks
     from scaletrain import run
 
     offline = job.launcher.name == "local" or (job.launcher.name == "ray" and job.launcher.address is None)
     if offline and not job.scaling.world_sizes:
+        checks.job(job)
         run.preflight_point(job)
 
 

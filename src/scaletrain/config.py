@@ -23,7 +23,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 
 from scaletrain import registry
 from scaletrain.errors import ConfigError
-from scaletrain.scaling.settings import FORECAST_MIN_EFFICIENCY, NetworkConfig, ScalingConfig  # noqa: F401
+from scaletrain.scaling.settings import ScalingConfig
 
 GROUPS = tuple(registry.GROUPS)
 SELECTABLE = (*GROUPS, "logger")  # config groups a user picks by name on the command line

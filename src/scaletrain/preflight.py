@@ -1,9 +1,11 @@
-"""The job-wide checks every point gets before anything starts, whatever the launcher.
+"""The checks every job gets before anything starts, whatever the launcher. Each ends in one sentence naming the
+setting and the fix.
 
-run.preflight_point runs them around the launcher's own checks: ``settings`` first (the job's own settings and the
-strategy on the launcher's planned placement: nothing there asks a cluster), then the launcher's (its cluster
-reachable, the job sized and fitting), then ``batch`` (which needs the world size the launcher sized). Each ends in
-one sentence naming the setting and the fix.
+``job`` runs once per job, first (run.run_job): what every point of a sweep shares, the workload and the tracker.
+run.preflight_point runs the rest around the launcher's own checks, once per point: ``settings`` (the point's
+checkpoint directory and resume, and the strategy on the launcher's planned placement: nothing there asks a
+cluster), then the launcher's (its cluster reachable, the job sized and fitting), then ``batch`` (which needs the
+world size the launcher sized).
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ if TYPE_CHECKING:
     from scaletrain.launchers.base import Launcher
 
 
+def job(job: Job) -> None:
+    """What every point of the job shares: the workload (its framework, files and code) and the tracker."""
+    workloads.preflight(job)
+    tracking.preflight(job)
+
+
 def settings(job: Job, launcher: Launcher) -> None:
-    """What needs no cluster: the checkpoint directory, resume, the workload, the tracker, and the strategy on the
-    hosts and processes per host the launcher plans (its ``placement``, which never asks the cluster)."""
+    """The point's own, needing no cluster: its checkpoint directory, resume, and the strategy on the hosts and
+    processes per host the launcher plans (its ``placement``, which never asks the cluster)."""
     checkpoint.check_dir(Path(job.checkpoint.dir))  # a file or unwritable dir: refused before anything starts
     if job.resume and checkpoint.latest(Path(job.checkpoint.dir)) is None:
         raise ConfigError(
             f"resume=true but {job.checkpoint.dir} holds no checkpoint; point checkpoint.dir (or hydra.run.dir) "
             "at an earlier run's directory, or drop resume=true."
         )
-    workloads.preflight(job)
-    tracking.preflight(job)
     strategies.of(job).preflight(job, launcher.placement)
 
 

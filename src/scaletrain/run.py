@@ -19,6 +19,7 @@ log = logging.getLogger("scaletrain")
 
 
 def run_job(job: Job) -> int:
+    preflight.job(job)  # what every point shares, checked once
     if job.preflight.network:  # job-wide, before anything is placed on the cluster
         from scaletrain import netcheck
 
@@ -62,9 +63,10 @@ def run_sweep(job: Job) -> int:
 
 
 def preflight_point(job: Job) -> Launcher:
-    """The point's launcher, once everything that can be checked before a process starts has been."""
+    """The point's launcher, once everything about the point that can be checked before a process starts has been
+    (run_job checked what the points share)."""
     launcher = launchers.create(job)
-    preflight.settings(job, launcher)  # job-wide: checkpoint dir, resume, workload, tracker, strategy on the placement
+    preflight.settings(job, launcher)  # the point's checkpoint dir and resume, the strategy on its placement
     try:
         launcher.preflight()  # the launcher's own: its cluster reachable, the job sized to it
         preflight.batch(job, launcher)  # job-wide, at the world size the launcher sized

@@ -1,5 +1,6 @@
-"""run.py's pre-flight order: job-wide settings, the launcher's own checks, the batch; and a point that fails gives
-back what the checks before it took (Ray's connection), for a single run and for every planned point of a sweep."""
+"""run.py's pre-flight order: what the points share (once), each point's settings, the launcher's own checks, the
+batch; and a point that fails gives back what the checks before it took (Ray's connection), for a single run and for
+every planned point of a sweep."""
 
 from __future__ import annotations
 
@@ -79,3 +80,19 @@ def test_a_sweep_point_that_fails_its_checks_releases_every_point_planned_before
         run.run_job(_job(tmp_path, "scaling.world_sizes=[2,4]", "train.global_batch_size=4"))
     assert calls == ["preflight 1", "preflight 2", "preflight 4", "release 4", "release 1", "release 2"]
     assert not (tmp_path / "job.json").exists()  # nothing written before every point passed
+
+
+def test_what_every_point_shares_is_checked_once_before_any_point_or_launcher(tmp_path, monkeypatch):
+    calls = _fake(monkeypatch, failing=set())
+    absent = f"workload.data_dir={tmp_path / 'absent'}"
+    with pytest.raises(ConfigError, match="workload.data_dir"):
+        run.run_job(_job(tmp_path, "workload=mnist", absent, "scaling.world_sizes=[2]", "train.global_batch_size=4"))
+    assert calls == []  # refused before any point's launcher was built or checked
+    checked: list[str] = []
+    monkeypatch.setattr(run.preflight.workloads, "preflight", lambda job: checked.append(job.workload.name))
+    monkeypatch.setattr(run.preflight.tracking, "preflight", lambda job: checked.append(job.logger.name))
+    monkeypatch.setattr(run.launchers, "create", lambda job: _Launcher(job, {4}, calls))
+    with pytest.raises(ConfigError, match="unreachable"):
+        run.run_job(_job(tmp_path, "scaling.world_sizes=[2,4]", "train.global_batch_size=4"))
+    assert checked == ["linear", "none"]  # once for the sweep's three points
+    assert calls == ["preflight 1", "preflight 2", "preflight 4", "release 4", "release 1", "release 2"]
