@@ -97,6 +97,14 @@ def scaletrain_argv(run_dir: Path, *overrides: str, flags: tuple[str, ...] = ())
     return [sys.executable, "-m", "scaletrain", *flags, f"hydra.run.dir={run_dir}", *overrides]
 
 
+def beacon_path(run_dir: Path, rank: int, attempt: int = 0) -> Path:
+    """Rank ``rank``'s beacon file in ``attempt`` of the newest job instance that ran in ``run_dir``: a path that does
+    not exist yet while the job starts (beacons live in RUN_DIR/beacons/<job instance>/attempt_N/)."""
+    found = [p for p in (run_dir / "beacons").glob(f"*/attempt_{attempt}") if p.is_dir()]
+    newest = max(found, key=lambda p: p.stat().st_mtime) if found else run_dir / "beacons" / "-" / f"attempt_{attempt}"
+    return newest / f"rank_{rank}.json"
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")

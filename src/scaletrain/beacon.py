@@ -3,6 +3,9 @@
 The training loop only assigns two attributes when it changes phase (``Beacon.at``), so a step pays nothing
 measurable; a daemon thread writes ``rank_N.json`` into the beacon directory once a second. A rank whose process
 is frozen (SIGSTOP, a native call holding the GIL) stops refreshing its file, which is itself a diagnosis.
+
+Beacons live in ``RUN_DIR/beacons/<job instance>/attempt_<N>/``: a job started later in the same run directory (a
+resume minutes later, another job) has an instance of its own, so no watchdog ever judges by an earlier job's files.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Beacon:
         self._published = Position(rank, self.host, self.pid, 0, "start", now, now, now)
         self._every_s = every_s
         self._stop = threading.Event()
+        self._publish()  # at once: a rank frozen within its first second is still named with its host and pid
         self._thread = threading.Thread(target=self._publish_loop, name="scaletrain-beacon", daemon=True)
         self._thread.start()
 
@@ -88,6 +92,17 @@ class Beacon:
         except OSError:
             return  # a full or vanished disk must not kill training; the watchdog then sees a stale beacon
         self._published = position
+
+
+def new_instance_id() -> str:
+    """A name for one job instance started on this host: its start time and the launcher's pid (sortable, unique
+    on a host). SLURM's jobs use their job id instead, which a requeue keeps."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
+def attempt_dir(output_dir: Path | str, instance: str, attempt: int) -> Path:
+    """Where the beacons of ``attempt`` of job instance ``instance`` go, under the run directory."""
+    return Path(output_dir) / "beacons" / instance / f"attempt_{attempt}"
 
 
 def read_all(directory: Path) -> dict[int, Position]:

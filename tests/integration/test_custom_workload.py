@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env, scaletrain_argv
+from conftest import beacon_path, child_env, scaletrain_argv
 
 pytestmark = pytest.mark.slow
 
@@ -80,10 +80,10 @@ def test_your_model_learns_from_your_files(scaletrain, images: Path, name: str) 
 
 
 def _rank_1(run_dir: Path, proc: subprocess.Popen) -> int:
-    beacon = run_dir / "beacons" / "attempt_0" / "rank_1.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
+        beacon = beacon_path(run_dir, 1)
         if beacon.exists() and json.loads(beacon.read_text())["step"] >= 20:
             return json.loads(beacon.read_text())["pid"]
         time.sleep(0.1)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env, scaletrain_argv
+from conftest import beacon_path, child_env, scaletrain_argv
 from job_args import ENDLESS, LONGER, SYNTHETIC_DDP
 from slurm_jobs import wait_gone
 
@@ -101,9 +101,9 @@ def test_undisturbed_run_reports_no_hang(scaletrain) -> None:
     run = scaletrain("+strategy=ddp", *JOB)
     assert run.returncode == 0, run.output
     assert "hang:" not in run.output and not (run.dir / "hang_report.json").exists()
-    beacons = sorted(p.name for p in (run.dir / "beacons" / "attempt_0").glob("rank_*.json"))
+    beacons = sorted(p.name for p in beacon_path(run.dir, 0).parent.glob("rank_*.json"))
     assert beacons == ["rank_0.json", "rank_1.json"]
-    final = json.loads((run.dir / "beacons" / "attempt_0" / "rank_1.json").read_text())
+    final = json.loads(beacon_path(run.dir, 1).read_text())
     assert final["phase"] == "done" and final["step"] == run.summary["steps"]
 
 
@@ -117,7 +117,7 @@ def _beacon_of(run_dir: Path, rank: int, proc: subprocess.Popen, timeout_s: floa
     """The rank's beacon once it trained a few steps (under Ray the beacons stay on the nodes: ray_ranks.json)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        beacon = run_dir / "beacons" / "attempt_0" / f"rank_{rank}.json"
+        beacon = beacon_path(run_dir, rank)
         if beacon.exists() and json.loads(beacon.read_text()).get("step", 0) >= 20:
             return json.loads(beacon.read_text())
         placed = run_dir / "ray_ranks.json"
@@ -204,9 +204,8 @@ def test_frozen_rank_of_an_unmodified_script_is_named_with_its_stack(tmp_path: P
     script = Path(__file__).parent / "userland" / "looping_script.py"
     proc = _start(run_dir, "launcher.nproc_per_node=2", f"script={script}", "script_args=[5]")
     try:
-        beacon = run_dir / "beacons" / "attempt_0" / "rank_1.json"
         deadline = time.monotonic() + 60
-        while not beacon.exists():
+        while not (beacon := beacon_path(run_dir, 1)).exists():
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             time.sleep(0.1)
         time.sleep(2)  # well into its loop of collectives

@@ -576,13 +576,13 @@ def run_and_cut(
 
 
 def assert_lost_rank_named(output: str, lost: int) -> None:
-    # The launcher names the lost rank and its host: "rank N on 10.213.0.2 was lost: its Ray actor died (... its node
-    # has died ...)"; should the job instead end by the hang watchdog's timeout first, its "... wait for rank N on
-    # st-h1" names the same. Ray's own line names the host's address.
+    # The launcher names the lost rank and its host by host name, as every launcher does: "rank N on st-h1 was lost:
+    # its Ray actor died (... its node has died ...)"; should the job instead end by the hang watchdog's timeout
+    # first, its "... wait for rank N on st-h1" names the same. Ray's own line names the host's address.
     failed = [line for line in output.splitlines() if "job failed:" in line]
     assert failed, output
     print(failed[0])  # shown with pytest -s
-    lost_line = f"rank {lost} on 10.213.0.2 was lost: its Ray actor died"
+    lost_line = f"rank {lost} on st-h1 was lost: its Ray actor died"
     assert lost_line in failed[0] or f"wait for rank {lost} on st-h1" in failed[0], failed[0]
     assert "address: 10.213.0.2" in output and "has been marked dead" in output, output
 

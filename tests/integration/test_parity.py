@@ -29,6 +29,10 @@ STOPPABLE = (*LINEAR, "train.epochs=400", "train.log_every_n_steps=10", "checkpo
 CORE_METRICS = {"epoch", "loss", "samples_per_s", "samples_per_s_per_device", "step_time_s", "data_time_s",
                 "compute_time_s"}  # fmt: skip
 MEASURED_ONLY = {"comm_time_s", "exposed_comm_s", "comm_fraction", "compiles", "compile_time_s"}
+# A resume after a pause longer than the hang timeout must not be judged by the earlier run's beacons (issue 27):
+# the runs before such a resume use this short timeout, and the resume comes after PAUSE_S.
+SHORT_HANG_TIMEOUT = ("watchdog.hang_timeout_s=5",)
+PAUSE_S = 6.0
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,23 @@ class Row:
     slurm: tuple[str, ...]
     processes: int
     marks: tuple = ()
+    # Whether its resumes come after a pause past a short hang timeout: one ddp and one mirrored row, the cheapest
+    # that proves it for each framework's watchdog path on each launcher.
+    resumed_later: bool = False
+
+    def pause_before_resume(self) -> tuple[str, ...]:
+        """The overrides of the runs before and at a resume (a short hang timeout), when the row is resumed later."""
+        return SHORT_HANG_TIMEOUT if self.resumed_later else ()
 
 
 ROWS = {
     "ddp-2-ranks": Row(
-        ("+strategy=ddp",), ("launcher.nproc_per_node=2",), ("launcher.nproc=2",), ("launcher.nodes=2",), 2
+        ("+strategy=ddp",),
+        ("launcher.nproc_per_node=2",),
+        ("launcher.nproc=2",),
+        ("launcher.nodes=2",),
+        2,
+        resumed_later=True,
     ),
     "mirrored-1-process-2-devices": Row(
         ("+strategy=mirrored", "strategy.cpu_devices=2"),
@@ -52,6 +68,7 @@ ROWS = {
         ("launcher.nodes=1",),
         1,
         (pytest.mark.tf,),
+        resumed_later=True,
     ),
     "mirrored-2-processes": Row(
         ("+strategy=mirrored",),
@@ -123,12 +140,18 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, wh
 
 @pytest.mark.parametrize("row", PARAMS)
 def test_cut_run_resumes_to_the_uninterrupted_result(row: Row, whole: Path, tmp_path: Path) -> None:
-    """A run cut at step 100 of 450 (mid-epoch), resumed from its checkpoint, ends where an uninterrupted run does."""
-    cut = _run(tmp_path / "cut", *_local(row, *LINEAR, "train.max_steps=100"), cwd=tmp_path)
+    """A run cut at step 100 of 450 (mid-epoch), resumed from its checkpoint, ends where an uninterrupted run does;
+    for ddp and mirrored the resume comes after a pause longer than the (short) hang timeout, and no earlier beacon
+    makes it a false hang."""
+    watched = row.pause_before_resume()
+    cut = _run(tmp_path / "cut", *_local(row, *LINEAR, "train.max_steps=100", *watched), cwd=tmp_path)
     assert cut.returncode == 0, cut.stdout + cut.stderr
     assert _summary(tmp_path / "cut")["steps"] == 100
-    resumed = _run(tmp_path / "cut", *_local(row, *LINEAR, "resume=true"), cwd=tmp_path)
+    if watched:
+        time.sleep(PAUSE_S)
+    resumed = _run(tmp_path / "cut", *_local(row, *LINEAR, "resume=true", *watched), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "hang:" not in resumed.stdout + resumed.stderr
     assert "(step 100)" in resumed.stdout + resumed.stderr
     _assert_same_result(_summary(tmp_path / "cut"), _summary(whole))
 
@@ -216,22 +239,31 @@ def test_user_function_gets_the_same_run_context(row: Row, tmp_path: Path) -> No
     assert (tmp_path / "run" / "checkpoints" / "step_000000001.ckpt").is_file()
 
 
-@pytest.mark.ray
-@pytest.mark.parametrize("row", PARAMS)
-def test_ray_launcher_runs_it(row: Row, tmp_path: Path) -> None:
-    done = _run(tmp_path / "run", *row.strategy, "launcher=ray", *row.ray, *LINEAR, cwd=tmp_path)
+def _runs_then_resumes_later(row: Row, tmp_path: Path, *launcher: str) -> None:
+    """The row learns under ``launcher``; for ddp and mirrored, the finished run is then extended by 10 epochs with
+    resume=true after a pause past its short hang timeout, in the same directory, with no false hang."""
+    watched = row.pause_before_resume()
+    done = _run(tmp_path / "run", *row.strategy, *launcher, *LINEAR, *watched, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = _summary(tmp_path / "run")
     assert summary["world_size"] == row.processes
     _assert_learned(summary)
+    if not watched:
+        return
+    time.sleep(PAUSE_S)
+    later = _run(tmp_path / "run", *row.strategy, *launcher, *LINEAR, *watched, "resume=true", "train.epochs=160",
+                 cwd=tmp_path)  # fmt: skip
+    assert later.returncode == 0 and "hang:" not in later.stdout + later.stderr, later.stdout + later.stderr
+    assert _summary(tmp_path / "run")["steps"] == summary["steps"] + 30  # 10 more epochs of 3 steps
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("row", PARAMS)
+def test_ray_launcher_runs_it_and_resumes_it_later(row: Row, tmp_path: Path) -> None:
+    _runs_then_resumes_later(row, tmp_path, "launcher=ray", *row.ray)
 
 
 @pytest.mark.slurm
 @pytest.mark.parametrize("row", PARAMS)
-def test_slurm_launcher_runs_it(row: Row, tmp_path: Path) -> None:
-    done = _run(tmp_path / "run", *row.strategy, "launcher=slurm", *row.slurm, "launcher.wait=true", *LINEAR,
-                cwd=tmp_path)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    summary = _summary(tmp_path / "run")
-    assert summary["world_size"] == row.processes
-    _assert_learned(summary)
+def test_slurm_launcher_runs_it_and_resumes_it_later(row: Row, tmp_path: Path) -> None:
+    _runs_then_resumes_later(row, tmp_path, "launcher=slurm", *row.slurm, "launcher.wait=true")

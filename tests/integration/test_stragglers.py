@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXPECTS_STRAGGLER, child_env, scaletrain_argv
+from conftest import EXPECTS_STRAGGLER, beacon_path, child_env, scaletrain_argv
 from wandb_files import offline_runs, read_run
 
 from scaletrain.stragglers import BLOCK_S
@@ -97,9 +97,11 @@ def test_a_rank_stopped_half_the_time_from_outside_is_named(tmp_path: Path) -> N
                             text=True, env=child_env({"PYTHONPATH": str(USERLAND)}))  # fmt: skip
     stop = threading.Event()
     try:
-        beacon = run_dir / "beacons" / "attempt_0" / "rank_1.json"
         deadline = time.monotonic() + 120
-        while not beacon.exists() or json.loads(beacon.read_text() or "{}").get("step", 0) < 1:
+        while (
+            not (beacon := beacon_path(run_dir, 1)).exists()
+            or json.loads(beacon.read_text() or "{}").get("step", 0) < 1
+        ):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             time.sleep(0.05)
         pid = json.loads(beacon.read_text())["pid"]

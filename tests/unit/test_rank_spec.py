@@ -115,7 +115,7 @@ def test_slurm_rank_spec(strategy):
         **environ,
         **TORCHRUN,
         **STRATEGY_ENV[strategy],
-        "SCALETRAIN_BEACON_DIR": "/tmp/x/beacons/attempt_3",  # the rank agent's, in the run directory
+        "SCALETRAIN_BEACON_DIR": "/tmp/x/beacons/job_7/attempt_3",  # the rank agent's, in the run directory, per job id
         "SCALETRAIN_RESTART_COUNT": "3",
         "SCALETRAIN_STOP_SIGNAL": "USR2",
         "PYTHONUNBUFFERED": "1",

@@ -100,7 +100,14 @@ def test_more_ranks_than_the_cluster_holds_says_its_capacity():
 
 def _landed(*nodes: str) -> list[dict]:
     return [
-        {"node_id": n, "ip": f"10.0.0.{n[-1]}", "gpu_ids": [str(i)], "free_port": 29400 + i, "worker_port": 30000 + i}
+        {
+            "node_id": n,
+            "ip": f"10.0.0.{n[-1]}",
+            "host": f"h{n[-1]}",
+            "gpu_ids": [str(i)],
+            "free_port": 29400 + i,
+            "worker_port": 30000 + i,
+        }
         for i, n in enumerate(nodes)
     ]
 

@@ -97,6 +97,41 @@ class _Probe:
     def placeholders(self) -> dict[int, dict]:
         return {}
 
+    def refresh(self) -> None:
+        pass
+
+
+class _LaggingProbe(_Probe):
+    """A relay (Ray's actors) whose last poll predates a rank's beacon: ``refresh`` reads each rank again."""
+
+    def __init__(self, relayed: dict[int, Position], current: dict[int, Position]) -> None:
+        super().__init__(relayed)
+        self._current = current
+        self.refreshed = 0
+
+    def refresh(self) -> None:
+        self.refreshed += 1
+        self._positions = dict(self._current)
+
+    def states(self) -> dict[int, str]:
+        return {0: "sleeping", 1: "stopped"}
+
+    def placeholders(self) -> dict[int, dict]:
+        return {0: {"host": "h0", "pid": 10}, 1: {"host": "h1", "pid": 11}}
+
+
+def test_the_verdict_reads_every_rank_again_so_a_lagging_relay_never_hides_the_frozen_ranks_position():
+    current = {0: _at(0, 21, "communication"), 1: _at(1, 20, "compute")}
+    probe = _LaggingProbe({0: current[0]}, current)  # rank 1's beacon had not been relayed yet
+    watchdog = Watchdog(probe, timeout_s=5)
+    report = watchdog.report(probe.positions(), waited_s=6.0)
+    assert probe.refreshed == 1 and report.culprits == [1] and report.why == "stopped"
+    assert "phase compute, stopped" in report.sentence() and "no beacon yet" not in report.sentence()
+    assert report.positions[1]["step"] == 20
+    failing = Watchdog(_LaggingProbe({}, current), timeout_s=5)  # a peer failed first: the same fresh read
+    blamed = failing.blame_on_failure()
+    assert blamed is not None and blamed.culprits == [1] and blamed.positions[1]["step"] == 20
+
 
 def test_a_hang_before_the_first_step_is_named_once_no_step_came_for_the_first_step_timeout():
     from scaletrain.launchers import watchdog as module

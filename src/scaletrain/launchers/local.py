@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scaletrain import hardware, strategies
+from scaletrain import beacon, hardware, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
@@ -153,6 +153,7 @@ class LocalLauncher(Launcher):
         return Placement(nodes=self.job.launcher.nnodes, procs_per_node=self.nproc)
 
     def launch(self, job_file: Path) -> int:
+        self.instance = beacon.new_instance_id()  # this launch's beacons, apart from any earlier job's in the run dir
         return run_attempts(
             self.job.max_restarts, lambda attempt: self._run_attempt(job_file, attempt), self.job.output_dir
         )
@@ -179,11 +180,11 @@ class LocalLauncher(Launcher):
             return supervisor.wait()
 
     def _beacon_dir(self, attempt: int) -> Path | None:
-        """A fresh directory for this attempt's beacons, when the watchdog is on (an unmodified script's beacon
-        says where its process is, but no steps)."""
+        """A fresh directory for this launch's attempt's beacons, when the watchdog is on (an unmodified script's
+        beacon says where its process is, but no steps)."""
         if not self.job.watchdog.enabled:
             return None
-        directory = Path(self.job.output_dir) / "beacons" / f"attempt_{attempt}"
+        directory = beacon.attempt_dir(self.job.output_dir, self.instance, attempt)
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 

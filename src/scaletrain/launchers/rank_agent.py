@@ -54,6 +54,9 @@ class SharedDirProbe:
     def positions(self) -> dict[int, Position]:
         return read_all(self.beacon_dir)
 
+    def refresh(self) -> None:
+        pass  # the shared directory is read when asked: never behind
+
     def _agents(self) -> dict[int, dict]:
         found = {}
         for rank in range(self.world_size):

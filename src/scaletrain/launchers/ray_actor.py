@@ -51,6 +51,7 @@ class RankActor:
         return {
             "node_id": ray.get_runtime_context().get_node_id(),
             "ip": ray.util.get_node_ip_address(),
+            "host": socket.gethostname(),  # how every launcher names a host (the beacons say the same)
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
             "free_port": ports[0],
             "worker_port": ports[1],
@@ -101,7 +102,13 @@ class RankActor:
         watchdog. Batching by time keeps the relay to a few calls a second however chatty the rank."""
         self._heard_at = time.monotonic()
         data, code = self._output(wait_s)
-        return data, code, self._beacon(), process_state(self._proc.pid)
+        return data, code, *self.position()
+
+    def position(self) -> tuple[str, str]:
+        """The rank's beacon as its file says now (JSON text, "" when none) and its process state: what the
+        watchdog reads again right before it judges, so a verdict never rests on a relay that lags."""
+        self._heard_at = time.monotonic()
+        return self._beacon(), process_state(self._proc.pid)
 
     def dump_stack(self, stopped: bool) -> str:
         """The rank's Python stack, every thread, dumped by the rank itself on the watchdog's signal."""

@@ -318,6 +318,7 @@ class Slot:
     node_rank: int
     node_id: str
     ip: str
+    host: str  # the node's host name: how every launcher names a host
 
 
 def plan(placed: list[dict[str, Any]]) -> list[Slot]:
@@ -332,7 +333,7 @@ def plan(placed: list[dict[str, Any]]) -> list[Slot]:
     for node_rank, node_id in enumerate(nodes):
         here = [i for i, info in enumerate(placed) if info["node_id"] == node_id]
         for local_rank, i in enumerate(here):
-            slots.append(Slot(i, len(slots), local_rank, node_rank, node_id, placed[i]["ip"]))
+            slots.append(Slot(i, len(slots), local_rank, node_rank, node_id, placed[i]["ip"], placed[i]["host"]))
     return slots
 
 

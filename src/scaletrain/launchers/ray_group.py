@@ -137,7 +137,7 @@ class RankGroup:
         lock = threading.Lock()
         outputs = {s.rank: RankOutput(s.rank, rank_log_path(log_dir, s.rank), lock) for s in self.slots}
         actor_of = {s.rank: self.actors[s.bundle_index] for s in self.slots}
-        ip_of = {s.rank: s.ip for s in self.slots}
+        host_of = {s.rank: s.host for s in self.slots}
         pending = {actor_of[r].poll.remote(POLL_S): r for r in outputs}
         exited: dict[int, int] = {}
         failures: list[tuple[int, Outcome]] = []  # (the poll round it was seen in, how the rank ended)
@@ -157,7 +157,7 @@ class RankGroup:
                     try:
                         data, code, beacon, state = ray.get(ref)
                     except RayActorError as exc:
-                        failures.append((round_no, Outcome(False, rank=rank, lost=f"on {ip_of[rank]} {_lost(exc)}")))
+                        failures.append((round_no, Outcome(False, rank=rank, lost=f"on {host_of[rank]} {_lost(exc)}")))
                         continue
                     probe.seen[rank] = (beacon, state)
                     outputs[rank].feed(data)
@@ -193,8 +193,8 @@ class RankGroup:
         if first.lost is None and first.returncode >= 0 and dead:
             # A rank that lost its peer errors out before Ray reports the peer's actor (or node) dead.
             rank, why = min(dead.items())
-            ip = next(s.ip for s in self.slots if s.rank == rank)
-            first = Outcome(False, rank=rank, lost=f"on {ip} {why}")
+            host = next(s.host for s in self.slots if s.rank == rank)
+            first = Outcome(False, rank=rank, lost=f"on {host} {why}")
         first.tail = list(outputs[first.rank].tail)
         return first
 
@@ -245,6 +245,17 @@ class RayProbe:
     def states(self) -> dict[int, str]:
         return {rank: state for rank, (_, state) in self.seen.items()}
 
+    def refresh(self) -> None:
+        """Each rank's beacon and state read again from its node now, not the last poll's (which may predate the
+        rank's last beacon, or its first); a rank whose actor does not answer keeps what the last poll brought."""
+        actor_of = {s.rank: self.group.actors[s.bundle_index] for s in self.group.slots}
+        refs = {rank: actor.position.remote() for rank, actor in actor_of.items()}
+        for rank, ref in refs.items():
+            try:
+                self.seen[rank] = ray.get(ref, timeout=POLL_S + 5)
+            except (RayError, GetTimeoutError):
+                pass
+
     def stacks(self, states: dict[int, str]) -> dict[int, str]:
         actor_of = {s.rank: self.group.actors[s.bundle_index] for s in self.group.slots}
         refs = {rank: actor.dump_stack.remote(states.get(rank) == "stopped") for rank, actor in actor_of.items()}
@@ -257,7 +268,7 @@ class RayProbe:
         return stacks
 
     def placeholders(self) -> dict[int, dict]:
-        return {s.rank: {"host": s.ip, "pid": self.group.pids.get(s.rank, "?")} for s in self.group.slots}
+        return {s.rank: {"host": s.host, "pid": self.group.pids.get(s.rank, "?")} for s in self.group.slots}
 
 
 def _by_signal(outcome: Outcome) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaletrain import hardware, stopping, strategies
+from scaletrain import beacon, hardware, stopping, strategies
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv, detect
 from scaletrain.errors import ConfigError, LaunchError
@@ -278,7 +278,7 @@ class SlurmLauncher(Launcher):
         sys.stdout.flush()
         if job.watchdog.enabled:  # this task stays the worker's agent, for the watchdog
             forward = (stopping.signal_number(job.launcher.signal), signal.SIGTERM)
-            return rank_agent.run(spec.argv, spec.env, self._beacon_dir(restarts), env.rank, env.world_size,
+            return rank_agent.run(spec.argv, spec.env, self._beacon_dir(env, restarts), env.rank, env.world_size,
                                   job.watchdog.hang_timeout_s, forward, Path(job.output_dir))  # fmt: skip
         os.execve(spec.argv[0], spec.argv, spec.env)  # does not return: this task is now the rank's worker
         return 0  # pragma: no cover
@@ -291,14 +291,15 @@ class SlurmLauncher(Launcher):
         beacon directory of this attempt (the rank agent's)."""
         facts = rank_spec.Facts(
             base=environ,
-            beacon_dir=self._beacon_dir(restarts) if self.job.watchdog.enabled else None,
+            beacon_dir=self._beacon_dir(env, restarts) if self.job.watchdog.enabled else None,
             stop_signal=self.job.launcher.signal,
             default_threads=environ.get("SLURM_CPUS_PER_TASK") or None,
         )
         return rank_spec.build(self.job, env, argv, restarts, facts)
 
-    def _beacon_dir(self, restarts: int) -> Path:
-        return Path(self.job.output_dir) / "beacons" / f"attempt_{restarts}"
+    def _beacon_dir(self, env: ClusterEnv, restarts: int) -> Path:
+        """Keyed by the SLURM job id, which a requeue keeps and a later job in the same run directory does not."""
+        return beacon.attempt_dir(self.job.output_dir, f"job_{env.job_id}", restarts)
 
     def _warn_idle_gpus(self) -> None:
         gpus = hardware.gpu_count()

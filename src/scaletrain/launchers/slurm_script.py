@@ -61,7 +61,9 @@ while :; do
   done
   # The ranks hung and the watchdog ended them (hang_report.md): exit code 3, and restart them from the last
   # checkpoint while max_restarts allows. (srun reports the highest of its tasks' codes: the marker tells.)
-  if [ -f "$RUN_DIR/beacons/attempt_$((${SLURM_RESTART_COUNT:-0} + hang_restarts))/hung" ]; then code=3; fi
+  # (Beacons are kept per job id, which a requeue keeps: a later job in the same run directory has its own.)
+  hung_marker="$RUN_DIR/beacons/job_$SLURM_JOB_ID/attempt_$((${SLURM_RESTART_COUNT:-0} + hang_restarts))/hung"
+  if [ -f "$hung_marker" ]; then code=3; fi
   if [ "$code" = 3 ] && [ "$stop_requested" = 0 ] && [ "$hang_restarts" -lt "$MAX_RESTARTS" ]; then
     hang_restarts=$((hang_restarts + 1))
     echo "scaletrain: the ranks hung (see $RUN_DIR/hang_report.md); restarting them from the last checkpoint" \\

@@ -93,6 +93,10 @@ class RankProbe(Protocol):
         """What the launcher knows of each rank (host, pid) for a rank that never published a beacon."""
         ...
 
+    def refresh(self) -> None:
+        """Bring ``positions`` and ``states`` up to date before a verdict (a probe that relays them may lag)."""
+        ...
+
 
 class LocalProbe:
     """The ranks this host started: beacons in one directory, process states from /proc, stacks by signal."""
@@ -116,6 +120,9 @@ class LocalProbe:
 
     def placeholders(self) -> dict[int, dict]:
         return {rank: {"host": socket.gethostname(), "pid": pid} for rank, pid in self.pids.items()}
+
+    def refresh(self) -> None:
+        pass  # positions and states are read from this host's files and /proc when asked: never behind
 
 
 class Watchdog:
@@ -162,6 +169,7 @@ class Watchdog:
     def blame_on_failure(self) -> HangReport | None:
         """When a rank failed: a report if another rank is frozen, whose peers then fail (a collective timeout,
         TensorFlow's heartbeat) and would otherwise be blamed. An ordinary failure costs a look at the states only."""
+        self.probe.refresh()
         positions = self.probe.positions()
         states = self.probe.states()
         culprits, why = diagnose(positions, states, time.time())
@@ -171,6 +179,9 @@ class Watchdog:
         return self._report(positions, waited_s, states, culprits, why)
 
     def report(self, positions: dict[int, Position], waited_s: float) -> HangReport:
+        """The verdict, judged on positions and states read again now (``positions`` decided that it is due)."""
+        self.probe.refresh()
+        positions = {**positions, **self.probe.positions()}
         states = self.probe.states()
         culprits, why = diagnose(positions, states, time.time())
         return self._report(positions, waited_s, states, culprits, why)
