@@ -32,6 +32,9 @@ WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
 MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's limit
 
 
+NONFINITE_POLICIES = ("stop", "warn")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 1
@@ -42,8 +45,14 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     log_every_n_steps: int = 10
+    on_nonfinite: str = "stop"  # a NaN or infinite loss: stop (exit 4, no checkpoint of it) | warn (train on)
 
     def validate(self) -> None:
+        if self.on_nonfinite not in NONFINITE_POLICIES:
+            raise ConfigError(
+                f"train.on_nonfinite={self.on_nonfinite!r} is not known; use stop (end at the first non-finite loss) "
+                "or warn (log it and train on)."
+            )
         if self.epochs < 1:
             raise ConfigError(f"train.epochs={self.epochs} must be at least 1.")
         if self.max_steps is not None and self.max_steps < 1:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scaletrain import checkpoint, stopping, tracking
+from scaletrain import checkpoint, jsonfile, stopping, tracking
 from scaletrain.beacon import Beacon
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
-from scaletrain.errors import ConfigError
+from scaletrain.errors import ConfigError, NonFiniteLossError
 from scaletrain.metrics import ThroughputMeter
 from scaletrain.model_size import model_size
 from scaletrain.strategies.base import Strategy
@@ -60,6 +61,8 @@ class RunContext:
         self._meter: ThroughputMeter | None = None  # a user loop's steps, once it marks them (step_done)
         self._steps_marked = 0
         self._model_figures: dict[str, int] | None = None  # a user loop's model size, once given to step_done
+        self._loss_guarded = False  # the training driver checks the loss itself (loops/nonfinite.py)
+        self._nonfinite_warned = False
         if self.is_rank_zero:
             for stale in checkpoint.prepare_dir(self.checkpoint_dir):  # a write killed in an earlier attempt
                 log.info("removed %s, left by a checkpoint write that was killed", stale)
@@ -130,11 +133,14 @@ class RunContext:
         return False
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
-        """Record metrics for ``step`` (rank 0 writes them; other ranks' calls are no-ops)."""
+        """Record metrics for ``step`` (rank 0 writes them; other ranks' calls are no-ops). A non-finite ``loss``
+        ends the run under train.on_nonfinite=stop (NonFiniteLossError, exit 4), and is recorded as null."""
         if self._metrics_file is None:
             return
+        if not self._loss_guarded:  # the training driver checks its own windows, with the step and rank
+            self._check_logged_loss(metrics.get("loss"), step)
         record = {"step": step, "time_unix_s": time.time(), "attempt": self.restart_count, **metrics}
-        self._metrics_file.write(json.dumps(record) + "\n")
+        self._metrics_file.write(jsonfile.dumps(record) + "\n")
         if self.tracker is not None:
             self.tracker.log(metrics, step)
 
@@ -193,6 +199,26 @@ class RunContext:
             )
         self._metrics_file = open(path, "a", buffering=1)  # noqa: SIM115
 
+    def _check_logged_loss(self, loss: Any, step: int) -> None:
+        try:
+            value = float(loss)
+        except (TypeError, ValueError):
+            return  # no loss logged, or not a number
+        if math.isfinite(value):
+            return
+        from scaletrain.loops.nonfinite import kind, last_good_checkpoint
+
+        if self.job.train.on_nonfinite == "stop":
+            raise NonFiniteLossError(
+                f"the loss logged at step {step} is {kind(value)} (train.on_nonfinite=stop); "
+                f"{last_good_checkpoint(self.checkpoint_dir)}: resume from it with resume=true and a smaller "
+                "learning rate, or set train.on_nonfinite=warn to train on."
+            )
+        if not self._nonfinite_warned:
+            self._nonfinite_warned = True
+            log.warning("the loss logged at step %d is %s (train.on_nonfinite=warn): metrics.jsonl records it as "
+                        "null", step, kind(value))  # fmt: skip
+
     def write_summary(self, figures: Mapping[str, Any]) -> None:
         """Rank 0 writes summary.json: this run's identity, then ``figures`` (the loop's or a user function's)."""
         if not self.is_rank_zero:
@@ -212,7 +238,7 @@ class RunContext:
         summary.update(dict(figures))
         if self.tracker is not None:
             summary.wandb_run_id = self.tracker.id
-            self.tracker.summary(summary.to_dict())
+            self.tracker.summary(jsonfile.strict(summary.to_dict()))  # W&B's API refuses NaN too
         summary.write(self.output_dir)
 
     def close(self, exit_code: int = 0) -> None:

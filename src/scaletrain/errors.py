@@ -17,3 +17,11 @@ class ClusterEnvError(ScaletrainError):
 
 class LaunchError(ScaletrainError):
     """Processes, jobs or clusters could not be started as asked."""
+
+
+class NonFiniteLossError(ScaletrainError):
+    """The loss became NaN or infinite under train.on_nonfinite=stop: a restart from the last checkpoint would
+    repeat it, so the job ends with this code of its own (4), and every rank raises it at the same step."""
+
+    exit_code = 4
+    rank_zero_only = True  # every rank reads the same reduced loss: rank 0 says it

@@ -8,9 +8,11 @@ or is submitted, so that a wrong setting costs no process, job or cluster.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from scaletrain import launchers, preflight, strategies
+from scaletrain import launchers, preflight, runlock, strategies
 from scaletrain.config import Job
 from scaletrain.launchers.base import Launcher
 from scaletrain.summary import RunSummary
@@ -44,8 +46,14 @@ def run_sweep(job: Job) -> int:
         for launcher in planned:  # what the points checked so far took (a cluster connection)
             launcher.release()
         raise
+    with holding(job, planned):
+        return _run_points(job, points, planned)
+
+
+def _run_points(job: Job, points: list, planned: list[Launcher]) -> int:
+    from scaletrain.scaling import sweep
+
     sweep_dir = Path(job.output_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     job.save_json(sweep_dir / sweep.JOB_FILE)  # what `python -m scaletrain.scaling DIR` re-analyses from
     if job.launcher.name == "slurm":
         from scaletrain.launchers import slurm_sweep
@@ -82,6 +90,38 @@ def launch(job: Job, launcher: Launcher, report_efficiency: bool) -> int:
         log.info("no strategy given (+strategy=NAME): picked %s", strategies.of(job).describe(job, launcher.placement))
     what = job.script or f"workload {job.workload.name}"
     log.info("%s with %s on the %s; outputs in %s", what, job.strategy.name, launcher.describe(), job.output_dir)
+    if not launcher.holds_run_dir:  # a rank of a submitted job, a further node: the job's driver holds it
+        return _launch(job, launcher, report_efficiency)
+    with holding(job, [launcher]):
+        return _launch(job, launcher, report_efficiency)
+
+
+@contextmanager
+def holding(job: Job, planned: list[Launcher]) -> Iterator[None]:
+    """The job's directories held while it runs (runlock: a second job there is refused in one sentence, and the
+    launchers then give back what their pre-flight took); released after, or handed to the SLURM jobs submitted,
+    which hold them on after this process."""
+    try:
+        lock = runlock.acquire(job_dirs(job), job.launcher.name)
+    except BaseException:
+        for launcher in planned:
+            launcher.release()
+        raise
+    try:
+        yield
+    finally:
+        lock.hand_over([job_id for launcher in planned for job_id in launcher.submitted_job_ids()])
+        lock.release()
+
+
+def job_dirs(job: Job) -> list[Path]:
+    """The directories a job writes and so holds: its run directory, and its checkpoint directory when elsewhere."""
+    out = Path(job.output_dir).resolve()
+    checkpoints = (out / job.checkpoint.dir).resolve()
+    return [out] if checkpoints.is_relative_to(out) else [out, checkpoints]
+
+
+def _launch(job: Job, launcher: Launcher, report_efficiency: bool) -> int:
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     job_file = out / "job.json"

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaletrain import jsonfile
+
 FILE_NAME = "summary.json"
 NOT_MEASURED = "not measured"
 
@@ -103,7 +105,7 @@ class RunSummary:
         """Write ``directory/summary.json`` atomically (a reader never sees half a file)."""
         path = Path(directory) / FILE_NAME
         tmp = path.with_name(f".{FILE_NAME}.{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(jsonfile.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
         return path
 

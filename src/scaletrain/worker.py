@@ -43,9 +43,18 @@ def _start_beacon(directory: Path, rank: int):
     return beacon
 
 
-def train(ctx) -> dict:
+def _note_failure(beacon_dir: str | None, rank: int, exc: BaseException) -> None:
+    """Beside the beacon, how this rank failed (scaletrain.failure), for the launcher to name the cause."""
+    if beacon_dir:
+        from scaletrain import failure
+
+        failure.write(Path(beacon_dir), rank, exc)
+
+
+def train(ctx) -> dict | None:
     """Train the job's workload on this rank: the training driver with the framework's stepper, or a user function
-    that drives itself. Returns the figures for summary.json."""
+    that drives itself. Returns the figures for summary.json (None: a resume found nothing left to train, and the
+    finished run's summary stays as it is)."""
     from scaletrain import registry
 
     workload = registry.workload(ctx.job.workload.name)
@@ -83,15 +92,19 @@ def run(job_file: str) -> int:
     try:
         strategy.setup()
         summary = train(ctx)
-        if ctx.stopped_at_step is None:
+        if ctx.stopped_at_step is None and summary is not None:  # None: nothing was left to train
             ctx.write_summary(summary)
         # Nobody leaves the group while a peer still talks to it: gloo aborts the process if that happens.
         # After a stop it also holds every rank until rank 0's checkpoint is on disk.
         strategy.barrier()
         code = 0 if ctx.stopped_at_step is None else stopping.EXIT_CODE
-    except ScaletrainError as exc:
-        log.error("scaletrain: error: %s", exc)
+    except ScaletrainError as exc:  # a sentence every rank reaches alike (bad input, a diverged loss): no note
+        if env.rank == 0 or not getattr(exc, "rank_zero_only", False):  # the same sentence on every rank: say it once
+            log.error("scaletrain: error: %s", exc)
         code = exc.exit_code
+    except Exception as exc:  # Python prints the traceback; the note tells the launcher what kind of failure it was
+        _note_failure(beacon_dir, env.rank, exc)
+        raise
     finally:
         ctx.close(code)
         ctx.beacon.close()

@@ -58,6 +58,7 @@ CASES = {
     "lr zero": (["train.lr=0"], "train.lr=0.0 must be positive"),
     "negative momentum": (["train.momentum=-0.5"], "train.momentum=-0.5 must lie in [0, 1)"),
     "momentum of 1": (["train.momentum=1"], "train.momentum=1.0 must lie in [0, 1)"),
+    "unknown non-finite policy": (["train.on_nonfinite=skip"], "train.on_nonfinite='skip' is not known"),
     "negative weight decay": (["train.weight_decay=-1"], "train.weight_decay=-1.0 must be 0 or more"),
     "weight decay nan": (["train.weight_decay=nan"], "train.weight_decay=nan is not a finite number"),
     "log every 0 steps": (["train.log_every_n_steps=0"], "train.log_every_n_steps=0 must be at least 1."),

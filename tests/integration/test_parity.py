@@ -154,6 +154,11 @@ def test_cut_run_resumes_to_the_uninterrupted_result(row: Row, whole: Path, tmp_
     assert "hang:" not in resumed.stdout + resumed.stderr
     assert "(step 100)" in resumed.stdout + resumed.stderr
     _assert_same_result(_summary(tmp_path / "cut"), _summary(whole))
+    if watched:  # the same command once more: nothing left to train, and the finished run's summary stays whole
+        finished = _summary(tmp_path / "cut")
+        again = _run(tmp_path / "cut", *_local(row, *LINEAR, "resume=true", *watched), cwd=tmp_path)
+        assert again.returncode == 0 and "nothing left to train" in again.stdout + again.stderr, again.stderr
+        assert _summary(tmp_path / "cut") == finished
 
 
 def _assert_same_result(resumed: dict, whole: dict) -> None:

@@ -414,7 +414,7 @@ def test_lost_node_ends_the_attempt_naming_the_rank(tmp_path, cluster, ray_state
         assert proc.returncode == 1, out
         assert time.monotonic() - lost_at < 60
         lost = on_second[0]
-        assert f"job failed: rank {lost['rank']} on {lost['node_ip']} was lost: its Ray actor" in out, out
+        assert f"job failed: rank {lost['rank']} on {lost['host']} was lost: its Ray actor" in out, out  # host name
         assert all(gone(r["pid"]) for r in ranks(run_dir))
         assert leftovers(ray_state) == []
     finally:

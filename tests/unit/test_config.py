@@ -42,6 +42,7 @@ def test_job_round_trips_through_json(tmp_path):
     [
         (["train.epochs=0"], "train.epochs=0 must be at least 1."),
         (["train.optimizer=lbfgs"], "train.optimizer='lbfgs' is not known; use sgd, adam or adamw."),
+        (["train.on_nonfinite=ignore"], "train.on_nonfinite='ignore' is not known; use stop (end at the first"),
         (["train.global_batch_size=abc"], "train.global_batch_size='abc' is not valid (int expected)"),
         (["launcher.nnodes=2"], "launcher.nnodes=2 needs a fixed launcher.master_port"),
         (["launcher.node_rank=3"], "launcher.node_rank=3 must lie in 0..nnodes-1"),

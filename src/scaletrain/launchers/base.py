@@ -47,6 +47,17 @@ class Launcher(ABC):
         """The launcher's own checks before anything starts (its cluster reachable, the job fitting it); the
         job-wide ones are scaletrain.preflight's, run around these by run.preflight_point."""
 
+    @property
+    def holds_run_dir(self) -> bool:
+        """Whether this process is the job's driver, which holds the run directory (scaletrain.runlock): not a rank
+        that a submitted job's script started, nor a further node of a multi-host job."""
+        return True
+
+    def submitted_job_ids(self) -> list[str]:
+        """The scheduler's ids of the jobs this launcher submitted: they hold the run directory once the driver
+        has exited."""
+        return []
+
     def release(self) -> None:  # noqa: B027  (a defaulted hook: only a launcher holding a connection has one)
         """Give back what ``preflight`` took (a cluster connection) when the job will not be launched."""
 

@@ -149,6 +149,10 @@ class LocalLauncher(Launcher):
         return self.nproc * self.job.launcher.nnodes
 
     @property
+    def holds_run_dir(self) -> bool:
+        return self.job.launcher.node_rank == 0  # node 0's launcher holds it for every node of the job
+
+    @property
     def placement(self) -> Placement:
         return Placement(nodes=self.job.launcher.nnodes, procs_per_node=self.nproc)
 

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from scaletrain import failure
 from scaletrain.beacon import PUBLISH_EVERY_S, Position, read_all
 from scaletrain.launchers.rank_spec import BEACON_DIR
 from scaletrain.launchers.watchdog import (
@@ -36,6 +37,7 @@ from scaletrain.launchers.watchdog import (
 POLL_S = 0.25
 DUMP_REQUEST = "dump_request"  # written by the judge: every agent then dumps its worker's stack
 HUNG_MARKER = "hung"  # written by the judge beside the beacons: the batch script's sign that the ranks hung
+VERDICT_MARKER = "failed"  # written by the first agent whose worker failed, with the cause: said once
 
 
 def state_path(beacon_dir: Path, rank: int) -> Path:
@@ -56,6 +58,9 @@ class SharedDirProbe:
 
     def refresh(self) -> None:
         pass  # the shared directory is read when asked: never behind
+
+    def failures(self) -> dict[int, failure.Note]:
+        return failure.read_all(self.beacon_dir)
 
     def _agents(self) -> dict[int, dict]:
         found = {}
@@ -133,7 +138,25 @@ def run(
         report = watchdog.blame_on_failure()
         if report is not None:
             return _hung(report, proc, report_dir, beacon_dir)
+    if code != 0:
+        _say_cause(beacon_dir, world_size)
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
+
+
+def _say_cause(beacon_dir: Path, world_size: int) -> None:
+    """The first agent whose worker failed names the cause from the ranks' notes (srun then ends the other tasks,
+    so their agents may never get here): the culprit's note is on disk before a peer can fail because of it."""
+    culprit = failure.cause(failure.read_all(beacon_dir))
+    if culprit is None:
+        return
+    try:
+        fd = os.open(beacon_dir / VERDICT_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:
+        return  # another agent said it
+    sentence = failure.verdict(culprit, list(range(world_size)))
+    with os.fdopen(fd, "w") as f:
+        f.write(sentence + "\n")
+    print(f"scaletrain: job failed: {sentence}", file=sys.stderr, flush=True)
 
 
 def _dump_stack(pid: int, stopped: bool, stack_file: Path, wait_s: float = 2.0) -> None:

@@ -226,7 +226,8 @@ class RayLauncher(Launcher):
         return rank_spec.build(self.job, env, argv, attempt, facts)
 
     def _record(self, group, pids: list[int], attempt: int) -> None:
-        """Where each rank runs, in the log and in ray_ranks.json (rank, node id and IP, worker pid, attempt)."""
+        """Where each rank runs, in the log and in ray_ranks.json (rank, node id, host name and IP, worker pid,
+        attempt)."""
         ranks = [
             {
                 "rank": s.rank,
@@ -234,6 +235,7 @@ class RayLauncher(Launcher):
                 "node_rank": s.node_rank,
                 "node_id": s.node_id,
                 "node_ip": s.ip,
+                "host": s.host,
                 "pid": pid,
                 "attempt": attempt,
             }

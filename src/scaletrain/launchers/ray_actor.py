@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from scaletrain.failure import NOTE
 from scaletrain.launchers.rank_spec import BEACON_DIR, RANK
 from scaletrain.launchers.watchdog import EXITED_STACK, NO_STACK, collect_stacks, process_state, request_stack
 
@@ -109,6 +110,16 @@ class RankActor:
         watchdog reads again right before it judges, so a verdict never rests on a relay that lags."""
         self._heard_at = time.monotonic()
         return self._beacon(), process_state(self._proc.pid)
+
+    def failure_note(self) -> str:
+        """The rank's failure note (scaletrain.failure, JSON text), "" when it left none."""
+        self._heard_at = time.monotonic()
+        if self._beacons is None:
+            return ""
+        try:
+            return (self._beacons / NOTE.format(rank=self._rank)).read_text()
+        except OSError:
+            return ""
 
     def dump_stack(self, stopped: bool) -> str:
         """The rank's Python stack, every thread, dumped by the rank itself on the watchdog's signal."""

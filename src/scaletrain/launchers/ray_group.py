@@ -19,6 +19,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from scaletrain import failure
 from scaletrain.beacon import Position
 from scaletrain.errors import LaunchError
 from scaletrain.launchers.output import RankOutput
@@ -177,7 +178,7 @@ class RankGroup:
                     self.stop(signal.SIGKILL, stop_grace_s)
                     return outcome
                 if failures:
-                    return self._end_on_failure(failures, stop_grace_s, outputs)
+                    return self._end_on_failure(failures, stop_grace_s, outputs, probe if watchdog else None)
                 if len(exited) == len(outputs):
                     return Outcome(ok=True)
         finally:
@@ -185,16 +186,27 @@ class RankGroup:
                 out.close()
 
     def _end_on_failure(
-        self, failures: list[tuple[int, Outcome]], stop_grace_s: float, outputs: dict[int, RankOutput]
+        self,
+        failures: list[tuple[int, Outcome]],
+        stop_grace_s: float,
+        outputs: dict[int, RankOutput],
+        probe: RayProbe | None = None,
     ) -> Outcome:
-        """Stop every rank and name the failure that came first (a lost rank before the peers it took down)."""
+        """Stop every rank and name the failure that came first: a lost rank before the peers it took down, a rank's
+        own error (its failure note) before the collective errors of the peers it left."""
         _, first = first_failure(failures, lambda f: f[0], lambda f: _by_signal(f[1]))
+        culprit = failure.cause(probe.failures()) if probe is not None and first.lost is None else None
         dead = self.stop(signal.SIGTERM, stop_grace_s)
         if first.lost is None and first.returncode >= 0 and dead:
             # A rank that lost its peer errors out before Ray reports the peer's actor (or node) dead.
             rank, why = min(dead.items())
             host = next(s.host for s in self.slots if s.rank == rank)
             first = Outcome(False, rank=rank, lost=f"on {host} {why}")
+        elif culprit is not None:
+            code = next((o.returncode for _, o in failures if o.rank == culprit.rank and o.returncode > 0), None)
+            others = [s.rank for s in self.slots]
+            first = Outcome(False, rank=culprit.rank, returncode=code or first.returncode,
+                            cause=failure.verdict(culprit, others))  # fmt: skip
         first.tail = list(outputs[first.rank].tail)
         return first
 
@@ -269,6 +281,20 @@ class RayProbe:
 
     def placeholders(self) -> dict[int, dict]:
         return {s.rank: {"host": s.host, "pid": self.group.pids.get(s.rank, "?")} for s in self.group.slots}
+
+    def failures(self) -> dict[int, failure.Note]:
+        """Every rank's failure note, asked of its actor (the notes stay on the nodes)."""
+        actor_of = {s.rank: self.group.actors[s.bundle_index] for s in self.group.slots}
+        refs = {rank: actor.failure_note.remote() for rank, actor in actor_of.items()}
+        notes = {}
+        for rank, ref in refs.items():
+            try:
+                note = failure.parse(ray.get(ref, timeout=POLL_S + 5))
+            except (RayError, GetTimeoutError):
+                continue
+            if note is not None:
+                notes[rank] = note
+        return notes
 
 
 def _by_signal(outcome: Outcome) -> bool:

@@ -179,6 +179,7 @@ class SlurmLauncher(Launcher):
                 "'srun python -m scaletrain launcher=slurm ...' (as slurm/ddp.sbatch does) so each task is one rank."
             )
         self.env: ClusterEnv | None = detect(environ) if self.mode == "rank" else None
+        self._submitted: list[str] = []
         if self.env is not None and self.env.rank != 0:
             log.setLevel(logging.WARNING)  # one rank reports; the others speak up only when something is wrong
 
@@ -219,6 +220,13 @@ class SlurmLauncher(Launcher):
     def launch(self, job_file: Path) -> int:
         return self._become_rank(job_file) if self.env is not None else self._submit()
 
+    @property
+    def holds_run_dir(self) -> bool:
+        return self.env is None  # the submitting driver holds it, then hands it to the job; its ranks never take it
+
+    def submitted_job_ids(self) -> list[str]:
+        return list(self._submitted)
+
     def request(self, run_dir: Path, args: list[str] | None = None, after: tuple[str, ...] = ()) -> BatchRequest:
         """The batch job for ``run_dir``: the user's overrides (or ``args``), started after the jobs ``after``."""
         cfg = self.job.launcher
@@ -252,6 +260,7 @@ class SlurmLauncher(Launcher):
         script.write_text(render(self.request(run_dir, args, after)))
         job_id = slurm_cluster.submit_or_print(script, self.job.launcher.dry_run)
         if job_id is not None:
+            self._submitted.append(job_id)
             (run_dir / "slurm_job_id").write_text(job_id + "\n")
             log.info("submitted SLURM job %s; its log: %s (squeue -j %s, scancel %s)", job_id,
                      run_dir / f"slurm-{job_id}.out", job_id, job_id)  # fmt: skip

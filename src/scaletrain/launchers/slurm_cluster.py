@@ -128,10 +128,13 @@ def submit(script: Path, env: Mapping[str, str]) -> str:
     return job_id
 
 
-def queue_state(job_id: str) -> str:
-    """The job's state in squeue (PENDING, RUNNING, ...), or '' once it has left the queue."""
+def queue_state(job_id: str, unknown: str = "") -> str:
+    """The job's state in squeue (PENDING, RUNNING, ...), or '' once it has left the queue; ``unknown`` when squeue
+    failed for another reason than not knowing the job (the controller unreachable)."""
     done = _run(["squeue", "-h", "-j", job_id, "-o", "%T"])
-    return done.stdout.strip() if done.returncode == 0 else ""
+    if done.returncode == 0:
+        return done.stdout.strip()
+    return "" if "Invalid job id" in done.stderr else unknown
 
 
 def final_state(job_id: str, settle_s: float = 15.0) -> tuple[str, str]:

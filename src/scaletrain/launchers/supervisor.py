@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from scaletrain import stopping
+from scaletrain import failure, stopping
+from scaletrain.errors import NonFiniteLossError
 from scaletrain.launchers.output import TAIL_LINES, RankOutput
 from scaletrain.launchers.rank_spec import RankSpec, rank_log_path
 from scaletrain.launchers.watchdog import HANG_EXIT_CODE, HangReport, Watchdog
@@ -44,10 +45,14 @@ class Outcome:
     tail: list[str] = field(default_factory=list)
     lost: str | None = None  # why a rank vanished without an exit code (its Ray actor or node died)
     hang: HangReport | None = None  # the watchdog's finding, when the job hung rather than failed
+    cause: str | None = None  # what ``rank`` raised and who ended because of it (the ranks' failure notes)
 
     def describe(self) -> str:
         if self.hang is not None:
             return self.hang.sentence()
+        if self.cause is not None and self.lost is None:
+            lines = "\n".join(f"    {line}" for line in self.tail) or "    (it printed nothing)"
+            return f"{self.cause}; rank {self.rank}'s last lines of output:\n{lines}"
         if self.lost is not None:
             how = self.lost
         elif self.returncode is not None and self.returncode < 0:
@@ -136,8 +141,9 @@ class Supervisor:
                 if hang is not None:
                     return self._hung(hang)
                 first = first_failure(failed, lambda r: r.exited_at, lambda r: r.proc.returncode < 0)
+                notes = self.watchdog.probe.failures() if self.watchdog else {}
                 self.stop(signal.SIGTERM)
-                return Outcome(False, rank=first.rank, returncode=first.proc.returncode, tail=first.tail)
+                return self._failed(first, notes)
             hang = self.watchdog.check() if self.watchdog else None
             if hang is not None:
                 return self._hung(hang)
@@ -145,6 +151,18 @@ class Supervisor:
                 self._join_pumps()
                 return Outcome(ok=True)
             time.sleep(self.poll_s)
+
+    def _failed(self, first: _RankProcess, notes: dict[int, failure.Note]) -> Outcome:
+        """The attempt's end after a failure: the rank whose own failure came first by kind and by its clock (its
+        note), else the first seen to fail; its exit code, unless it was only ended by the stop."""
+        culprit = failure.cause(notes)
+        if culprit is None or culprit.rank not in {r.rank for r in self.ranks}:
+            return Outcome(False, rank=first.rank, returncode=first.proc.returncode, tail=first.tail)
+        named = next(r for r in self.ranks if r.rank == culprit.rank)
+        code = named.proc.returncode if named.proc.returncode > 0 else first.proc.returncode
+        others = [r.rank for r in self.ranks if r.rank != culprit.rank]
+        return Outcome(False, rank=named.rank, returncode=code, tail=named.tail,
+                       cause=failure.verdict(culprit, others))  # fmt: skip
 
     def _hung(self, report: HangReport) -> Outcome:
         """Record the hang report, stop every rank, and end the attempt with HANG_EXIT_CODE."""
@@ -215,8 +233,8 @@ def run_attempts(max_restarts: int, attempt: Callable[[int], Outcome], output_di
             log.warning("stopped on request; continue with resume=true hydra.run.dir=%s", output_dir)
             return stopping.EXIT_CODE
         log.error("job failed: %s", outcome.describe())
-        if outcome.returncode == 2:  # a user error reported by a rank: restarting cannot fix it
-            return 2
+        if outcome.returncode in (2, NonFiniteLossError.exit_code):  # bad input, a diverged loss: a restart repeats it
+            return outcome.returncode
         if outcome.hang is not None and number == max_restarts:
             return HANG_EXIT_CODE
         if number < max_restarts:

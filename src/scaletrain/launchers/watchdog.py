@@ -8,7 +8,6 @@ the ranks that got least far (step, then phase): the others sit in a collective 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from scaletrain import failure, jsonfile
 from scaletrain.beacon import PUBLISH_EVERY_S, Position, read_all
 
 HANG_EXIT_CODE = 3  # the job ended because it hung (README "Hangs"); 1 is an ordinary failure, 2 bad input
@@ -68,7 +68,7 @@ class HangReport:
 
     def write(self, run_dir: Path) -> list[Path]:
         paths = [Path(run_dir) / "hang_report.json", Path(run_dir) / "hang_report.md"]
-        paths[0].write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        paths[0].write_text(jsonfile.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
         header = "| rank | host | pid | step | phase | state |"
         lines = [f"# Hang report\n\n{self.sentence()}\n", header, "|---" * 6 + "|"]
         for rank in sorted(self.positions):
@@ -97,6 +97,10 @@ class RankProbe(Protocol):
         """Bring ``positions`` and ``states`` up to date before a verdict (a probe that relays them may lag)."""
         ...
 
+    def failures(self) -> dict[int, failure.Note]:
+        """The failure notes the ranks left (scaletrain.failure): how each failed rank failed, by its own account."""
+        ...
+
 
 class LocalProbe:
     """The ranks this host started: beacons in one directory, process states from /proc, stacks by signal."""
@@ -123,6 +127,9 @@ class LocalProbe:
 
     def refresh(self) -> None:
         pass  # positions and states are read from this host's files and /proc when asked: never behind
+
+    def failures(self) -> dict[int, failure.Note]:
+        return failure.read_all(self.beacon_dir)
 
 
 class Watchdog:

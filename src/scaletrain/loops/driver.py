@@ -14,6 +14,7 @@ from typing import Any
 
 from scaletrain import metrics
 from scaletrain.context import RunContext
+from scaletrain.loops.nonfinite import NonFiniteGuard
 from scaletrain.loops.progress import Progress, log_done
 from scaletrain.loops.stepper import Stepper
 from scaletrain.metrics import ThroughputMeter
@@ -23,13 +24,19 @@ from scaletrain.stragglers import StragglerDetector, own_times
 log = logging.getLogger("scaletrain")
 
 
-def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
-    """Train on this rank until the last step or an agreed stop; returns the figures for summary.json."""
+def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any] | None:
+    """Train on this rank until the last step or an agreed stop; returns the figures for summary.json, or None when
+    a resume finds the run already at its last step (its summary is the finished run's, and stays)."""
     cfg = ctx.job.train
     total_steps = stepper.steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     step = start_step = _resume(ctx, stepper)
+    if start_step >= total_steps and start_step > 0:
+        if ctx.is_rank_zero:
+            log.info("nothing left to train: the checkpoint is at step %d of %d; summary.json is the finished run's "
+                     "(raise train.epochs or train.max_steps to train on)", start_step, total_steps)  # fmt: skip
+        return None
     stepper.start()
     beacon = ctx.beacon  # where this rank is, for the launcher's hang watchdog: two attribute stores a phase
     window = LogWindow(ctx, stepper, total_steps, step)
@@ -58,6 +65,7 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
                 votes = window.report(step, epoch)
             if ctx.job.checkpoint.every_n_steps and step % ctx.job.checkpoint.every_n_steps == 0:
                 beacon.at("checkpoint")
+                window.check_before_checkpoint(step)
                 ctx.save_checkpoint(stepper.state(), step)
                 last_checkpoint_step = step
             if step < total_steps and ctx.should_stop(step, votes):  # e.g. SLURM's warning signal: all ranks agree
@@ -70,6 +78,7 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
     window.close()
     beacon.at("checkpoint")
     if last_checkpoint_step != step:
+        window.check_before_checkpoint(step)
         ctx.save_checkpoint(stepper.state(), step)
     if stopped:
         if ctx.is_rank_zero:
@@ -84,14 +93,16 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any]:
 
 
 class LogWindow:
-    """The steps since the last log step: their loss handles (reduced over the ranks at the log step), this rank's
-    step, data and wait seconds (for the straggler detector), and the run's throughput meter."""
+    """The steps since the last log step: their loss handles (reduced over the ranks at the log step, and checked
+    for a non-finite loss there), this rank's step, data and wait seconds (for the straggler detector), and the
+    run's throughput meter."""
 
     def __init__(self, ctx: RunContext, stepper: Stepper, total_steps: int, step: int) -> None:
         self.ctx, self.stepper = ctx, stepper
         self.meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)  # its first window starts now
         self.progress = Progress(ctx.is_rank_zero, total_steps, step)
         self.stragglers = _detector(ctx, stepper)
+        self.guard = NonFiniteGuard(ctx, stepper)
         self.losses: list[Any] = []
         self.own_s = [0.0, 0.0, 0.0]  # step, data, exposed communication
 
@@ -107,6 +118,7 @@ class LogWindow:
         stepper, steps = self.stepper, len(self.losses)
         row = tuple(seconds / steps for seconds in self.own_s) if self.stragglers else ()
         loss, votes, rows = stepper.reduce_window(self.losses, self.ctx.stop_vote(), row)
+        self.guard.check(loss, self.losses, step)
         compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
         figures = {"epoch": epoch, "loss": loss, **self.meter.read(compiled.get("compile_time_s", 0.0)), **compiled}
         if self.stragglers:
@@ -115,6 +127,12 @@ class LogWindow:
         self.progress.update(step, figures)
         self.losses, self.own_s = [], [0.0, 0.0, 0.0]
         return votes
+
+    def check_before_checkpoint(self, step: int) -> None:
+        """No checkpoint of a diverged model: steps not yet reduced at a log step are reduced now (one collective,
+        only when the checkpoint step is not a log step)."""
+        if self.losses:
+            self.guard.check(self.stepper.reduce_window(self.losses, 0.0)[0], self.losses, step, window=False)
 
     def close(self) -> None:
         self.progress.close()
@@ -139,6 +157,8 @@ def _summary(
         summary["final_loss"] = stepper.reduce_window([run["last_loss"]], 0.0)[0]
     if window.stragglers:
         summary["stragglers"] = window.stragglers.summary()
+    if window.guard.windows:  # train.on_nonfinite=warn trained on through them
+        summary["nonfinite_loss_windows"] = window.guard.windows
     if ctx.job.scaling.measure_allreduce and stepper.replicas > 1:
         summary["allreduce"] = allreduce_benchmark(ctx, stepper)
     if stepper.has_validation:

@@ -44,6 +44,10 @@ class Stepper(Protocol):
         """One collective for a log window: the mean of ``losses`` over steps and ranks, the sum of every rank's
         ``stop_vote``, and every rank's ``row`` of figures (its step times), in rank order."""
 
+    def local_losses(self, losses: list[Any]) -> list[float]:
+        """This process's loss of each step in ``losses`` (the mean over its devices), read back; no collective.
+        Only read once a window's loss came out non-finite, to say where."""
+
     def hosts(self) -> list[str]:
         """Every process's host, in rank order (called once, at the start)."""
 

@@ -104,6 +104,9 @@ class TFStepper:
         summed = self.ctx.strategy.all_reduce_sum(packed).tolist()
         return summed[0] / n, summed[1], [summed[2 + r * k : 2 + (r + 1) * k] for r in range(n)] if k else []
 
+    def local_losses(self, losses: list[Any]) -> list[float]:
+        return [self.steps.local_mean([loss]) for loss in losses]
+
     def hosts(self) -> list[str]:
         """Each process's host, as TF_CONFIG's worker list names it (its address)."""
         workers = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {}).get("worker", [])

@@ -123,6 +123,9 @@ class TorchStepper:
         summed = self.strategy.all_reduce_sum(packed).tolist()
         return summed[0] / n, summed[1], [summed[2 + r * k : 2 + (r + 1) * k] for r in range(n)] if k else []
 
+    def local_losses(self, losses: list[Any]) -> list[float]:
+        return torch.stack([loss.float().mean() for loss in losses]).tolist()
+
     def hosts(self) -> list[str]:
         return torch_stats.hosts(self.ctx)
 

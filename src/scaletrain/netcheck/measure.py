@@ -3,7 +3,6 @@ and its α-β fit, and ``check``, which runs them over a fleet and writes the re
 
 from __future__ import annotations
 
-import json
 import secrets
 import statistics
 import time
@@ -11,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from scaletrain import jsonfile
 from scaletrain.netcheck.agent import _TOKEN, CALL_SLACK_S
 from scaletrain.netcheck.fleet import Fleet, RayFleet
 from scaletrain.netcheck.verdict import DEFAULT_RATIO, _label, judge
@@ -163,7 +163,7 @@ def check(fleet: Fleet, opts: Options, json_path: Path | None = None) -> dict[st
     if json_path is not None:
         json_path = Path(json_path)
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        json_path.write_text(jsonfile.dumps(report, indent=2) + "\n")
     return report
 
 

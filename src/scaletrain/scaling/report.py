@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
+from scaletrain import jsonfile
 from scaletrain.scaling.analysis import COLUMNS
 
 _HEADERS = {
@@ -86,7 +86,7 @@ def _cell(key: str, value: float | None) -> str:
 def write(analysis: dict[str, Any], directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = {name: directory / f"scaling.{name}" for name in ("json", "csv", "png", "md")}
-    paths["json"].write_text(json.dumps(analysis, indent=2) + "\n")
+    paths["json"].write_text(jsonfile.dumps(analysis, indent=2) + "\n")
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
