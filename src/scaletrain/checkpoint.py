@@ -30,11 +30,15 @@ def path_for(directory: Path, step: int) -> Path:
     return Path(directory) / f"step_{step:09d}.ckpt"
 
 
-def save(directory: Path, step: int, write: Callable[[BinaryIO], None], keep_last: int = 2) -> Path:
+def save(
+    directory: Path, step: int, write: Callable[[BinaryIO], None], keep_last: int = 2, size: dict | None = None
+) -> Path:
     """Write a checkpoint through ``write`` into a temp file, fsync it, rename it into place, then apply retention.
 
     The name is listed in the manifest just before the rename, so a crash never leaves a checkpoint of ours that
     retention would not know about, and a failed ``write`` never claims a same-named file that was already there.
+    ``size``: the job's size that wrote it ({"processes": N, "replicas": R}), kept in the manifest for a resume's
+    pre-flight.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -46,8 +50,8 @@ def save(directory: Path, step: int, write: Callable[[BinaryIO], None], keep_las
             f.flush()
             os.fsync(f.fileno())
         ours = _read_manifest(directory)
-        if final.name not in ours:
-            _write_manifest(directory, [*ours, final.name])
+        if final.name not in ours or (size is not None and size != written_size(directory)):
+            _write_manifest(directory, [*ours, final.name] if final.name not in ours else ours, size)
         os.replace(tmp, final)
     except BaseException as exc:
         written, full = _size(tmp), _disk_full(exc, directory)  # before the unlink gives the space back
@@ -115,20 +119,36 @@ def _retain(directory: Path, keep_last: int) -> None:
         _write_manifest(directory, kept)
 
 
+def _manifest(directory: Path) -> dict:
+    try:
+        record = json.loads((Path(directory) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}  # no manifest (or a damaged one): claim nothing, so nothing is deleted
+    return record if isinstance(record, dict) else {}
+
+
 def _read_manifest(directory: Path) -> list[str]:
     """The checkpoint names scaletrain wrote in ``directory``; none when there is no readable manifest."""
     try:
-        return [str(name) for name in json.loads((directory / MANIFEST).read_text()).get("written", [])]
-    except (FileNotFoundError, ValueError, AttributeError, TypeError):
-        return []  # no manifest (or a damaged one): claim nothing, so nothing is deleted
+        return [str(name) for name in _manifest(directory).get("written", [])]
+    except TypeError:
+        return []
 
 
-def _write_manifest(directory: Path, names: list[str]) -> None:
-    """Replace the manifest atomically (temp file, fsync, rename) so it is never seen half written."""
+def written_size(directory: Path) -> dict | None:
+    """The size of the job that wrote the directory's checkpoints ({"processes": N, "replicas": R}), when known."""
+    size = _manifest(directory).get("size")
+    return size if isinstance(size, dict) else None
+
+
+def _write_manifest(directory: Path, names: list[str], size: dict | None = None) -> None:
+    """Replace the manifest atomically (temp file, fsync, rename) so it is never seen half written; the size it
+    records stays unless a new one is given."""
+    size = size if size is not None else written_size(directory)
     fd, tmp = tempfile.mkstemp(prefix=f"{MANIFEST}.tmp-", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"written": names}, indent=1) + "\n")
+            f.write(json.dumps({"written": names, **({"size": size} if size else {})}, indent=1) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, directory / MANIFEST)

@@ -99,15 +99,17 @@ class RunContext:
         if model is not None and self._model_figures is None:
             self._model_figures = model_size(model)
         if self._meter is None:
-            devices = getattr(self.strategy, "num_replicas", None) or self.world_size * getattr(
-                self.strategy, "devices_per_process", 1
-            )
-            self._meter = ThroughputMeter(devices, measures_comm=False)  # a user loop's collectives are not timed
+            self._meter = ThroughputMeter(self._replicas(), measures_comm=False)  # a user loop's collectives: untimed
         self._meter.add_step(samples)
         self._steps_marked += 1
         self.beacon.step = self._steps_marked  # the hang watchdog watches a marked loop too
         if self._steps_marked % self.job.train.log_every_n_steps == 0:
             self._meter.read()  # closes a window: the first one (start-up) stays out of the totals
+
+    def _replicas(self) -> int:
+        return getattr(self.strategy, "num_replicas", None) or self.world_size * getattr(
+            self.strategy, "devices_per_process", 1
+        )
 
     def stop_vote(self) -> float:
         """1.0 if this rank was asked to stop, else 0.0: for a loop that sums it in one of its own collectives."""
@@ -154,6 +156,7 @@ class RunContext:
             step,
             lambda f: self.strategy.save_state(payload, f),
             keep_last=self.job.checkpoint.keep_last,
+            size={"processes": self.world_size, "replicas": self._replicas()},  # what a resume's pre-flight checks
         )
         log.debug("checkpoint saved: %s", path)
         return path

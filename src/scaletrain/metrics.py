@@ -148,4 +148,6 @@ def run_summary(
     }
     if step > start_step:
         summary["epoch_time_s"] = epoch_time_s(train_time_s, step - start_step, steps_per_epoch)
+    if start_step:  # its time and throughput cover only its own steps: no efficiency is computed from them
+        summary["resumed_from_step"] = start_step
     return summary

@@ -39,6 +39,21 @@ def settings(job: Job, launcher: Launcher) -> None:
     strategies.of(job).preflight(job, launcher.placement)
 
 
+def resume_size(job: Job, launcher: Launcher) -> None:
+    """A resume runs on as many processes as wrote its checkpoint: on another number the data order, and so the
+    result, would differ without a word (resuming on any size is not supported yet)."""
+    if not job.resume:
+        return
+    size = checkpoint.written_size(Path(job.checkpoint.dir))
+    if size is None or size.get("processes") in (None, launcher.world_size):
+        return
+    raise ConfigError(
+        f"resume=true on {launcher.world_size} process(es), but the checkpoint in {job.checkpoint.dir} was written by "
+        f"{size['processes']}; resume with {size['processes']} process(es) (scaletrain cannot yet resume on another "
+        "size: the data order and so the result would change), or start a new run directory."
+    )
+
+
 def batch(job: Job, launcher: Launcher) -> None:
     """The global batch over the strategy's replicas at the world size the launcher sized (Ray: from its cluster)."""
     strategy = strategies.of(job)

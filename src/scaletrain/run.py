@@ -78,6 +78,7 @@ def preflight_point(job: Job) -> Launcher:
     try:
         launcher.preflight()  # the launcher's own: its cluster reachable, the job sized to it
         preflight.batch(job, launcher)  # job-wide, at the world size the launcher sized
+        preflight.resume_size(job, launcher)  # a resume on as many processes as wrote its checkpoint
     except BaseException:
         launcher.release()
         raise
@@ -138,6 +139,9 @@ def _report_efficiency(run_dir: Path) -> None:
 
     found = single_run_efficiency(run_dir)
     if found is None:
+        return
+    if "efficiency_skipped" in found:
+        log.info("%s", found["efficiency_skipped"])
         return
     summary = RunSummary.read(run_dir)
     summary.update(found)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import beacon_path, child_env, scaletrain_argv
+from conftest import Run, beacon_path, child_env, scaletrain_argv
 
 pytestmark = pytest.mark.slow
 
@@ -59,23 +59,39 @@ def _job(name: str, images: Path, *more: str) -> tuple[str, ...]:
 
 
 METRICS = {"torch": "imagefolder.metrics.", "tensorflow": "imagefolder.metrics.keras_"}
+# 32 steps per epoch, checkpoints every 12: the kill-and-restart test kills rank 1 past step 20, mid-epoch, leaving
+# enough steps to outrun the beacon's second of lag (TensorFlow's slower steps need fewer epochs for that).
+EPOCHS = {"ddp": 6, "mirrored": 3}
+_LEARNED: dict[str, Run] = {}
+
+
+@pytest.fixture
+def learned(images: Path, name: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The strategy's uninterrupted run of your model, with your metrics: run once, read by the test of what it
+    learned and as the result a killed and restarted run must end with (metrics and logging change no weight)."""
+    if name not in _LEARNED:
+        metrics = METRICS[STRATEGIES[name][0]]
+        run_dir = tmp_path_factory.mktemp("learned") / "run"
+        job = _job(name, images, f"train.epochs={EPOCHS[name]}", "checkpoint.every_n_steps=12",
+                   "train.log_every_n_steps=4", f"+workload.metrics.top2._target_={metrics}top2_accuracy",
+                   f"+workload.metrics.label_mean._target_={metrics}label_mean")  # fmt: skip
+        done = subprocess.run(scaletrain_argv(run_dir, *job), capture_output=True, text=True, timeout=300,
+                              env=child_env({"PYTHONPATH": str(USERLAND)}), cwd=run_dir.parent)  # fmt: skip
+        _LEARNED[name] = Run(done.returncode, done.stdout, done.stderr, run_dir)
+    return _LEARNED[name]
 
 
 @pytest.mark.parametrize("name", ["ddp", pytest.param("mirrored", marks=pytest.mark.tf)])
-def test_your_model_learns_from_your_files(scaletrain, images: Path, name: str) -> None:
-    metrics = METRICS[STRATEGIES[name][0]]
-    run = scaletrain(*_job(name, images, "train.epochs=3", "train.log_every_n_steps=8"),
-                     f"+workload.metrics.top2._target_={metrics}top2_accuracy",
-                     f"+workload.metrics.label_mean._target_={metrics}label_mean",
-                     env={"PYTHONPATH": str(USERLAND)})  # fmt: skip
+def test_your_model_learns_from_your_files(learned: Run, name: str) -> None:
+    run = learned
     assert run.returncode == 0, run.output
     summary = run.summary
-    assert summary["steps"] == 3 * (4 * TRAIN_IMAGES // 64)  # every file once per epoch, in full batches
+    assert summary["steps"] == EPOCHS[name] * (4 * TRAIN_IMAGES // 64)  # every file once per epoch, in full batches
     assert summary["val_accuracy"] > 0.8, summary  # 4 classes: chance is 0.25
     # your metrics: means over every validation row of both ranks (4 balanced classes: the mean label is 1.5)
     assert summary["val_accuracy"] <= summary["val_top2"] <= 1.0 and summary["val_label_mean"] == pytest.approx(1.5)
     logged = [m for m in run.metrics if "val_top2" in m]
-    assert len(logged) == 3 and logged[-1]["val_top2"] == summary["val_top2"]
+    assert len(logged) == EPOCHS[name] and logged[-1]["val_top2"] == summary["val_top2"]
     assert summary["samples_per_s"] > 0 and summary["data_time_s"] > 0 and summary["gradient_bytes"] > 0
 
 
@@ -92,13 +108,11 @@ def _rank_1(run_dir: Path, proc: subprocess.Popen) -> int:
 
 @pytest.mark.parametrize("name", ["ddp", pytest.param("mirrored", marks=pytest.mark.tf)])
 def test_killed_and_restarted_mid_epoch_gives_the_uninterrupted_result(
-    scaletrain, tmp_path: Path, images: Path, name: str
+    tmp_path: Path, images: Path, name: str, learned: Run
 ) -> None:
-    # 32 steps per epoch, checkpoints every 12, rank 1 killed past step 20: mid-epoch, and leaving enough steps to
-    # outrun the beacon's second of lag (TensorFlow's slower steps need fewer epochs for that)
-    epochs = {"ddp": 6, "mirrored": 3}[name]
-    job = _job(name, images, f"train.epochs={epochs}", "checkpoint.every_n_steps=12", "train.log_every_n_steps=4")
-    reference = scaletrain(*job, env={"PYTHONPATH": str(USERLAND)})
+    job = _job(name, images, f"train.epochs={EPOCHS[name]}", "checkpoint.every_n_steps=12",
+               "train.log_every_n_steps=4")  # fmt: skip
+    reference = learned
     assert reference.returncode == 0, reference.output
     run_dir = tmp_path / "killed"
     env = child_env({"PYTHONPATH": str(USERLAND)})

@@ -197,3 +197,18 @@ def test_stale_temp_file_of_a_killed_write_is_removed_at_the_next_start(scaletra
     assert f"removed {stale}, left by a checkpoint write that was killed" in resumed.output
     assert "(step 30)" in resumed.output  # the stale file was never read as a checkpoint
     assert not list(ckpt.glob(".tmp-*"))
+
+
+def test_resume_on_another_number_of_ranks_is_refused_before_any_rank_starts(scaletrain, tmp_path):
+    """Until a checkpoint can be resumed on any size, resuming 2 ranks' checkpoint on 1 is one sentence, exit 2,
+    before anything starts (the result would silently differ)."""
+    ckpt = tmp_path / "ckpt"
+    common = ("+strategy=ddp", "workload=linear", f"checkpoint.dir={ckpt}")
+    first = scaletrain(*common, "launcher.nproc_per_node=2", "train.max_steps=30")
+    assert first.returncode == 0, first.output
+    smaller = scaletrain(*common, "launcher.nproc_per_node=1", "resume=true")
+    assert smaller.returncode == 2, smaller.output
+    assert (
+        f"resume=true on 1 process(es), but the checkpoint in {ckpt} was written by 2; resume with 2" in smaller.stderr
+    )
+    assert "[rank" not in smaller.output  # no rank started

@@ -18,7 +18,7 @@ from slurm_jobs import wait_gone
 
 pytestmark = pytest.mark.slow
 
-HANG_TIMEOUT_S = 10
+HANG_TIMEOUT_S = 6  # short, so each frozen-rank test waits little; a running job makes a step every few ms
 STRATEGIES = [pytest.param(("+strategy=ddp",), id="ddp"), pytest.param(("+strategy=mirrored",), id="mirrored",
                                                                        marks=pytest.mark.tf)]  # fmt: skip
 JOB = (*SYNTHETIC_DDP[1:], "launcher.nproc_per_node=2", f"watchdog.hang_timeout_s={HANG_TIMEOUT_S}")
@@ -78,9 +78,24 @@ def test_frozen_rank_is_named_with_its_host_pid_and_stack(tmp_path: Path, strate
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
 
 
-def test_hang_then_restart_finishes_with_the_uninterrupted_result(tmp_path: Path, scaletrain) -> None:
-    reference = scaletrain("+strategy=ddp", *JOB, *LONGER)
-    assert reference.returncode == 0, reference.output
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The uninterrupted run's summary that both restart tests (local, SLURM) must end with: run once."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    done = subprocess.run(scaletrain_argv(run_dir, "+strategy=ddp", *JOB, *LONGER), capture_output=True, text=True,
+                          env=child_env(), timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _assert_uninterrupted_result(run_dir: Path, reference: dict) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["attempt"] == 1 and summary["steps"] == reference["steps"]
+    assert summary["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-6, abs=1e-7)
+    assert summary["replica_fingerprints"] == pytest.approx(reference["replica_fingerprints"], rel=1e-6)
+
+
+def test_hang_then_restart_finishes_with_the_uninterrupted_result(tmp_path: Path, reference: dict) -> None:
     run_dir = tmp_path / "restarted"
     proc = _start(run_dir, "+strategy=ddp", *JOB, *LONGER, "max_restarts=1")
     try:
@@ -91,10 +106,7 @@ def test_hang_then_restart_finishes_with_the_uninterrupted_result(tmp_path: Path
         proc.kill()
     assert proc.returncode == 0, output
     assert "hang: no rank advanced for" in output and "restarting all ranks from the last checkpoint" in output
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["attempt"] == 1 and summary["steps"] == reference.summary["steps"]
-    assert summary["final_loss"] == pytest.approx(reference.summary["final_loss"], rel=1e-6, abs=1e-7)
-    assert summary["replica_fingerprints"] == pytest.approx(reference.summary["replica_fingerprints"], rel=1e-6)
+    _assert_uninterrupted_result(run_dir, reference)
 
 
 def test_undisturbed_run_reports_no_hang(scaletrain) -> None:
@@ -176,10 +188,8 @@ def test_frozen_rank_on_a_cluster_is_named_with_its_host_pid_and_stack(
 
 @pytest.mark.slurm
 def test_slurm_hang_then_restart_in_the_allocation_finishes_with_the_uninterrupted_result(
-    tmp_path: Path, scaletrain
+    tmp_path: Path, reference: dict
 ) -> None:
-    reference = scaletrain("+strategy=ddp", *JOB, *LONGER)
-    assert reference.returncode == 0, reference.output
     run_dir = tmp_path / "restarted"
     proc = _start(run_dir, "+strategy=ddp", *SYNTHETIC_DDP[1:], f"watchdog.hang_timeout_s={HANG_TIMEOUT_S}",
                   "launcher=slurm", "launcher.nodes=2", *LONGER, "max_restarts=1")  # fmt: skip
@@ -192,10 +202,7 @@ def test_slurm_hang_then_restart_in_the_allocation_finishes_with_the_uninterrupt
         proc.kill()
     log = (run_dir / f"slurm-{job_id}.out").read_text()
     assert "wait for rank 1 on" in log and "restarting them from the last checkpoint (restart 1 of 1)" in log, log
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["attempt"] == 1 and summary["steps"] == reference.summary["steps"]
-    assert summary["final_loss"] == pytest.approx(reference.summary["final_loss"], rel=1e-6, abs=1e-7)
-    assert summary["replica_fingerprints"] == pytest.approx(reference.summary["replica_fingerprints"], rel=1e-6)
+    _assert_uninterrupted_result(run_dir, reference)
 
 
 def test_frozen_rank_of_an_unmodified_script_is_named_with_its_stack(tmp_path: Path) -> None:

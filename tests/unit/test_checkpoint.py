@@ -141,3 +141,28 @@ def test_check_dir_refuses_a_read_only_directory(tmp_path):
             checkpoint.check_dir(read_only / "new")
     finally:
         read_only.chmod(0o700)
+
+
+def test_the_manifest_keeps_the_size_of_the_job_that_wrote_the_checkpoints(tmp_path):
+    assert checkpoint.written_size(tmp_path) is None
+    for step in (10, 20, 30):  # retention rewrites the manifest: the size stays
+        checkpoint.save(tmp_path, step, write_obj(step), keep_last=1, size={"processes": 2, "replicas": 2})
+    assert checkpoint.written_size(tmp_path) == {"processes": 2, "replicas": 2}
+    checkpoint.save(tmp_path, 40, write_obj(40), keep_last=1, size={"processes": 1, "replicas": 1})
+    assert checkpoint.written_size(tmp_path) == {"processes": 1, "replicas": 1}
+    assert [checkpoint.step_of(p) for p in checkpoint.all_checkpoints(tmp_path)] == [40]
+
+
+def test_a_resume_on_another_number_of_processes_is_refused_before_anything_starts(tmp_path):
+    from types import SimpleNamespace
+
+    from scaletrain import preflight
+
+    checkpoint.save(tmp_path, 10, write_obj(10), size={"processes": 2, "replicas": 2})
+    job = SimpleNamespace(resume=True, checkpoint=SimpleNamespace(dir=str(tmp_path)))
+    preflight.resume_size(job, SimpleNamespace(world_size=2))  # the same size: fine
+    with pytest.raises(
+        ConfigError, match=r"resume=true on 1 process\(es\), but the checkpoint in .* was written by 2; "
+    ):
+        preflight.resume_size(job, SimpleNamespace(world_size=1))
+    preflight.resume_size(SimpleNamespace(resume=False, checkpoint=job.checkpoint), SimpleNamespace(world_size=1))

@@ -166,3 +166,20 @@ def test_a_point_within_the_bounds_says_nothing_and_one_above_blames_the_baselin
     above = [_summary(1, 1000.0, 0.1, 100), _summary(2, 2400.0, 0.0833, 200, allreduce=ab)]
     (sentence,) = analysis.analyse("weak", above)["off_bounds"]
     assert "above even the full-overlap bound" in sentence and "rerun the 1-device point" in sentence
+
+
+def test_no_single_run_efficiency_between_partial_runs(tmp_path):
+    """A resumed (or restarted) run's throughput covers only its own steps: no efficiency from it, and why."""
+    _write_run(tmp_path / "0", 1, 64, 1000.0)
+    _write_run(tmp_path / "1", 2, 128, 1800.0)
+    resumed = json.loads((tmp_path / "1" / "summary.json").read_text()) | {"resumed_from_step": 40}
+    (tmp_path / "1" / "summary.json").write_text(json.dumps(resumed))
+    found = baseline.single_run_efficiency(tmp_path / "1")
+    assert found == {
+        "efficiency_skipped": f"no scaling efficiency against {tmp_path / '0'}: this run is partial (it resumed from "
+        "step 40, so its throughput covers only its own steps)"
+    }
+    _write_run(tmp_path / "2", 2, 128, 1800.0)  # complete, but its baseline restarted
+    restarted = json.loads((tmp_path / "0" / "summary.json").read_text()) | {"attempt": 1}
+    (tmp_path / "0" / "summary.json").write_text(json.dumps(restarted))
+    assert "the 1-device run in" in baseline.single_run_efficiency(tmp_path / "2")["efficiency_skipped"]

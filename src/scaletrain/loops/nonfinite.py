@@ -24,7 +24,7 @@ def last_good_checkpoint(directory) -> str:
     path = checkpoint.latest(directory)
     if path is None:
         return "no checkpoint was written before it"
-    return f"the last good checkpoint is step {int(path.stem.split('_')[1])} in {directory}"
+    return f"the last good checkpoint is step {checkpoint.step_of(path)} in {directory}"
 
 
 class NonFiniteGuard:

@@ -6,9 +6,7 @@ MultiWorkerMirroredStrategy in TF 2.21, and a loop of our own gets every feature
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -29,6 +27,9 @@ from scaletrain.workloads.task import TFTask, is_tf_dataset
 log = logging.getLogger("scaletrain")
 
 EVAL_CHUNK = 1024  # validation rows per replica per call
+
+
+HOST_NAME_BYTES = 64  # a host name (RFC 1035 labels are at most 63 bytes)
 
 
 class TFStepper:
@@ -108,11 +109,16 @@ class TFStepper:
         return [self.steps.local_mean([loss]) for loss in losses]
 
     def hosts(self) -> list[str]:
-        """Each process's host, as TF_CONFIG's worker list names it (its address)."""
-        workers = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {}).get("worker", [])
-        if len(workers) == self.ctx.world_size:
-            return [address.rsplit(":", 1)[0] for address in workers]
-        return [socket.gethostname()] * self.ctx.world_size
+        """Every process's host name, in rank order, as every launcher names hosts: each name's bytes in its own
+        row of one small all-reduce (once per run; TensorFlow has no all-gather of strings across processes)."""
+        n = self.ctx.world_size
+        if n == 1:
+            return [socket.gethostname()]
+        rows = np.zeros((n, HOST_NAME_BYTES))
+        name = socket.gethostname().encode()[:HOST_NAME_BYTES]
+        rows[self.ctx.rank, : len(name)] = list(name)
+        summed = self.ctx.strategy.all_reduce_sum(rows.reshape(-1)).reshape(n, HOST_NAME_BYTES)
+        return [bytes(int(b) for b in row if b).decode(errors="replace") for row in summed]
 
     def comm_times(self) -> tuple[float, float]:
         return 0.0, 0.0

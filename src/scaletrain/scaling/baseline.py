@@ -46,8 +46,20 @@ def _read(directory: Path) -> tuple[dict, RunSummary] | None:
         return None
 
 
+def partial(summary: RunSummary) -> str | None:
+    """Why a run's figures cover only part of its job (it resumed, or restarted), or None for a complete run."""
+    resumed = summary.extra.get("resumed_from_step")
+    if resumed:
+        return f"it resumed from step {resumed}, so its throughput covers only its own steps"
+    if summary.attempt:
+        return f"it restarted (attempt {summary.attempt}), so its throughput covers only its last attempt"
+    return None
+
+
 def single_run_efficiency(run_dir: Path) -> dict[str, Any] | None:
-    """{efficiency, efficiency_mode, baseline_dir} when a matching 1-rank sibling run exists, else None."""
+    """{efficiency, efficiency_mode, baseline_dir} when a matching 1-rank sibling run exists, else None; when the
+    run or that baseline trained only part of its job, {efficiency_skipped: why} instead (no efficiency is computed
+    between partial runs)."""
     mine = _read(run_dir)
     if mine is None or mine[1].devices == 1 or not mine[1].has_throughput:
         return None
@@ -63,6 +75,10 @@ def single_run_efficiency(run_dir: Path) -> dict[str, Any] | None:
         mode = "strong" if batch == base_batch else "weak" if batch == base_batch * n else None
         if mode is None:
             continue
+        why = partial(summary) or partial(other[1])
+        if why is not None:
+            which = "this run" if partial(summary) else f"the 1-device run in {sibling}"
+            return {"efficiency_skipped": f"no scaling efficiency against {sibling}: {which} is partial ({why})"}
         return {
             "efficiency": efficiency(mode, n, summary, other[1]),
             "efficiency_mode": mode,
