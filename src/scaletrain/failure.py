@@ -4,7 +4,8 @@ A rank whose training raises writes a note beside its beacon (``failure_rank_N.j
 exception, and its kind. ``collective``: the error came out of the communication layer (a peer's socket closed, a
 collective timed out, TensorFlow's coordination service lost a task): usually a peer's failure seen from here.
 ``exception``: raised by the code itself, the user's or scaletrain's. When ranks fail, the cause is the earliest
-``exception`` by the ranks' own clocks, else the earliest failure; every other failed rank "ended because" of it.
+``exception`` by the ranks' own clocks, and every other rank "ended because" of it; with collective errors alone,
+the launcher names the rank that died without a note (a signal, a lost node), as it always did.
 """
 
 from __future__ import annotations
@@ -90,10 +91,11 @@ def read_all(directory: Path) -> dict[int, Note]:
 
 
 def cause(notes: dict[int, Note]) -> Note | None:
-    """The failure the others followed: the earliest ``exception`` by the ranks' own clocks, else the earliest."""
-    if not notes:
-        return None
-    return min(notes.values(), key=lambda n: (n.kind != "exception", n.time_unix_s))
+    """The failure the others followed: the earliest ``exception`` by the ranks' own clocks. None when every note
+    is a collective's error: those ranks lost a peer that left no note (killed by a signal, its node lost), and the
+    launcher names that peer by how it ended."""
+    own = [note for note in notes.values() if note.kind == "exception"]
+    return min(own, key=lambda n: n.time_unix_s) if own else None
 
 
 def verdict(first: Note, others: list[int]) -> str:
