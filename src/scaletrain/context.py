@@ -15,7 +15,7 @@ from scaletrain import checkpoint, jsonfile, stopping, tracking
 from scaletrain.beacon import Beacon
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
-from scaletrain.errors import ConfigError, NonFiniteLossError
+from scaletrain.errors import ConfigError
 from scaletrain.metrics import ThroughputMeter
 from scaletrain.model_size import model_size
 from scaletrain.strategies.base import Strategy
@@ -209,14 +209,10 @@ class RunContext:
             return  # no loss logged, or not a number
         if math.isfinite(value):
             return
-        from scaletrain.loops.nonfinite import kind, last_good_checkpoint
+        from scaletrain.loops.nonfinite import kind, stop_error
 
         if self.job.train.on_nonfinite == "stop":
-            raise NonFiniteLossError(
-                f"the loss logged at step {step} is {kind(value)} (train.on_nonfinite=stop); "
-                f"{last_good_checkpoint(self.checkpoint_dir)}: resume from it with resume=true and a smaller "
-                "learning rate, or set train.on_nonfinite=warn to train on."
-            )
+            raise stop_error(f"the loss logged at step {step} is {kind(value)}", self.checkpoint_dir)
         if not self._nonfinite_warned:
             self._nonfinite_warned = True
             log.warning("the loss logged at step %d is %s (train.on_nonfinite=warn): metrics.jsonl records it as "

@@ -27,6 +27,14 @@ def last_good_checkpoint(directory) -> str:
     return f"the last good checkpoint is step {checkpoint.step_of(path)} in {directory}"
 
 
+def stop_error(cause: str, checkpoint_dir) -> NonFiniteLossError:
+    """The one sentence that ends a run under train.on_nonfinite=stop: what happened, and where to resume from."""
+    return NonFiniteLossError(
+        f"{cause} (train.on_nonfinite=stop); {last_good_checkpoint(checkpoint_dir)}: resume from it with resume=true "
+        "and a smaller train.lr, or set train.on_nonfinite=warn to train on."
+    )
+
+
 class NonFiniteGuard:
     """Checks a log window's reduced loss; every rank calls it with the same value, so all agree on what follows."""
 
@@ -52,11 +60,7 @@ class NonFiniteGuard:
         on = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
         where = f"at step {step} on {on}" if ranks else f"by step {last_step}"
         if self.policy == "stop":
-            cause = f"the loss became {kind(loss)} {where} (train.on_nonfinite=stop)"
-            raise NonFiniteLossError(
-                f"{cause}; {last_good_checkpoint(self.ctx.checkpoint_dir)}: resume from it with resume=true and a "
-                "smaller train.lr, or set train.on_nonfinite=warn to train on."
-            )
+            raise stop_error(f"the loss became {kind(loss)} {where}", self.ctx.checkpoint_dir)
         if self.ctx.is_rank_zero:
             log.warning("the loss became %s %s (train.on_nonfinite=warn): training goes on; metrics.jsonl records "
                         "the loss as null", kind(loss), where)  # fmt: skip
