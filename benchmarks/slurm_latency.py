@@ -9,7 +9,10 @@ and reports command start -> first optimizer step (first_step_unix_s in summary.
 Then, per round, one job gets `scancel --batch --signal=USR1` once it is training: signal -> resumed first step
 (stop at the next step + checkpoint + scontrol requeue + SLURM's requeue delay + restart).
 
-    .venv/bin/python benchmarks/slurm_latency.py [--repeats N] [--quick]
+    .venv/bin/python benchmarks/slurm_latency.py [--repeats N] [--quick] [--tasks-per-node K] [--no-requeue]
+
+``--tasks-per-node K`` runs K tasks on each of the 2 nodes (and 2K local ranks); ``--no-requeue`` skips the requeue
+turnaround.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from pathlib import Path
 
 import _common as c
 
-COMMON = ("+strategy=ddp", "workload=linear", "train.epochs=50", "checkpoint.every_n_steps=0")
+COMMON = (
+    "+strategy=ddp",
+    "workload=linear",
+    "train.epochs=50",
+    "checkpoint.every_n_steps=0",
+    "train.global_batch_size=8",
+)
 
 
 def _cli(out_dir: str, *overrides: str) -> list[str]:
@@ -58,11 +67,19 @@ def requeue_turnaround() -> dict[str, float]:
     return {"resumed_first_step_s": summary["first_step_unix_s"] - signalled}
 
 
+def _options(parser) -> None:
+    parser.add_argument("--tasks-per-node", type=int, default=1, help="SLURM tasks on each of the 2 nodes")
+    parser.add_argument("--no-requeue", action="store_true", help="skip the USR1 -> resumed first step figure")
+
+
 def main() -> None:
-    args = c.parse_args(__doc__.splitlines()[0], repeats=5, quick_repeats=2)
-    slurm = trial("launcher=slurm", "launcher.nodes=2", "launcher.wait=true")
-    res = c.interleave({"slurm": slurm, "local": trial("launcher.nproc_per_node=2")}, args.repeats)
-    turnaround = [requeue_turnaround() for _ in range(args.repeats)]
+    args = c.parse_args(__doc__.splitlines()[0], repeats=5, quick_repeats=2, extra=_options)
+    per_node = args.tasks_per_node
+    slurm = trial("launcher=slurm", "launcher.nodes=2", f"launcher.ntasks_per_node={per_node}", "launcher.wait=true")
+    local = trial(f"launcher.nproc_per_node={2 * per_node}")
+    res = c.interleave({f"slurm (2 nodes x {per_node} task)": slurm, f"local ({2 * per_node} ranks)": local},
+                       args.repeats)  # fmt: skip
+    turnaround = [] if args.no_requeue else [requeue_turnaround() for _ in range(args.repeats)]
     rows = [
         [name, c.median([r["first_step_s"] for r in res[name]]), c.spread([r["first_step_s"] for r in res[name]]),
          c.median([r["total_s"] for r in res[name]])]
@@ -70,10 +87,12 @@ def main() -> None:
     ]  # fmt: skip
     print(f"Machine: {c.machine()}; {args.repeats} rounds.\n")
     print(c.table(["launcher", "start -> first step s (median)", "range", "start -> exit s (median)"], rows))
-    extra = c.median([a["first_step_s"] - b["first_step_s"] for a, b in zip(res["slurm"], res["local"], strict=True)])
+    on_slurm, on_local = res.values()
+    extra = c.median([a["first_step_s"] - b["first_step_s"] for a, b in zip(on_slurm, on_local, strict=True)])
     print(f"\nSLURM adds {extra:.2f} s before the first step (median of per-round differences).")
-    resumed = [t["resumed_first_step_s"] for t in turnaround]
-    print(f"USR1 -> resumed first step: median {c.median(resumed):.2f} s (range {c.spread(resumed)}).")
+    if turnaround:
+        resumed = [t["resumed_first_step_s"] for t in turnaround]
+        print(f"USR1 -> resumed first step: median {c.median(resumed):.2f} s (range {c.spread(resumed)}).")
 
 
 if __name__ == "__main__":

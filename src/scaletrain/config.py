@@ -29,7 +29,7 @@ GROUPS = tuple(registry.GROUPS)
 SELECTABLE = (*GROUPS, "logger")  # config groups a user picks by name on the command line
 DEFAULT_STRATEGY = "ddp"
 WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
-MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's limit
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding limit
 
 
 NONFINITE_POLICIES = ("stop", "warn")

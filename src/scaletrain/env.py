@@ -235,6 +235,12 @@ def _is_slurm_job(environ: Mapping[str, str]) -> bool:
     return "SLURM_STEP_ID" in environ or "SLURM_STEPID" in environ
 
 
+def slurm_allocation(environ: Mapping[str, str]) -> ClusterEnv:
+    """The job's placement as its batch (or salloc) shell sees it: the allocation's tasks, nodes and tasks per node,
+    read as task 0 would (the shell carries SLURM_PROCID=0, SLURM_NTASKS and SLURM_TASKS_PER_NODE)."""
+    return _from_slurm(_Vars(environ, _SLURM))
+
+
 def detect(environ: Mapping[str, str]) -> ClusterEnv:
     """Tries the sources in a fixed order: torchrun-style, SLURM, then plain local (rank 0 of 1)."""
     # torchrun first, so a torchrun started inside a SLURM allocation wins.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from scaletrain import launchers, preflight, runlock, strategies
 from scaletrain.config import Job
-from scaletrain.launchers.base import Launcher
+from scaletrain.launchers.base import JOB_FILE, Launcher
 from scaletrain.summary import RunSummary
 
 log = logging.getLogger("scaletrain")
@@ -91,7 +91,7 @@ def launch(job: Job, launcher: Launcher, report_efficiency: bool) -> int:
         log.info("no strategy given (+strategy=NAME): picked %s", strategies.of(job).describe(job, launcher.placement))
     what = job.script or f"workload {job.workload.name}"
     log.info("%s with %s on the %s; outputs in %s", what, job.strategy.name, launcher.describe(), job.output_dir)
-    if not launcher.holds_run_dir:  # a rank of a submitted job, a further node: the job's driver holds it
+    if not launcher.holds_run_dir:  # a further node of a multi-host job: the job's driver holds it
         return _launch(job, launcher, report_efficiency)
     with holding(job, [launcher]):
         return _launch(job, launcher, report_efficiency)
@@ -125,10 +125,10 @@ def job_dirs(job: Job) -> list[Path]:
 def _launch(job: Job, launcher: Launcher, report_efficiency: bool) -> int:
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    job_file = out / "job.json"
+    job_file = out / JOB_FILE
     job.save_json(job_file)
     code = launcher.launch(job_file)
-    if code == 0 and report_efficiency:
+    if code == 0 and report_efficiency and launcher.trains_here:
         _report_efficiency(out)
     return code
 

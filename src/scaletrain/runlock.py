@@ -149,6 +149,9 @@ def acquire(directories: Sequence[Path], launcher: str, slurm_state: Callable[[s
             path = directory / LOCK_NAME
             while not _write_new(path, holder):
                 current = _read(path)
+                if current is not None and os.environ.get("SLURM_JOB_ID") in current.slurm_job_ids:
+                    path.unlink(missing_ok=True)  # handed to this very SLURM job (its batch shell prepares it)
+                    continue
                 why = "its lock file is unreadable" if current is None else ended(current, slurm_state)
                 if why is None:
                     raise ConfigError(

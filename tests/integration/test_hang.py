@@ -149,8 +149,10 @@ def _lines(path: Path) -> list[str]:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("cluster", CLUSTERS)
 def test_frozen_rank_on_a_cluster_is_named_with_its_host_pid_and_stack(
-    tmp_path: Path, cluster: tuple[str, ...], strategy: tuple[str, ...]
+    tmp_path: Path, request: pytest.FixtureRequest, cluster: tuple[str, ...], strategy: tuple[str, ...]
 ) -> None:
+    if cluster[0] == "launcher=ray":  # on the session's Ray cluster
+        cluster = (*cluster, f"launcher.address={request.getfixturevalue('local_ray_cluster').address}")
     run_dir = tmp_path / "run"
     proc = _start(run_dir, *strategy, *SYNTHETIC_DDP[1:], f"watchdog.hang_timeout_s={HANG_TIMEOUT_S}", *cluster,
                   *ENDLESS)  # fmt: skip

@@ -391,6 +391,7 @@ def assert_names_only_the_slow_host(report: dict, verdict: str, slow_label: str)
 
 
 @pytest.mark.ray
+@pytest.mark.alone  # it measures the links: no other test beside it
 @pytest.mark.usefixtures("slow_third_host")
 class TestNetcheck:
     def test_over_the_ray_cluster_it_names_the_slow_host_and_only_it(self, network, ray_cluster, tmp_path):
@@ -447,6 +448,7 @@ class TestNetcheck:
 
 
 @pytest.mark.ray
+@pytest.mark.alone  # it measures the links: no other test beside it
 def test_alpha_beta_fit_finds_the_shaped_bandwidth(network, ray_cluster, tmp_path):
     """The ddp sweep [1, 2], one rank per host, over links shaped to 200 Mbit/s (benchmarks/shaped_network.py
     measures the same with repeats). The fit is held to 15 %: the tbf rate, not this machine's CPUs, sets the

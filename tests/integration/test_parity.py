@@ -134,7 +134,8 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, wh
     names = {key for h in wb.history if "loss" in h for key in h if not key.startswith("_")}
     per_process = {f"own_step_time_s/rank_{rank}" for rank in range(row.processes)} if row.processes > 1 else set()
     assert CORE_METRICS | per_process <= names and names - CORE_METRICS - per_process <= MEASURED_ONLY, names
-    assert summary.get("stragglers") == ([] if row.processes > 1 else None)  # one straggler check per process
+    # one straggler check per process (whether it names a rank here depends on what else runs on the machine)
+    assert isinstance(summary.get("stragglers"), list) if row.processes > 1 else summary.get("stragglers") is None
     assert wb.summary["final_loss"] == pytest.approx(summary["final_loss"])
 
 
@@ -264,8 +265,9 @@ def _runs_then_resumes_later(row: Row, tmp_path: Path, *launcher: str) -> None:
 
 @pytest.mark.ray
 @pytest.mark.parametrize("row", PARAMS)
-def test_ray_launcher_runs_it_and_resumes_it_later(row: Row, tmp_path: Path) -> None:
-    _runs_then_resumes_later(row, tmp_path, "launcher=ray", *row.ray)
+def test_ray_launcher_runs_it_and_resumes_it_later(row: Row, tmp_path: Path, local_ray_cluster) -> None:
+    """On the session's two-node Ray cluster (a Ray the launcher starts itself: test_ray_launcher.py)."""
+    _runs_then_resumes_later(row, tmp_path, "launcher=ray", f"launcher.address={local_ray_cluster.address}", *row.ray)
 
 
 @pytest.mark.slurm

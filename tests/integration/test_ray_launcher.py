@@ -1,5 +1,6 @@
 """launcher=ray on real Ray clusters on this machine: a local Ray the launcher starts itself, and a two-node cluster
-(``ray.cluster_utils.Cluster``: a head and a second node, each its own raylet with 1 CPU) shared by the module.
+(``ray.cluster_utils.Cluster``: a head and a second node, each its own raylet with 1 CPU) shared by the session
+(conftest.local_ray_cluster).
 
 The test process also joins that cluster as a second driver, only to read what is left on it (actors, placement
 groups) after each job.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,23 +25,10 @@ USERLAND = Path(__file__).parent / "userland"
 LIVE_ACTOR_STATES = {"ALIVE", "PENDING_CREATION", "DEPENDENCIES_UNREADY", "RESTARTING"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    head = {"num_cpus": 1, "ray_client_server_port": free_port()}  # the head also serves ray:// clients
-    two_nodes = Cluster(initialize_head=True, connect=False, head_node_args=head)
-    two_nodes.client_port = head["ray_client_server_port"]
-    two_nodes.add_node(num_cpus=1)
-    two_nodes.wait_for_nodes()
-    yield two_nodes
-    two_nodes.shutdown()
+def cluster(local_ray_cluster):
+    """The session's two-node cluster (conftest.local_ray_cluster)."""
+    return local_ray_cluster
 
 
 @pytest.fixture(scope="module")

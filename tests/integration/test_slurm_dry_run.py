@@ -6,6 +6,7 @@ After an intended change, regenerate the golden file with
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,7 +61,10 @@ def test_a_sweeps_dry_run_prints_every_point_and_the_analysis_job_and_submits_no
     one, two, four, analysis = (s.read_text() for s in scripts)
     assert "--nodes=1\n" in one and "--ntasks-per-node=1\n" in one and "--dependency" not in one
     assert "--nodes=1\n" in two and "--ntasks-per-node=2\n" in two and "afterany:<job id of world_size_1>'" in two
-    assert "--nodes=2\n" in four and "++train.global_batch_size=8" in four and "'++scaling.world_sizes=[]'" in four
-    assert "'scaling.world_sizes=[2,4]'" not in four  # the user's sweep setting gives way to the point's own
+    assert "--nodes=2\n" in four and '"++train.global_batch_size=8"' in four and '"++scaling.world_sizes=[]"' in four
+    assert '"scaling.world_sizes=[2,4]"' not in four  # the user's sweep setting gives way to the point's own
+    point = json.loads((run_dir / "world_size_4" / "job.json").read_text())  # what the point's tasks run
+    assert point["train"]["global_batch_size"] == 8 and point["scaling"]["world_sizes"] == []
+    assert point["output_dir"] == str(run_dir / "world_size_4")
     assert '-m scaletrain.scaling "$@"\n' in analysis and f"set -- {run_dir}\n" in analysis
     assert not list(run_dir.rglob("slurm_job_id")) and SECRET not in done.stdout + done.stderr

@@ -2,12 +2,13 @@
 
 Fields that may hold odd characters (the run directory, overrides such as checkpoint.dir) are written quoted: the
 rendered script is then run by real bash with recording stand-ins for srun/scontrol/sbatch/sinfo, and nothing
-injected may run while srun gets each value verbatim as one argument. Fields that sbatch could not read back from
-an ``#SBATCH`` line are refused: exit 2, one ``scaletrain: error:`` line, no script written.
+injected may run while every task gets the job file, which holds each value verbatim. Fields that sbatch could not
+read back from an ``#SBATCH`` line are refused: exit 2, one ``scaletrain: error:`` line, no script written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -71,13 +72,12 @@ def test_quoted_fields_reach_srun_verbatim_and_nothing_injected_runs(tmp_path: P
         "--kill-on-bad-exit=1",
         "/opt/py/bin/python",
         "-m",
-        "scaletrain",
-        "+strategy=ddp",
-        "launcher.job_name='job $(touch pwned6)'",
-        checkpoints,
-        "launcher=slurm",
-        f"hydra.run.dir={run_dir}",
+        "scaletrain.launchers.slurm_rank",
+        f"{run_dir}/job.json",
     ]
+    job = json.loads((run_dir / "job.json").read_text())  # what every task runs: each value exactly as given
+    assert job["launcher"]["job_name"] == "job $(touch pwned6)"
+    assert job["checkpoint"]["dir"] == f"{tmp_path}/ck {PAYLOAD}" and job["output_dir"] == str(run_dir)
 
 
 REFUSED = {

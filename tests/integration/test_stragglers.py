@@ -18,7 +18,7 @@ from wandb_files import offline_runs, read_run
 
 from scaletrain.stragglers import BLOCK_S
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # slowdowns are measured: no other test beside them
 
 USERLAND = Path(__file__).parent / "userland"
 SLOW_RANK = ("workload=function", "workload.fn._target_=slow_rank.main", "train.global_batch_size=64")

@@ -13,7 +13,7 @@ from test_config import compose_job
 
 from scaletrain import hardware
 from scaletrain.env import ClusterEnv
-from scaletrain.launchers import rank_spec, slurm
+from scaletrain.launchers import rank_spec, slurm_rank
 from scaletrain.launchers.local import LocalLauncher
 from scaletrain.launchers.ray import RayLauncher
 from scaletrain.launchers.slurm_script import BODY
@@ -106,10 +106,10 @@ def test_ray_rank_spec_holds_only_the_contract_which_the_actor_lays_over_its_nod
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_slurm_rank_spec(strategy):
     environ = {**BASE, "SLURM_RESTART_COUNT": "2", "SCALETRAIN_HANG_RESTARTS": "1", "SLURM_CPUS_PER_TASK": "6"}
-    launcher = slurm.SlurmLauncher(_job("slurm", strategy, "launcher.signal=USR2"), environ={})
-    restarts = slurm.restart_count(environ)
+    job = _job("slurm", strategy, "launcher.signal=USR2")
+    restarts = slurm_rank.restart_count(environ)
     assert restarts == 3  # two requeues, then one restart after a hang
-    spec = launcher.spec(_cluster("slurm"), ARGV, restarts, environ)
+    spec = slurm_rank.spec(job, _cluster("slurm"), ARGV, restarts, environ)
     assert spec.rank == 1 and spec.argv == ARGV and spec.log_path is None  # the job's log is slurm-<id>.out
     assert _decoded(spec.env) == {
         **environ,
@@ -124,12 +124,12 @@ def test_slurm_rank_spec(strategy):
 
 
 def test_slurm_keeps_an_omp_num_threads_of_its_own_and_the_watchdog_off_means_no_beacons():
-    launcher = slurm.SlurmLauncher(_job("slurm", "ddp", "watchdog.enabled=false"), environ={})
+    job = _job("slurm", "ddp", "watchdog.enabled=false")
     environ = {"SLURM_CPUS_PER_TASK": "6", "OMP_NUM_THREADS": "2"}
-    spec = launcher.spec(_cluster("slurm"), ARGV, slurm.restart_count(environ), environ)
+    spec = slurm_rank.spec(job, _cluster("slurm"), ARGV, slurm_rank.restart_count(environ), environ)
     assert spec.env["OMP_NUM_THREADS"] == "2" and spec.env["SCALETRAIN_RESTART_COUNT"] == "0"
     assert "SCALETRAIN_BEACON_DIR" not in spec.env
-    assert "OMP_NUM_THREADS" not in launcher.spec(_cluster("slurm"), ARGV, 0, {}).env
+    assert "OMP_NUM_THREADS" not in slurm_rank.spec(job, _cluster("slurm"), ARGV, 0, {}).env
 
 
 def test_local_threads_split_the_cores_unless_given_and_a_terminal_gets_a_progress_bar(monkeypatch):

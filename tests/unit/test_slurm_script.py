@@ -76,24 +76,66 @@ def _srun_argv(tmp_path: Path) -> list[str]:
     return (tmp_path / "srun_argv").read_bytes().decode().split("\0")[:-1]
 
 
-def test_overrides_reach_srun_verbatim_and_no_shell_runs_them(tmp_path: Path) -> None:
-    done = _run_script(tmp_path, render(_request(NASTY)), SCALETRAIN_PYTHON="/opt/py/bin/python")
+RANK_ENTRY = ["-m", "scaletrain.launchers.slurm_rank"]
+
+
+def test_every_task_runs_the_job_file_and_the_overrides_are_only_a_comment(tmp_path: Path) -> None:
+    text = render(_request(NASTY))
+    done = _run_script(tmp_path, text, SCALETRAIN_PYTHON="/opt/py/bin/python")
     assert done.returncode == 0, done.stderr
-    assert _srun_argv(tmp_path) == [
-        "--kill-on-bad-exit=1",
-        "/opt/py/bin/python",
-        "-m",
-        "scaletrain",
-        *NASTY,
-        "launcher=slurm",
-        "hydra.run.dir=/runs/r",
-    ]
+    assert _srun_argv(tmp_path) == ["--kill-on-bad-exit=1", "/opt/py/bin/python", *RANK_ENTRY, "/runs/r/job.json"]
+    assert not (tmp_path / "python_argv").exists()  # the driver prepared the job: nothing runs in the batch shell
+    (comment,) = [line for line in text.splitlines() if line.startswith("PREPARE=0  #")]
+    assert json.loads(comment.partition("its overrides were ")[2]) == NASTY  # one line, every value as given
     assert not list(tmp_path.glob("pwned*"))
 
 
 def test_python_defaults_to_the_one_on_path(tmp_path: Path) -> None:
     assert _run_script(tmp_path, render(_request())).returncode == 0
-    assert _srun_argv(tmp_path)[1:4] == ["python", "-m", "scaletrain"]
+    assert _srun_argv(tmp_path)[1:4] == ["python", *RANK_ENTRY]
+
+
+def _hand_written(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """slurm/ddp.sbatch under real bash with ``args`` (as sbatch passes them), a recording python and srun."""
+    text = (REPO / "slurm" / "ddp.sbatch").read_text()
+    script = tmp_path / "ddp.sbatch"
+    script.write_text(text)
+    _run_script(tmp_path, "true")  # lays out the recorders in tmp_path/bin
+    python = tmp_path / "bin" / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    environ = {"PATH": str(tmp_path / "bin"), "FAKE_DIR": str(tmp_path), "SLURM_JOB_ID": "123",
+               "SLURM_JOB_NODELIST": "n[1-2]", "SCALETRAIN_RUN_DIR": str(tmp_path / "run"), **env}  # fmt: skip
+    return subprocess.run(["/bin/bash", str(script), *args], cwd=tmp_path, env=environ, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+
+
+FAKE_PYTHON = """#!/bin/bash
+printf '%s\\0' "$@" >> "$FAKE_DIR/python_argv"
+exit "${FAKE_PYTHON_EXIT:-0}"
+"""
+
+
+def test_a_hand_written_script_prepares_its_job_once_in_the_batch_shell(tmp_path: Path) -> None:
+    done = _hand_written(tmp_path, *NASTY)
+    assert done.returncode == 0, done.stderr
+    prepared = (tmp_path / "python_argv").read_bytes().decode().split("\0")[:-1]
+    assert prepared == ["-m", "scaletrain", *NASTY, "launcher=slurm", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert _srun_argv(tmp_path) == ["--kill-on-bad-exit=1", "python", *RANK_ENTRY, f"{tmp_path / 'run'}/job.json"]
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def test_a_requeued_hand_written_job_runs_the_job_its_first_run_prepared(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "job.json").write_text("{}")
+    done = _hand_written(tmp_path, "train.lr=0.1", SLURM_RESTART_COUNT="1")
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "python_argv").exists() and _srun_argv(tmp_path)[-1] == f"{tmp_path / 'run'}/job.json"
+
+
+def test_a_job_that_fails_to_prepare_starts_no_rank(tmp_path: Path) -> None:
+    done = _hand_written(tmp_path, "train.lr=oops", FAKE_PYTHON_EXIT="2")
+    assert done.returncode == 2 and not (tmp_path / "srun_argv").exists(), done.stderr
 
 
 def test_stopped_ranks_make_the_job_requeue_itself(tmp_path: Path) -> None:
@@ -227,19 +269,22 @@ def _captured(name: str) -> dict[str, str]:
 
 
 def test_mode_from_real_environments() -> None:
-    assert slurm.mode(_captured("srun_2x2_task3.json")) == "rank"
-    assert slurm.mode(_captured("batch_2x2.json")) == "batch"
+    assert slurm.mode(_captured("srun_2x2_task3.json")) == "step"
+    assert slurm.mode(_captured("batch_2x2.json")) == "prepare"
     assert slurm.mode({"HOME": "/root"}) == "submit"
 
 
-def test_inside_a_batch_script_without_srun_says_to_use_srun() -> None:
-    with pytest.raises(LaunchError, match="but not under srun; start it as 'srun python -m scaletrain launcher=slurm"):
-        slurm.SlurmLauncher(_job(), environ=_captured("batch_2x1.json"))
+def test_inside_an_srun_task_it_says_what_a_task_runs() -> None:
+    with pytest.raises(LaunchError, match="not in each srun task; the ranks run 'srun python -m scaletrain.launchers"):
+        slurm.SlurmLauncher(_job(), environ=_captured("srun_2x2_task3.json"))
 
 
-def test_rank_mode_takes_its_place_from_slurm() -> None:
-    launcher = slurm.SlurmLauncher(_job(), environ=_captured("srun_2x2_task3.json"))
-    assert (launcher.world_size, launcher.env.rank, launcher.env.node_rank) == (4, 3, 1)
+def test_in_the_batch_shell_it_prepares_for_the_allocation_it_is_in() -> None:
+    launcher = slurm.SlurmLauncher(_job(), environ=_captured("batch_2x2.json"))
+    assert (launcher.world_size, launcher.placement.nodes, launcher.placement.procs_per_node) == (4, 2, 2)
+    environ = _captured("batch_2x2.json")
+    assert launcher.submitted_job_ids() == [environ["SLURM_JOB_ID"]]  # the run directory is handed to this job
+    assert launcher.holds_run_dir and not launcher.trains_here
 
 
 def test_submit_mode_world_size_is_nodes_times_tasks() -> None:
@@ -375,7 +420,7 @@ def test_the_run_dir_is_quoted_for_bash_and_for_sbatch(tmp_path: Path, payload: 
     assert _sbatch_reads(_directive(text, "output")) == [f"--output={output}"]
     assert f"RUN_DIR={shlex.quote(str(run_dir))}" in text.splitlines()
     assert _run_script(tmp_path, text).returncode == 0
-    assert _srun_argv(tmp_path)[-1] == f"hydra.run.dir={run_dir}"
+    assert _srun_argv(tmp_path)[-1] == f"{run_dir}/job.json"
     assert not list(tmp_path.glob("pwned*"))
 
 
@@ -396,10 +441,10 @@ def test_render_refuses_what_validation_did_not_see() -> None:
 def test_multi_line_overrides_stay_inside_their_quotes(tmp_path: Path) -> None:
     nasty = ["+note=a\necho > pwned6\n#SBATCH --wrap=x", "+cr=a\recho > pwned7"]
     text = render(_request(nasty))
-    assert any(line.startswith("#SBATCH --wrap=x") for line in text.split("\n"))  # a line of its own, but
-    assert not any("wrap" in line for line in _sbatch_header(text))  # sbatch stopped reading at RUN_DIR=
+    assert not any("wrap" in line for line in _sbatch_header(text))  # sbatch never sees it
     assert _run_script(tmp_path, text).returncode == 0
-    assert _srun_argv(tmp_path)[4:6] == nasty
+    (comment,) = [line for line in text.split("\n") if line.startswith("PREPARE=0  #")]  # one line holds them all
+    assert json.loads(comment.partition("its overrides were ")[2]) == nasty
     assert not list(tmp_path.glob("pwned*"))
 
 
@@ -427,3 +472,14 @@ def test_sbatch_refusal_shows_sbatchs_own_lines_in_one_sentence(stderr: str, why
     message = sbatch_refusal(Path("/r/submit.sbatch"), stderr, "", 1)
     assert message.startswith(f"sbatch refused /r/submit.sbatch: {why}; fix what it names")
     assert message.endswith("launcher.dry_run=true.") and "\n" not in message and "--help" not in message
+
+
+def test_a_sweep_is_submitted_only_from_outside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep submits one job per size, so it starts where sbatch does, not in a batch shell or a task (where its
+    analysis job re-plans the points: sizing them there is fine)."""
+    from scaletrain.launchers import slurm_sweep
+
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    assert slurm.SlurmLauncher.sweep_point(_job(), 1, 2).nodes == 1
+    with pytest.raises(ConfigError, match="starts from a login node, not inside a SLURM job"):
+        slurm_sweep.submit(_job(), [], [])

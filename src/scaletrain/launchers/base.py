@@ -11,6 +11,8 @@ from scaletrain.config import Job
 from scaletrain.errors import ConfigError
 from scaletrain.strategies.plugin import Placement
 
+JOB_FILE = "job.json"  # in the run directory: the whole job as the driver composed and checked it; all a rank reads
+
 
 class Launcher(ABC):
     """Starts the job's ranks somewhere, supervises them and returns the job's exit code. A launcher module exports
@@ -51,6 +53,11 @@ class Launcher(ABC):
     def holds_run_dir(self) -> bool:
         """Whether this process is the job's driver, which holds the run directory (scaletrain.runlock): not a rank
         that a submitted job's script started, nor a further node of a multi-host job."""
+        return True
+
+    @property
+    def trains_here(self) -> bool:
+        """Whether ``launch`` returns once the job trained (a summary to report on), not once it was handed on."""
         return True
 
     def submitted_job_ids(self) -> list[str]:

@@ -1,15 +1,15 @@
-"""``launcher=slurm``: on a login node, render the sbatch job and submit it; inside ``srun``, be one rank.
+"""``launcher=slurm``: on a login node, render the sbatch job and submit it; in the batch shell, prepare the job.
 
 Where ``python -m scaletrain launcher=slurm ...`` runs decides what it does:
 
-- outside any job: render the request (``slurm_script``), pre-flight it against the cluster, ``sbatch`` it,
-  report the job id, and optionally wait while streaming its log (``launcher.wait``). ``launcher.dry_run``
-  prints the script instead of submitting it.
-- in an srun task (``SLURM_STEP_ID`` set): this task is one rank. Its place comes from SLURM's variables
-  (``ClusterEnv``); the process becomes the worker (exec) with the torchrun variables set, so user scripts and
-  built-in workloads see the same environment as under ``launcher=local``. A requeued run
-  (``SLURM_RESTART_COUNT`` > 0) resumes from the latest checkpoint of the pinned run directory.
-- in a batch script or salloc shell but not under srun: an error that says to start it with srun.
+- outside any job (``submit``): compose and pre-flight the job against the cluster, write ``job.json`` into the run
+  directory, render the batch script (``slurm_script``), ``sbatch`` it, report the job id, and optionally wait while
+  streaming its log (``launcher.wait``). ``launcher.dry_run`` prints the script instead of submitting it.
+- in a batch shell but not a job step (``prepare``: a hand-written ``sbatch slurm/ddp.sbatch ARGS``): the same
+  pre-flight with the allocation's placement, then ``job.json`` is written and the run directory handed to this
+  SLURM job; nothing is started (the script then runs the ranks with srun).
+- in an srun task: refused. Each task is a rank and runs ``python -m scaletrain.launchers.slurm_rank job.json``
+  (``slurm_rank``), which reads the job the driver prepared: no task composes or checks it again.
 """
 
 from __future__ import annotations
@@ -18,21 +18,17 @@ import dataclasses
 import logging
 import os
 import re
-import signal
-import socket
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaletrain import beacon, hardware, stopping, strategies
+from scaletrain import stopping, strategies
 from scaletrain.config import Job
-from scaletrain.env import ClusterEnv, detect
+from scaletrain.env import ClusterEnv, slurm_allocation
 from scaletrain.errors import ConfigError, LaunchError
-from scaletrain.launchers import rank_agent, rank_spec, slurm_cluster
-from scaletrain.launchers.base import Launcher, worker_argv
-from scaletrain.launchers.rank_spec import HANG_RESTARTS, RankSpec
+from scaletrain.launchers import slurm_cluster
+from scaletrain.launchers.base import JOB_FILE, Launcher
 from scaletrain.launchers.slurm_script import BatchRequest, render, sbatch_options, value_problem
 from scaletrain.strategies.plugin import Placement
 
@@ -114,10 +110,10 @@ class Config:
 
 
 def mode(environ: Mapping[str, str]) -> str:
-    """'rank' inside an srun task, 'batch' inside an allocation but not a step, 'submit' anywhere else."""
+    """'step' inside an srun task, 'prepare' inside an allocation but not a step, 'submit' anywhere else."""
     if "SLURM_STEP_ID" in environ and "SLURM_PROCID" in environ:
-        return "rank"
-    return "batch" if "SLURM_JOB_ID" in environ else "submit"
+        return "step"
+    return "prepare" if "SLURM_JOB_ID" in environ else "submit"
 
 
 def tasks_per_node(job: Job, check: bool = True) -> int:
@@ -173,15 +169,15 @@ class SlurmLauncher(Launcher):
     def __init__(self, job: Job, environ: Mapping[str, str] = os.environ) -> None:
         super().__init__(job)
         self.mode = mode(environ)
-        if self.mode == "batch":
+        if self.mode == "step":
             raise LaunchError(
-                f"launcher=slurm runs inside SLURM job {environ['SLURM_JOB_ID']} but not under srun; start it as "
-                "'srun python -m scaletrain launcher=slurm ...' (as slurm/ddp.sbatch does) so each task is one rank."
+                "'python -m scaletrain launcher=slurm' prepares a job once, in the batch shell or on a login node, "
+                "not in each srun task; the ranks run 'srun python -m scaletrain.launchers.slurm_rank RUN_DIR/job.json'"
+                " after it (as slurm/ddp.sbatch does)."
             )
-        self.env: ClusterEnv | None = detect(environ) if self.mode == "rank" else None
-        self._submitted: list[str] = []
-        if self.env is not None and self.env.rank != 0:
-            log.setLevel(logging.WARNING)  # one rank reports; the others speak up only when something is wrong
+        # In the batch shell: the allocation's own placement (SLURM_NTASKS, SLURM_TASKS_PER_NODE, ...).
+        self.env: ClusterEnv | None = slurm_allocation(environ) if self.mode == "prepare" else None
+        self._submitted: list[str] = [self.env.job_id] if self.env is not None and self.env.job_id else []
 
     @property
     def world_size(self) -> int:
@@ -195,6 +191,10 @@ class SlurmLauncher(Launcher):
             return Placement(self.env.num_nodes, self.env.local_world_size, nodes_from="SLURM_NNODES")
         cfg = self.job.launcher
         return Placement(cfg.nodes, tasks_per_node(self.job, check=False), nodes_from="launcher.nodes")
+
+    @property
+    def trains_here(self) -> bool:
+        return False  # the submitted job (or the batch script, after this prepared it) trains
 
     def describe(self) -> str:
         if self.env is not None:
@@ -218,11 +218,11 @@ class SlurmLauncher(Launcher):
             slurm_cluster.check_partition(self.job.launcher.partition, self.job.launcher.nodes)
 
     def launch(self, job_file: Path) -> int:
-        return self._become_rank(job_file) if self.env is not None else self._submit()
-
-    @property
-    def holds_run_dir(self) -> bool:
-        return self.env is None  # the submitting driver holds it, then hands it to the job; its ranks never take it
+        if self.env is None:
+            return self._submit()
+        log.info("prepared %s for the %d rank(s) of SLURM job %s; each runs it as 'srun python -m %s %s'",
+                 job_file, self.world_size, self.env.job_id, "scaletrain.launchers.slurm_rank", job_file)  # fmt: skip
+        return 0
 
     def submitted_job_ids(self) -> list[str]:
         return list(self._submitted)
@@ -256,6 +256,7 @@ class SlurmLauncher(Launcher):
         """Write the run directory's submit.sbatch and sbatch it; its job id (None in a dry run, which prints it)."""
         run_dir = Path(self.job.output_dir).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
+        self.job.save_json(run_dir / JOB_FILE)  # what every rank runs (slurm_rank): a sweep point's own job
         script = run_dir / "submit.sbatch"
         script.write_text(render(self.request(run_dir, args, after)))
         job_id = slurm_cluster.submit_or_print(script, self.job.launcher.dry_run)
@@ -271,62 +272,6 @@ class SlurmLauncher(Launcher):
         if job_id is None or not self.job.launcher.wait:
             return 0
         return slurm_cluster.wait(job_id, Path(self.job.output_dir).resolve() / f"slurm-{job_id}.out")
-
-    def _become_rank(self, job_file: Path) -> int:
-        env, job = self.env, self.job
-        restarts = restart_count(os.environ)
-        argv = worker_argv(job, job_file)
-        spec = self.spec(env, argv, restarts)
-        print(
-            f"scaletrain: rank {env.rank} of {env.world_size} on {socket.gethostname()} (SLURM_NODEID "
-            f"{env.node_rank}, SLURM_LOCALID {env.local_rank}), job {env.job_id}, restart {restarts}",
-            file=sys.stderr,
-            flush=True,
-        )
-        self._warn_idle_gpus()
-        sys.stdout.flush()
-        if job.watchdog.enabled:  # this task stays the worker's agent, for the watchdog
-            forward = (stopping.signal_number(job.launcher.signal), signal.SIGTERM)
-            return rank_agent.run(spec.argv, spec.env, self._beacon_dir(env, restarts), env.rank, env.world_size,
-                                  job.watchdog.hang_timeout_s, forward, Path(job.output_dir))  # fmt: skip
-        os.execve(spec.argv[0], spec.argv, spec.env)  # does not return: this task is now the rank's worker
-        return 0  # pragma: no cover
-
-    def spec(
-        self, env: ClusterEnv, argv: list[str], restarts: int, environ: Mapping[str, str] = os.environ
-    ) -> RankSpec:
-        """What this task's rank is started with: the task's environment and the rank contract on top; the stop
-        signal is launcher.signal; OMP_NUM_THREADS is SLURM_CPUS_PER_TASK unless set; with the watchdog on, the
-        beacon directory of this attempt (the rank agent's)."""
-        facts = rank_spec.Facts(
-            base=environ,
-            beacon_dir=self._beacon_dir(env, restarts) if self.job.watchdog.enabled else None,
-            stop_signal=self.job.launcher.signal,
-            default_threads=environ.get("SLURM_CPUS_PER_TASK") or None,
-        )
-        return rank_spec.build(self.job, env, argv, restarts, facts)
-
-    def _beacon_dir(self, env: ClusterEnv, restarts: int) -> Path:
-        """Keyed by the SLURM job id, which a requeue keeps and a later job in the same run directory does not."""
-        return beacon.attempt_dir(self.job.output_dir, f"job_{env.job_id}", restarts)
-
-    def _warn_idle_gpus(self) -> None:
-        gpus = hardware.gpu_count()
-        one_per_gpu = strategies.of(self.job).procs_per_node is None
-        if one_per_gpu and self.env.local_rank == 0 and gpus > self.env.local_world_size:
-            log.warning(
-                "%d GPUs are visible on this node but it runs %d task(s): %d GPU(s) stay idle; submit with "
-                "--ntasks-per-node=%d (one task per GPU)",
-                gpus,
-                self.env.local_world_size,
-                gpus - self.env.local_world_size,
-                gpus,
-            )
-
-
-def restart_count(environ: Mapping[str, str]) -> int:
-    """Requeues of the job, plus restarts of its ranks within this allocation after a hang (the batch script's)."""
-    return int(environ.get("SLURM_RESTART_COUNT", "0")) + int(environ.get(HANG_RESTARTS, "0"))
 
 
 PLUGIN = SlurmLauncher

@@ -4,8 +4,10 @@
 logic after the ``#SBATCH`` header (``BODY``) is the same text as in the hand-written ``slurm/*.sbatch``; only a
 few assignments in front of it differ. ``tests/unit/test_slurm_script.py`` keeps the two in sync.
 
-Overrides reach scaletrain verbatim: each is ``shlex.quote``-d into ``set -- ...``, expanded only as ``"$@"``,
-and srun executes python directly, so no shell ever interprets them. Nothing from the environment (secrets
+Overrides never pass through a shell: a submitted job's ranks run the ``job.json`` its driver wrote (srun executes
+python directly, on the file's path), and the rendered script carries the overrides only as a comment, JSON-escaped
+so that no value can end the comment line. A hand-written script passes its own arguments as ``"$@"`` to one
+``python -m scaletrain`` in the batch shell, which prepares that job.json. Nothing from the environment (secrets
 such as WANDB_API_KEY) is written: the job inherits the submitter's environment through sbatch's default
 ``--export=ALL``.
 
@@ -17,6 +19,7 @@ quoting can carry it (a line break, a backslash, ...). ``Config.validate`` refus
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -43,11 +46,18 @@ on_stop_signal() {
 }
 trap on_stop_signal "$STOP_SIGNAL"
 echo "scaletrain: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $SLURM_JOB_NODELIST; outputs in $RUN_DIR" >&2
+JOB_FILE=$RUN_DIR/job.json
+# A hand-written script (PREPARE=1) has scaletrain compose and check the job once, here in the batch shell, and
+# write job.json (python starts without a shell between: the overrides arrive verbatim); a requeued job runs the
+# job.json its first run prepared. A submitted job's driver wrote job.json already (PREPARE=0).
+if [ "$PREPARE" = 1 ] && { [ "${SLURM_RESTART_COUNT:-0}" = 0 ] || [ ! -f "$JOB_FILE" ]; }; then
+  "$PYTHON" -m scaletrain "$@" launcher=slurm "hydra.run.dir=$RUN_DIR" || exit $?
+fi
 hang_restarts=0
 while :; do
-  # One srun task per rank; srun starts python itself (no shell), so the overrides arrive verbatim.
-  SCALETRAIN_HANG_RESTARTS=$hang_restarts srun --kill-on-bad-exit=1 "$PYTHON" -m scaletrain "$@" launcher=slurm \\
-    "hydra.run.dir=$RUN_DIR" &
+  # One srun task per rank, each running the prepared job (no task composes or checks it again).
+  SCALETRAIN_HANG_RESTARTS=$hang_restarts srun --kill-on-bad-exit=1 "$PYTHON" -m scaletrain.launchers.slurm_rank \\
+    "$JOB_FILE" &
   srun_pid=$!
   # A signal that arrived between starting srun and learning its pid found no pid to forward to: forward it now.
   if [ "$stop_requested" = 1 ]; then kill -s "$STOP_SIGNAL" "$srun_pid" 2>/dev/null; fi
@@ -102,7 +112,7 @@ class BatchRequest:
     """One sbatch submission as data: its options in order, then what the script runs."""
 
     options: tuple[tuple[str, str | None], ...]  # ("nodes", "2") -> #SBATCH --nodes=2; ("requeue", None) -> --requeue
-    args: tuple[str, ...]  # scaletrain's overrides, passed as `python -m scaletrain ARGS... launcher=slurm`
+    args: tuple[str, ...]  # scaletrain's overrides: what the driver composed job.json from, shown in a comment
     run_dir: str  # hydra.run.dir of every task and every requeued run: where the checkpoints stay
     signal: str  # the warning signal (USR1): SLURM sends it to the batch shell before the time limit
     max_requeues: int
@@ -185,10 +195,16 @@ def render(request: BatchRequest) -> str:
         f"STOP_SIGNAL={shlex.quote(request.signal)}  # the signal of --signal=B:...",
         f"MAX_REQUEUES={int(request.max_requeues)}",
         f"MAX_RESTARTS={int(request.max_restarts)}",
-        "set -- " + " ".join(shlex.quote(arg) for arg in request.args) if request.args else "set --",
+        "PREPARE=0  # the driver wrote $RUN_DIR/job.json: " + overrides_comment(request.args),
         "",
     ]
     return "\n".join(lines) + "\n" + BODY
+
+
+def overrides_comment(args: tuple[str, ...]) -> str:
+    """The overrides on one comment line, for a reader: as a JSON list, whose escapes keep a line break in a value
+    from ending the comment (the job runs job.json, never these)."""
+    return "its overrides were " + json.dumps(list(args))
 
 
 def render_command(options: tuple[tuple[str, str | None], ...], module: str, args: tuple[str, ...]) -> str:

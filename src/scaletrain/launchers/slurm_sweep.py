@@ -17,12 +17,14 @@ of follow-up job: ``python -m scaletrain.compare SWEEP_DIR`` once every run's jo
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaletrain.config import Job
+from scaletrain.errors import ConfigError
 from scaletrain.launchers import slurm, slurm_cluster
 from scaletrain.launchers.slurm_script import render_command
 
@@ -37,6 +39,11 @@ _NOT_OVERRIDES = {"output_dir", "strategy_was_picked"}  # the run dir travels as
 def submit(job: Job, points: Sequence[Point], launchers: Sequence[slurm.SlurmLauncher]) -> int:
     """Submit the points (each with its pre-flighted launcher) one after another and the analysis job after them;
     with launcher.wait, follow them all."""
+    if slurm.mode(os.environ) != "submit":
+        raise ConfigError(
+            "a scaling sweep under launcher=slurm submits one job per world size, so it starts from a login node, "
+            "not inside a SLURM job; run 'python -m scaletrain launcher=slurm scaling.world_sizes=[...]' there."
+        )
     sweep_dir = Path(job.output_dir).resolve()
     user = slurm.task_overrides()
     ids: list[str] = []
