@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.slow]
 
 USERLAND = Path(__file__).parent / "userland"
 LINEAR = ("workload=linear", "seed=4")
-# Long enough that a stop request sent after the first log line lands well before the end on any machine.
-STOPPABLE = (*LINEAR, "train.epochs=400", "train.log_every_n_steps=10", "checkpoint.every_n_steps=0")
+# Stop checks every 10 steps; the row's stop_epochs make a run long enough (a second or more after the first log line,
+# at its own step time) that a stop request sent then lands well before the end.
+STOPPABLE = (*LINEAR, "train.log_every_n_steps=10", "checkpoint.every_n_steps=0")
 # Every framework logs these each window; the communication split only where it is measured (README "Metrics").
 CORE_METRICS = {"epoch", "loss", "samples_per_s", "samples_per_s_per_device", "step_time_s", "data_time_s",
                 "compute_time_s"}  # fmt: skip
@@ -46,6 +47,10 @@ class Row:
     # Whether its resumes come after a pause past a short hang timeout: one ddp and one mirrored row, the cheapest
     # that proves it for each framework's watchdog path on each launcher.
     resumed_later: bool = False
+    stop_epochs: int = 400  # of 3 steps: the stop-request test's run (TensorFlow's slower steps need fewer)
+
+    def stoppable(self) -> tuple[str, ...]:
+        return (*STOPPABLE, f"train.epochs={self.stop_epochs}")
 
     def pause_before_resume(self) -> tuple[str, ...]:
         """The overrides of the runs before and at a resume (a short hang timeout), when the row is resumed later."""
@@ -69,6 +74,7 @@ ROWS = {
         1,
         (pytest.mark.tf,),
         resumed_later=True,
+        stop_epochs=200,
     ),
     "mirrored-2-processes": Row(
         ("+strategy=mirrored",),
@@ -77,6 +83,7 @@ ROWS = {
         ("launcher.nodes=2",),
         2,
         (pytest.mark.tf,),
+        stop_epochs=150,
     ),
     "xla-2-cpu-devices": Row(
         ("+strategy=xla", "strategy.device=CPU", "strategy.num_devices=2"),
@@ -174,7 +181,7 @@ def test_stop_request_checkpoints_at_one_agreed_step_and_resumes(row: Row, tmp_p
     """SIGUSR1 to the last rank only (as SLURM's warning would reach one of them first): every rank stops at the
     same step, exit 75, and a resume ends with the uninterrupted result."""
     run_dir = tmp_path / "run"
-    argv = scaletrain_argv(run_dir, *_local(row, *STOPPABLE))
+    argv = scaletrain_argv(run_dir, *_local(row, *row.stoppable()))
     launcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
                                 env=child_env())  # fmt: skip
     try:
@@ -189,11 +196,11 @@ def test_stop_request_checkpoints_at_one_agreed_step_and_resumes(row: Row, tmp_p
     stopped = [line for line in output.splitlines() if "stop requested: checkpoint of step" in line]
     assert len(stopped) == 1, output  # rank 0 reports the step every rank agreed on
     step = int(stopped[0].split("checkpoint of step ")[1].split()[0])
-    assert 0 < step < 1200 and step % 10 == 0
+    assert 0 < step < 3 * row.stop_epochs and step % 10 == 0
     assert (run_dir / "checkpoints" / f"step_{step:09d}.ckpt").is_file()
-    resumed = _run(run_dir, *_local(row, *STOPPABLE, "resume=true"), cwd=tmp_path)
+    resumed = _run(run_dir, *_local(row, *row.stoppable(), "resume=true"), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    whole = _run(tmp_path / "whole", *_local(row, *STOPPABLE), cwd=tmp_path)
+    whole = _run(tmp_path / "whole", *_local(row, *row.stoppable()), cwd=tmp_path)
     assert whole.returncode == 0, whole.stdout + whole.stderr
     _assert_same_result(_summary(run_dir), _summary(tmp_path / "whole"))
 

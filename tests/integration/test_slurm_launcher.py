@@ -205,12 +205,13 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(tmp_p
 
 
 # The other strategies' rows of the parity matrix: mirrored over the 2 nodes (MultiWorkerMirrored, one process
-# each), xla on one node (XLA's CPU device serves one process). y = 2x + 1 for 3,000 steps, stop checks every 10.
-STOP_ANY = ("workload=linear", "seed=4", "train.epochs=1000", "train.log_every_n_steps=10")
+# each), xla on one node (XLA's CPU device serves one process). y = 2x + 1, stop checks every 10 steps; each run long
+# enough (seconds after step 20, at its own step time) for SLURM's signal to land well before the end.
+STOP_ANY = ("workload=linear", "seed=4", "train.log_every_n_steps=10")
 STOP_ANY += ("checkpoint.every_n_steps=0",)  # a resume can only start from the checkpoint of the stop request
-OTHER_STRATEGIES = {
-    "mirrored": (("+strategy=mirrored",), ("launcher.nproc_per_node=2",), ("launcher.nodes=2",)),
-    "xla": (("+strategy=xla", "strategy.device=CPU", "strategy.num_devices=2"), (), ("launcher.nodes=1",)),
+OTHER_STRATEGIES = {  # (strategy, local, slurm, epochs of 3 steps)
+    "mirrored": (("+strategy=mirrored",), ("launcher.nproc_per_node=2",), ("launcher.nodes=2",), 300),
+    "xla": (("+strategy=xla", "strategy.device=CPU", "strategy.num_devices=2"), (), ("launcher.nodes=1",), 1000),
 }
 
 
@@ -218,7 +219,8 @@ OTHER_STRATEGIES = {
     "name", [pytest.param("mirrored", marks=pytest.mark.tf), pytest.param("xla", marks=pytest.mark.xla)]
 )
 def test_usr1_stops_requeues_and_resumes_tensorflow_and_xla_jobs(tmp_path: Path, name: str) -> None:
-    strategy, local, slurm = OTHER_STRATEGIES[name]
+    strategy, local, slurm, epochs = OTHER_STRATEGIES[name]
+    strategy = (*strategy, f"train.epochs={epochs}")
     done = _cli(tmp_path / "reference", *strategy, *local, *STOP_ANY, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     reference = json.loads((tmp_path / "reference" / "summary.json").read_text())
