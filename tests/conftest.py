@@ -148,14 +148,6 @@ def scaletrain(tmp_path: Path):
     return run
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def local_ray_cluster():
     """A two-node Ray cluster on this machine (one CPU each; the head also serves ray:// clients), started once and
@@ -164,7 +156,9 @@ def local_ray_cluster():
     (launcher=ray with no address) test that path."""
     from ray.cluster_utils import Cluster
 
-    head = {"num_cpus": 1, "ray_client_server_port": _free_port()}
+    from scaletrain.launchers.local import free_port
+
+    head = {"num_cpus": 1, "ray_client_server_port": free_port("127.0.0.1")}
     two_nodes = Cluster(initialize_head=True, connect=False, head_node_args=head)
     two_nodes.client_port = head["ray_client_server_port"]
     two_nodes.add_node(num_cpus=1)

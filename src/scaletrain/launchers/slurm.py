@@ -28,7 +28,7 @@ from scaletrain.config import Job
 from scaletrain.env import ClusterEnv, slurm_allocation
 from scaletrain.errors import ConfigError, LaunchError
 from scaletrain.launchers import slurm_cluster
-from scaletrain.launchers.base import JOB_FILE, Launcher
+from scaletrain.launchers.base import Launcher
 from scaletrain.launchers.slurm_script import BatchRequest, render, sbatch_options, value_problem
 from scaletrain.strategies.plugin import Placement
 
@@ -220,8 +220,9 @@ class SlurmLauncher(Launcher):
     def launch(self, job_file: Path) -> int:
         if self.env is None:
             return self._submit()
-        log.info("prepared %s for the %d rank(s) of SLURM job %s; each runs it as 'srun python -m %s %s'",
-                 job_file, self.world_size, self.env.job_id, "scaletrain.launchers.slurm_rank", job_file)  # fmt: skip
+        log.info("prepared %s for the %d rank(s) of SLURM job %s; each runs it as "
+                 "'srun python -m scaletrain.launchers.slurm_rank %s'",
+                 job_file, self.world_size, self.env.job_id, job_file)  # fmt: skip
         return 0
 
     def submitted_job_ids(self) -> list[str]:
@@ -253,10 +254,11 @@ class SlurmLauncher(Launcher):
         )
 
     def submit(self, args: list[str] | None = None, after: tuple[str, ...] = ()) -> str | None:
-        """Write the run directory's submit.sbatch and sbatch it; its job id (None in a dry run, which prints it)."""
+        """Write the run directory's submit.sbatch and sbatch it; its job id (None in a dry run, which prints it).
+        The run directory's job.json, which every task runs, is written before (run._launch; slurm_sweep.submit for
+        a sweep's points)."""
         run_dir = Path(self.job.output_dir).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.job.save_json(run_dir / JOB_FILE)  # what every rank runs (slurm_rank): a sweep point's own job
         script = run_dir / "submit.sbatch"
         script.write_text(render(self.request(run_dir, args, after)))
         job_id = slurm_cluster.submit_or_print(script, self.job.launcher.dry_run)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from scaletrain.config import Job
 from scaletrain.errors import ConfigError
 from scaletrain.launchers import slurm, slurm_cluster
+from scaletrain.launchers.base import JOB_FILE
 from scaletrain.launchers.slurm_script import render_command
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def submit(job: Job, points: Sequence[Point], launchers: Sequence[slurm.SlurmLau
     user = slurm.task_overrides()
     ids: list[str] = []
     for point, launcher in zip(points, launchers, strict=True):
+        point_dir = Path(point.job.output_dir).resolve()
+        point_dir.mkdir(parents=True, exist_ok=True)
+        point.job.save_json(point_dir / JOB_FILE)  # the point's own job, which each of its tasks runs
         job_id = launcher.submit(point_args(job, point.job, user), after=tuple(ids[-1:]))
         ids.append(job_id or f"<job id of {Path(point.job.output_dir).name}>")
     cfg = job.launcher
