@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,39 @@ def beacon_path(run_dir: Path, rank: int, attempt: int = 0) -> Path:
     found = [p for p in (run_dir / "beacons").glob(f"*/attempt_{attempt}") if p.is_dir()]
     newest = max(found, key=lambda p: p.stat().st_mtime) if found else run_dir / "beacons" / "-" / f"attempt_{attempt}"
     return newest / f"rank_{rank}.json"
+
+
+def ranks_catching(run_dir: Path, count: int, signum: int, alive=lambda: True, timeout_s: float = 120) -> list[int]:
+    """The pids of the ``count`` rank processes running ``run_dir``'s job.json on this machine (any launcher whose
+    nodes are this machine), in start order, once each has installed its handler for ``signum`` (its SigCgt mask in
+    /proc): a signal sent then is caught, whatever the machine's speed. ``alive()`` false ends the wait."""
+    job_file = f"{run_dir}/job.json".encode()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert alive(), f"the job of {run_dir} ended before {count} ranks caught signal {signum}"
+        assert time.monotonic() < deadline, f"no {count} ranks of {run_dir} caught signal {signum} in {timeout_s} s"
+        ranks = [pid for pid, argv in _processes() if b"scaletrain.worker" in argv and job_file in argv]
+        if len(ranks) == count and all(_catches(pid, signum) for pid in ranks):
+            return sorted(ranks)
+        time.sleep(0.05)
+
+
+def _processes() -> Iterator[tuple[int, list[bytes]]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:  # ended meanwhile
+                continue
+
+
+def _catches(pid: int, signum: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) >> (signum - 1) & 1)
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -124,7 +125,10 @@ def test_killed_and_restarted_mid_epoch_gives_the_uninterrupted_result(
     finally:
         proc.kill()
     assert proc.returncode == 0, output
-    assert "restarting all ranks from the last checkpoint" in output
+    assert "rank 1 was killed by signal SIGKILL" in output
+    assert "restarting all ranks from the last checkpoint (restart 1 of 1)" in output
+    resumed = re.search(r"resumed from .*step_(\d+)\.ckpt", output)
+    assert resumed and int(resumed[1]) > 0 and int(resumed[1]) % 12 == 0, output  # a checkpoint of this run, mid-run
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["attempt"] == 1 and summary["steps"] == reference.summary["steps"]
     assert summary["final_loss"] == pytest.approx(reference.summary["final_loss"], rel=1e-5, abs=1e-6)

@@ -281,18 +281,6 @@ def test_scaling_sweep_under_ray_runs_each_world_size_on_the_cluster(scaletrain,
 
 @pytest.mark.tf
 @pytest.mark.slow
-def test_multi_worker_mirrored_trains_linear_under_ray(scaletrain, cluster, ray_state):
-    run = scaletrain(*on_cluster(cluster, "+strategy=mirrored", "workload=linear", "launcher.nproc=2"), timeout=300)
-    assert run.returncode == 0, run.output
-    s = run.summary
-    assert s["world_size"] == 2
-    assert s["weight"] == pytest.approx(2.0, abs=0.05) and s["bias"] == pytest.approx(1.0, abs=0.1)
-    assert s["prediction_x6"] == pytest.approx(13.0, abs=0.2)
-    assert leftovers(ray_state) == []
-
-
-@pytest.mark.tf
-@pytest.mark.slow
 def test_unmodified_tf_config_script_gets_every_worker_under_ray(scaletrain, cluster, tmp_path):
     script = USERLAND / "tf_config_script.py"
     out = tmp_path / "script_out"
