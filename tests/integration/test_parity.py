@@ -145,7 +145,10 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, wh
     assert isinstance(summary.get("stragglers"), list) if row.processes > 1 else summary.get("stragglers") is None
     assert wb.summary["final_loss"] == pytest.approx(summary["final_loss"])
     assert len(summary["peak_rss_mib"]) == row.processes and min(summary["peak_rss_mib"]) > 100  # each process's
+    assert summary["strategy"] == row.strategy[0].removeprefix("+strategy=")
     assert summary["world_size"] == row.processes and len(set(summary["replica_fingerprints"])) == 1
+    assert summary["samples_per_s_per_device"] == pytest.approx(summary["samples_per_s"] / 2)  # 2 devices in each row
+    assert sorted(p.name for p in (whole / "logs").iterdir()) == [f"rank_{r}.log" for r in range(row.processes)]
     assert row.says in (whole / "logs" / "rank_0.log").read_text()
     logged = [m for m in read_metrics(whole) if "loss" in m]
     assert logged[-1]["loss"] < 1e-3 < logged[0]["loss"]
