@@ -103,7 +103,7 @@ class CheckpointConfig:
 
 @dataclass
 class WatchdogConfig:
-    """The hang watchdog (launchers/watchdog.py) and the straggler detector (stragglers.py): README "Hangs"."""
+    """The hang watchdog (launchers/watchdog.py) and the straggler detector (stragglers.py): docs/operations.md."""
 
     enabled: bool = True
     hang_timeout_s: float | None = None  # null: max(120 s, 20 × the slowest step seen); no rank advancing that long
@@ -127,7 +127,7 @@ class WatchdogConfig:
 
 @dataclass
 class PreflightConfig:
-    """Checks run before the job starts (README "Network check"): ``network`` times the links between a Ray
+    """Checks run before the job starts (docs/operations.md "Networks"): ``network`` times the links between a Ray
     cluster's nodes (scaletrain.netcheck) and writes netcheck.json into the run directory."""
 
     network: bool = False  # launcher=ray: time every pair of the cluster's nodes and an all-reduce first

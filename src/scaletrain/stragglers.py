@@ -6,7 +6,7 @@ gradient all-reduce. So a rank's *own* time is its step minus the time it waited
 - where the framework times the wait (DDP's communication hook: the exposed all-reduce time), own = step - wait;
 - where it cannot (a compiled TensorFlow or XLA step holds the all-reduce inside), the compute is taken as equal
   on every rank (the least any rank spent in the step), so own = data + that least compute: a rank slow to get
-  its data is found, a rank slow to compute is not (README "Stragglers" says so).
+  its data is found, a rank slow to compute is not (docs/operations.md "Stragglers" says so).
 
 A rank is named once its own time per step, over the last ``windows`` blocks of log windows (their median; a
 block is at least ``BLOCK_S`` of training), exceeds the median of the other ranks' by more than ``slowdown``× and

@@ -25,7 +25,7 @@ USERLAND = Path(__file__).parent / "userland"
 LINEAR = ("workload=linear", "seed=4")
 # Stop votes every 10 steps, and a resume can only start from the stop request's checkpoint.
 STOPPABLE = (*LINEAR, "train.log_every_n_steps=10", "checkpoint.every_n_steps=0")
-# Every framework logs these each window; the communication split only where it is measured (README "Metrics").
+# Every framework logs these each window; the communication split only where it is measured (docs/operations.md).
 CORE_METRICS = {"epoch", "loss", "samples_per_s", "samples_per_s_per_device", "step_time_s", "data_time_s",
                 "compute_time_s"}  # fmt: skip
 MEASURED_ONLY = {"comm_time_s", "exposed_comm_s", "comm_fraction", "compiles", "compile_time_s"}

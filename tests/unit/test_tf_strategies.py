@@ -28,8 +28,10 @@ def test_auto_means_one_process_per_host_for_tensorflow_and_unchanged_for_ddp():
 
 
 def test_local_launcher_gives_every_rank_its_own_free_port_for_tf_config():
-    launcher = launchers.create(compose_job("+strategy=mirrored", "launcher.nproc_per_node=3"))
-    addresses = launcher.worker_addresses(avoid=29500)
+    launcher = launchers.create(compose_job("+strategy=mirrored", "launcher.nproc_per_node=3",
+                                            "launcher.master_port=29500"))  # fmt: skip
+    with launcher.ports() as (port, addresses):
+        assert port == 29500
     assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
     assert "127.0.0.1:29500" not in addresses
     env = launcher.rank_env(2, 29500, addresses)
@@ -41,7 +43,8 @@ def test_one_process_gets_no_tf_config_and_ddp_never_does():
     job = compose_job("+strategy=mirrored")
     assert mirrored.PLUGIN.worker_env(job, detect({})) == {}
     launcher = launchers.create(compose_job("+strategy=ddp", "launcher.nproc_per_node=2"))
-    env = launcher.rank_env(0, 29500, launcher.worker_addresses(avoid=29500))
+    with launcher.ports() as (port, addresses):
+        env = launcher.rank_env(0, port, addresses)
     assert strategies.of(launcher.job).worker_env(launcher.job, env) == {}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,14 +72,45 @@ def free_port(addr: str) -> int:
 
 def free_ports(addr: str, count: int) -> list[int]:
     """``count`` distinct ports free on ``addr`` now (all held open together, so none is handed out twice)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((addr, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
+    with PortReservation(addr, count) as reserved:
+        return reserved.ports
+
+
+class PortReservation:
+    """``count`` free ports on ``addr``, held bound until ``release()`` so that nothing else on the host takes one
+    between the moment the launcher picks it and the moment a rank listens on it (seconds later, after its framework's
+    import): no other process's bind, and no outgoing connection's local port. The sockets never listen, and carry
+    SO_REUSEADDR and SO_REUSEPORT, so the rank the port is meant for still binds it (TensorFlow's gRPC server sets
+    both, torch's TCPStore SO_REUSEADDR)."""
+
+    def __init__(self, addr: str, count: int, avoid: tuple[int, ...] = ()) -> None:
+        self.sockets: list[socket.socket] = []
+        try:
+            while len(self.sockets) < count:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if hasattr(socket, "SO_REUSEPORT"):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                s.bind((addr, 0))
+                if s.getsockname()[1] in avoid:
+                    s.close()
+                    continue
+                self.sockets.append(s)
+        except BaseException:
+            self.release()
+            raise
+        self.ports = [s.getsockname()[1] for s in self.sockets]
+
+    def release(self) -> None:
+        for s in self.sockets:
             s.close()
+        self.sockets = []
+
+    def __enter__(self) -> PortReservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def check_master_addr(cfg: Config) -> None:
@@ -163,9 +195,28 @@ class LocalLauncher(Launcher):
         )
 
     def _run_attempt(self, job_file: Path, attempt: int) -> Outcome:
+        with self.ports() as (port, addresses):
+            return self._start_and_wait(job_file, attempt, port, addresses)
+
+    @contextlib.contextmanager
+    def ports(self) -> Iterator[tuple[int, tuple[str, ...]]]:
+        """This attempt's master port (launcher.master_port, else a free one) and every rank's "address:port" for a
+        strategy whose ranks name each other up front (TF_CONFIG). On one host they are held (PortReservation) until
+        the attempt ends, so that nothing else on the host takes one while the ranks start; across several hosts the
+        master port is node 0's and the workers' ports are exchanged with the other nodes' launchers (rendezvous)."""
         cfg = self.job.launcher
-        port = cfg.master_port or free_port(cfg.master_addr)
-        addresses = self.worker_addresses(avoid=port)
+        if cfg.nnodes > 1:
+            port = cfg.master_port or free_port(cfg.master_addr)
+            yield port, self._exchange_worker_addresses()
+            return
+        workers = self.nproc if self.nproc > 1 else 0
+        avoid = (cfg.master_port,) if cfg.master_port else ()
+        with PortReservation(cfg.master_addr, workers + (0 if cfg.master_port else 1), avoid) as reserved:
+            port = cfg.master_port or reserved.ports[-1]
+            yield port, tuple(f"{cfg.master_addr}:{p}" for p in reserved.ports[:workers])
+
+    def _start_and_wait(self, job_file: Path, attempt: int, port: int, addresses: tuple[str, ...]) -> Outcome:
+        cfg = self.job.launcher
         supervisor = Supervisor(cfg.stop_grace_s, log_dir=Path(self.job.output_dir) / "logs")
         argv = worker_argv(self.job, job_file)
         beacons = self._beacon_dir(attempt)
@@ -192,15 +243,9 @@ class LocalLauncher(Launcher):
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 
-    def worker_addresses(self, avoid: int) -> tuple[str, ...]:
-        """Every rank's "address:port" for a strategy whose ranks name each other up front (TF_CONFIG): a free port
-        per rank on this host; across several hosts, exchanged with the other nodes' launchers (rendezvous)."""
+    def _exchange_worker_addresses(self) -> tuple[str, ...]:
+        """Across several hosts: a free port per rank of this host, exchanged with the other nodes' launchers."""
         cfg = self.job.launcher
-        if cfg.nnodes == 1:
-            if self.nproc == 1:
-                return ()
-            ports = [p for p in free_ports(cfg.master_addr, self.nproc + 1) if p != avoid][: self.nproc]
-            return tuple(f"{cfg.master_addr}:{port}" for port in ports)
         if not strategies.of(self.job).worker_addresses:
             return ()  # torch's ranks meet at the master; a TF_CONFIG of your own names the workers itself
         ports = [p for p in free_ports("", self.nproc + 1) if p != cfg.master_port][: self.nproc]

@@ -20,7 +20,7 @@ from typing import Protocol
 from scaletrain import failure, jsonfile
 from scaletrain.beacon import PUBLISH_EVERY_S, Position, read_all
 
-HANG_EXIT_CODE = 3  # the job ended because it hung (README "Hangs"); 1 is an ordinary failure, 2 bad input
+HANG_EXIT_CODE = 3  # the job ended because it hung (docs/operations.md "Hangs"); 1 is an ordinary failure, 2 bad input
 AUTO_FLOOR_S = 120.0
 AUTO_STEPS = 20  # the automatic timeout: this many of the slowest steps seen, at least AUTO_FLOOR_S
 # Before any rank trained a step (imports, data set-up, compiling, the first collective may take minutes), a job

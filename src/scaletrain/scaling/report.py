@@ -65,7 +65,7 @@ def _mib(nbytes: int | None) -> str:
 
 def _cell(key: str, value: float | None) -> str:
     if value is None:
-        return "–"  # not measured: the sentence under the table, or the framework's (see README)
+        return "–"  # not measured: the sentence under the table, or the framework's (see docs/scaling.md)
     if key in ("world_size", "global_batch_size"):
         return str(int(value))
     if key in (

@@ -10,7 +10,7 @@ from scaletrain.errors import ConfigError
 
 @dataclass
 class NetworkConfig:
-    """A network the user states for the forecast (scaling.forecast: README "Forecast"), instead of the fitted one.
+    """A network the user states for the forecast (docs/scaling.md "Forecast"), instead of the fitted one.
 
     ``bandwidth_gbit_per_s`` and ``latency_us`` describe the links between nodes (one node's NICs together);
     with ``devices_per_node`` above 1 the forecast uses a hierarchical all-reduce whose intra-node phases run at

@@ -2,7 +2,7 @@
 
 The input batch is sharded over a device mesh and the parameters are replicated; XLA's partitioner inserts the
 gradient all-reduce. This is what PyTorch/XLA recommends for TPU pods; its per-device-process mode
-(``torch_xla.launch``) hung in its first all-reduce on the CPU device here, see README "PyTorch/XLA".
+(``torch_xla.launch``) hung in its first all-reduce on the CPU device here, see docs/strategies.md "PyTorch/XLA".
 """
 
 from __future__ import annotations

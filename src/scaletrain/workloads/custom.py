@@ -40,7 +40,7 @@ class Config:
     loss: Any = "cross_entropy"  # cross_entropy | mse | {_target_: ...}
     optimizer: dict[str, Any] | None = None  # {_target_: torch.optim.AdamW, _partial_: true, lr: 0.001}
     num_workers: int = 2  # DataLoader worker processes per rank (0: load in the training process)
-    worker_start_method: str = "forkserver"  # how they start: forkserver | spawn | fork (see the README)
+    worker_start_method: str = "forkserver"  # how they start: forkserver | spawn | fork (see docs/your-model.md)
     steps_per_epoch: int | None = None  # batches per epoch, for data without a length
     shuffle_buffer: int = 10000  # tf.data: rows shuffled together (all of them, up to this many)
     metrics: dict[str, Any] = field(default_factory=dict)  # {name: {_target_: ...}}: val_<name> at each validation

@@ -17,7 +17,7 @@ class ImageFilesConfig:
     data_dir: str = "???"
     limit: int | None = None  # use only the first N training images (quick runs)
     num_workers: int = 2  # DataLoader worker processes per rank (0: read in the training process)
-    worker_start_method: str = "forkserver"  # how they start: forkserver | spawn | fork (see the README)
+    worker_start_method: str = "forkserver"  # how they start: forkserver | spawn | fork (see docs/your-model.md)
     shuffle_buffer: int = 10000  # tf.data: rows shuffled together
 
     def validate(self) -> None:
