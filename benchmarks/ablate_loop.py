@@ -7,7 +7,8 @@ Pieces (comma-separated): opt (scaletrain's build_optimizer), sharded (ShardedBa
 prep (the strategy's prepare_batch before the device check), prep_now (prepare_batch as it is: tensors already on
 the device pass through), wl (window_loss += loss.detach()), meter (ThroughputMeter.add_step).
 Prints µs per step over the last 3 900 of 4 000 steps; run each variant several times, interleaved, and compare
-medians (see RESULTS.md, section 1). Small model: MLP 32-32x1-10, batch 32, OMP_NUM_THREADS=1 recommended.
+medians (see benchmarks/history/2026-12-RESULTS-history.md, section "1. Loop overhead"). Small model: MLP
+32-32x1-10, batch 32, OMP_NUM_THREADS=1 recommended.
 """
 
 from __future__ import annotations

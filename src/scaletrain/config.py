@@ -35,6 +35,9 @@ MAX_SEED = 2**32 - 1  # NumPy's legacy seeding limit
 NONFINITE_POLICIES = ("stop", "warn")
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear", "step")  # train.lr_schedule (loops/schedule.py)
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 1
@@ -46,8 +49,17 @@ class TrainConfig:
     weight_decay: float = 0.0
     log_every_n_steps: int = 10
     on_nonfinite: str = "stop"  # a NaN or infinite loss: stop (exit 4, no checkpoint of it) | warn (train on)
+    # The learning rate at each optimizer step (loops/schedule.py): a linear warm-up, then the schedule
+    lr_schedule: str = "constant"  # constant | cosine | linear | step
+    warmup_steps: int = 0
+    schedule_steps: int | None = None  # cosine and linear decay over this many steps; None: the epochs' steps
+    min_lr_ratio: float = 0.0  # cosine and linear end at this fraction of train.lr
+    lr_step_every_n_steps: int | None = None  # step: multiply the rate by lr_step_gamma every this many steps
+    lr_step_gamma: float = 0.1
+    clip_grad_norm: float | None = None  # clip the global gradient norm (over every rank) to this; None: no clipping
 
     def validate(self) -> None:
+        self._validate_schedule()
         if self.on_nonfinite not in NONFINITE_POLICIES:
             raise ConfigError(
                 f"train.on_nonfinite={self.on_nonfinite!r} is not known; use stop (end at the first non-finite loss) "
@@ -69,6 +81,42 @@ class TrainConfig:
             raise ConfigError(f"train.weight_decay={self.weight_decay} must be 0 or more, e.g. 0 or 1e-4.")
         if self.log_every_n_steps < 1:
             raise ConfigError(f"train.log_every_n_steps={self.log_every_n_steps} must be at least 1.")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ConfigError(
+                f"train.clip_grad_norm={self.clip_grad_norm} must be positive (the largest global gradient norm, "
+                "e.g. 1.0), or null for no clipping."
+            )
+
+    def _validate_schedule(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"train.lr_schedule={self.lr_schedule!r} is not known; use one of: {', '.join(LR_SCHEDULES)}."
+            )
+        if self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps={self.warmup_steps} must be 0 or more.")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ConfigError(
+                f"train.schedule_steps={self.schedule_steps} must be at least 1 (or null: the epochs' steps)."
+            )
+        if (
+            self.schedule_steps is not None
+            and self.lr_schedule in ("cosine", "linear")
+            and (self.warmup_steps >= self.schedule_steps)
+        ):
+            raise ConfigError(
+                f"train.warmup_steps={self.warmup_steps} leaves none of train.schedule_steps={self.schedule_steps} "
+                f"to decay over; use fewer warm-up steps or a longer schedule."
+            )
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"train.min_lr_ratio={self.min_lr_ratio} must lie in [0, 1], e.g. 0.1.")
+        if self.lr_schedule == "step" and (self.lr_step_every_n_steps or 0) < 1:
+            raise ConfigError(
+                f"train.lr_schedule=step needs train.lr_step_every_n_steps of at least 1 (got "
+                f"{self.lr_step_every_n_steps}): the rate is multiplied by train.lr_step_gamma={self.lr_step_gamma} "
+                "every that many steps, e.g. train.lr_step_every_n_steps=1000."
+            )
+        if not 0 < self.lr_step_gamma <= 1:
+            raise ConfigError(f"train.lr_step_gamma={self.lr_step_gamma} must lie in (0, 1], e.g. 0.1.")
 
 
 @dataclass

@@ -19,15 +19,19 @@ import pytest
 from conftest import child_env, ranks_catching, scaletrain_argv
 from wandb_files import offline_runs, read_run
 
+from scaletrain.loops.schedule import Schedule
+
 pytestmark = [pytest.mark.slow]
 
 USERLAND = Path(__file__).parent / "userland"
-LINEAR = ("workload=linear", "seed=4")
+# y = 2x + 1 with the managed loop's optimizer features on, so that every cell proves them too: a warm-up and cosine
+# decay of the learning rate (it must resume exactly), and clipping by the global gradient norm (active early on).
+LINEAR = ("workload=linear", "seed=4", "train.lr_schedule=cosine", "train.warmup_steps=30", "train.clip_grad_norm=5")
 # Stop votes every 10 steps, and a resume can only start from the stop request's checkpoint.
 STOPPABLE = (*LINEAR, "train.log_every_n_steps=10", "checkpoint.every_n_steps=0")
 # Every framework logs these each window; the communication split only where it is measured (docs/operations.md).
 CORE_METRICS = {"epoch", "loss", "samples_per_s", "samples_per_s_per_device", "step_time_s", "data_time_s",
-                "compute_time_s"}  # fmt: skip
+                "compute_time_s", "lr", "grad_norm"}  # fmt: skip
 MEASURED_ONLY = {"comm_time_s", "exposed_comm_s", "comm_fraction", "compiles", "compile_time_s"}
 # A resume after a pause longer than the hang timeout must not be judged by the earlier run's beacons (issue 27):
 # the runs before such a resume use this short timeout, and the resume comes after PAUSE_S.
@@ -152,6 +156,11 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, wh
     assert row.says in (whole / "logs" / "rank_0.log").read_text()
     logged = [m for m in read_metrics(whole) if "loss" in m]
     assert logged[-1]["loss"] < 1e-3 < logged[0]["loss"]
+    # the logged rate follows the warm-up and the cosine to ~0 at the last step; the first window was clipped
+    steps = summary["steps"]
+    expected = [0.02 * Schedule("cosine", 30, steps).factor(m["step"] - 1) for m in logged]
+    assert [m["lr"] for m in logged] == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    assert logged[0]["grad_norm"] > 5 > logged[-1]["grad_norm"]
     assert (whole / "checkpoints" / f"step_{summary['steps']:09d}.ckpt").is_file()  # the last step's, at the end
 
 
@@ -171,6 +180,11 @@ def test_cut_run_resumes_to_the_uninterrupted_result(row: Row, whole: Path, tmp_
     assert "hang:" not in resumed.stdout + resumed.stderr
     assert "(step 100)" in resumed.stdout + resumed.stderr
     _assert_same_result(_summary(tmp_path / "cut"), _summary(whole))
+    rates = {m["step"]: m["lr"] for m in read_metrics(whole) if "lr" in m}  # the schedule resumed where it stood
+    resumed_rates = [(m["step"], m["lr"]) for m in read_metrics(tmp_path / "cut") if "lr" in m and m["step"] > 100]
+    assert resumed_rates and all(
+        lr == pytest.approx(rates[step], rel=1e-6) for step, lr in resumed_rates if step in rates
+    )
     if watched:  # the same command once more: nothing left to train, and the finished run's summary stays whole
         finished = _summary(tmp_path / "cut")
         again = _run(tmp_path / "cut", *_local(row, *LINEAR, "resume=true", *watched), cwd=tmp_path)
@@ -213,7 +227,8 @@ def test_stop_request_checkpoints_at_one_agreed_step_and_resumes(row: Row, whole
 
 @pytest.mark.parametrize("row", PARAMS)
 def test_sweep_writes_measured_and_predicted_efficiency(row: Row, tmp_path: Path) -> None:
-    sweep = (*row.strategy, *LINEAR, "train.epochs=20", "scaling.world_sizes=[1,2]", "scaling.allreduce_repeats=2")
+    sweep = (*row.strategy, *LINEAR, "train.epochs=20", "train.warmup_steps=5", "scaling.world_sizes=[1,2]",
+             "scaling.allreduce_repeats=2")  # fmt: skip
     done = _run(tmp_path / "sweep", *sweep, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     with open(tmp_path / "sweep" / "scaling.csv", newline="") as f:

@@ -58,6 +58,21 @@ def test_job_round_trips_through_json(tmp_path):
         (["train.momentum=1.5"], "train.momentum=1.5 must lie in [0, 1)"),
         (["train.weight_decay=-0.1"], "train.weight_decay=-0.1 must be 0 or more"),
         (["checkpoint.keep_last=0"], "checkpoint.keep_last=0 would keep no checkpoint; keep at least one"),
+        (
+            ["train.lr_schedule=exp"],
+            "train.lr_schedule='exp' is not known; use one of: constant, cosine, linear, step.",
+        ),
+        (["train.warmup_steps=-1"], "train.warmup_steps=-1 must be 0 or more."),
+        (["train.schedule_steps=0"], "train.schedule_steps=0 must be at least 1"),
+        (
+            ["train.lr_schedule=cosine", "train.warmup_steps=100", "train.schedule_steps=100"],
+            "train.warmup_steps=100 leaves none of train.schedule_steps=100 to decay over",
+        ),  # fmt: skip
+        (["train.min_lr_ratio=1.5"], "train.min_lr_ratio=1.5 must lie in [0, 1]"),
+        (["train.lr_schedule=step"], "train.lr_schedule=step needs train.lr_step_every_n_steps of at least 1"),
+        (["train.lr_step_gamma=0"], "train.lr_step_gamma=0.0 must lie in (0, 1]"),
+        (["train.clip_grad_norm=0"], "train.clip_grad_norm=0.0 must be positive"),
+        (["train.clip_grad_norm=nan"], "train.clip_grad_norm=nan is not a finite number"),
         (["checkpoint.every_n_steps=-5"], "checkpoint.every_n_steps=-5 must be 0 or more"),
         (["+strategy=tpu", "strategy.timeout_s=inf"], "strategy.timeout_s=inf is not a finite number"),
         (["launcher=ray", "launcher.placement_timeout_s=nan"], "launcher.placement_timeout_s=nan is not a finite"),

@@ -37,7 +37,7 @@ def train(ctx: RunContext, stepper: Stepper) -> dict[str, Any] | None:
             log.info("nothing left to train: the checkpoint is at step %d of %d; summary.json is the finished run's "
                      "(raise train.epochs or train.max_steps to train on)", start_step, total_steps)  # fmt: skip
         return None
-    stepper.start()
+    stepper.start(step)
     beacon = ctx.beacon  # where this rank is, for the launcher's hang watchdog: two attribute stores a phase
     window = LogWindow(ctx, stepper, total_steps, step)
     last_loss, last_checkpoint_step, validated = None, step, None
@@ -120,7 +120,8 @@ class LogWindow:
         loss, votes, rows = stepper.reduce_window(self.losses, self.ctx.stop_vote(), row)
         self.guard.check(loss, self.losses, step)
         compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
-        figures = {"epoch": epoch, "loss": loss, **self.meter.read(compiled.get("compile_time_s", 0.0)), **compiled}
+        figures = {"epoch": epoch, "loss": loss, **stepper.window_figures()}
+        figures.update({**self.meter.read(compiled.get("compile_time_s", 0.0)), **compiled})
         if self.stragglers:
             figures.update(_straggler_figures(self.stragglers, rows, stepper.measures_comm, steps))
         self.ctx.log(figures, step)

@@ -26,8 +26,9 @@ class Stepper(Protocol):
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds, besides the step the driver adds."""
 
-    def start(self) -> None:
-        """Training begins (after any restore): wrap the model, move it, compile."""
+    def start(self, step: int) -> None:
+        """Training begins at optimizer step ``step`` (after any restore: the checkpoint's step, where the learning
+        rate schedule stands): wrap the model, move it, compile."""
 
     def batches(self, epoch: int, skip: int) -> Iterator[Any]:
         """This process's batches of ``epoch``, ready for ``train_step``, without the first ``skip``."""
@@ -37,6 +38,11 @@ class Stepper(Protocol):
 
     def train_step(self, batch: Any) -> Any:
         """One optimizer step; returns the loss as a handle, not read back (reading would sync every step)."""
+
+    def window_figures(self) -> dict[str, float]:
+        """The optimizer's figures of the log window now ending, the same on every rank: the learning rate of its
+        last step (``lr``) and, with train.clip_grad_norm, the mean global gradient norm before clipping
+        (``grad_norm``)."""
 
     def reduce_window(
         self, losses: list[Any], stop_vote: float, row: tuple[float, ...] = ()

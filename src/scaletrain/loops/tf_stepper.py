@@ -18,9 +18,10 @@ from scaletrain import metrics
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
 from scaletrain.loops import tf_dataset
+from scaletrain.loops.schedule import Schedule
 from scaletrain.loops.stepper import validation_figures
 from scaletrain.loops.tf_data import ReplicaBatches
-from scaletrain.loops.tf_steps import Steps, build_optimizer, restore, tf, weights_state
+from scaletrain.loops.tf_steps import Steps, build_optimizer, restore, schedule_rate, tf, weights_state
 from scaletrain.model_size import model_size
 from scaletrain.workloads.task import TFTask, is_tf_dataset
 
@@ -45,11 +46,6 @@ class TFStepper:
                 f"train.global_batch_size={train.global_batch_size} does not split over the {self.replicas} "
                 f"replicas; use a multiple of {self.replicas}."
             )
-        with strategy.scope():
-            self.model = task.model_fn()
-            self.optimizer = task.optimizer or build_optimizer(train)
-            self.optimizer.build(self.model.trainable_variables)
-        self.steps = Steps(strategy, self.model, self.optimizer, task.loss, tuple(task.metrics.values()))
         self.global_batch_size = train.global_batch_size
         if is_tf_dataset(task.train):  # the user's tf.data pipeline, distributed by the strategy
             self.data = tf_dataset.DatasetBatches(task.train, strategy, train.global_batch_size, ctx.job.seed,
@@ -62,6 +58,16 @@ class TFStepper:
             self.x, self.y = _tpu_friendly(*task.train)
             self.data = ReplicaBatches(len(self.x), train.global_batch_size, self.replicas, ctx.job.seed)
         self.steps_per_epoch = len(self.data)
+        self.schedule = Schedule.of(train, self.steps_per_epoch * train.epochs)
+        with strategy.scope():
+            self.model = task.model_fn()
+            self.optimizer = task.optimizer or build_optimizer(train)
+            self.keras_rate = schedule_rate(self.optimizer, self.schedule)
+            self.optimizer.build(self.model.trainable_variables)
+        self.clip_grad_norm = train.clip_grad_norm
+        self.grad_norms: list[Any] = []  # the window's pre-clip norms (per replica, equal), read at the log step
+        self.steps = Steps(strategy, self.model, self.optimizer, task.loss, tuple(task.metrics.values()),
+                           self.clip_grad_norm)  # fmt: skip
         self.has_validation = task.val is not None
         self._reduce_inputs: dict[int, Any] = {}
 
@@ -77,8 +83,9 @@ class TFStepper:
     def state(self) -> dict[str, Any]:
         return weights_state(self.model, self.optimizer)
 
-    def start(self) -> None:
-        """Nothing to wrap: the model was built in the strategy's scope."""
+    def start(self, step: int) -> None:
+        """Nothing to wrap: the model was built in the strategy's scope, and the schedule reads the optimizer's own
+        step counter (restored with its variables)."""
 
     def batches(self, epoch: int, skip: int) -> Iterator[tuple[int, Any]]:
         """(global samples, the replicas' inputs) per step."""
@@ -93,7 +100,22 @@ class TFStepper:
         return batch[0]
 
     def train_step(self, batch: tuple[int, Any]) -> Any:
-        return self.steps.train_step(*batch[1])
+        if self.clip_grad_norm is None:
+            return self.steps.train_step(*batch[1])
+        loss, norm = self.steps.train_step(*batch[1])
+        self.grad_norms.append(norm)
+        return loss
+
+    def window_figures(self) -> dict[str, float]:
+        if self.keras_rate is not None:  # the rate of the window's last update
+            lr = float(self.keras_rate(max(0, int(self.optimizer.iterations.numpy()) - 1)))
+        else:
+            lr = float(tf.convert_to_tensor(self.optimizer.learning_rate))  # a variable, or a schedule of its own
+        figures = {"lr": lr}
+        if self.grad_norms:
+            figures["grad_norm"] = self.steps.local_mean(self.grad_norms)
+            self.grad_norms = []
+        return figures
 
     def reduce_window(
         self, losses: list[Any], stop_vote: float, row: tuple[float, ...] = ()

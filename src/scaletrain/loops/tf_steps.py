@@ -8,11 +8,15 @@ TPUs have no float64 and only some int64 ops.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 
 from scaletrain.config import TrainConfig
+from scaletrain.errors import ConfigError
+from scaletrain.loops.schedule import Schedule
 from scaletrain.strategies.tf_base import import_tensorflow
 
 tf = import_tensorflow()
@@ -31,6 +35,59 @@ def build_optimizer(train: TrainConfig) -> Any:
     return kind(learning_rate=train.lr, weight_decay=decay, epsilon=1e-8)
 
 
+def schedule_rate(optimizer: Any, schedule: Schedule) -> Any:
+    """Put ``schedule`` on a Keras optimizer, its own rate being the base; returns the Keras schedule, or None when
+    the rate stays constant. Keras evaluates it on the optimizer's own step counter, a variable the checkpoint
+    holds, so a resume continues it exactly."""
+    if not schedule.varies:
+        return None
+    rate = optimizer.get_config()["learning_rate"]
+    if not isinstance(rate, (int, float)):
+        raise ConfigError(
+            "the workload's optimizer has a learning-rate schedule of its own, so train.lr_schedule and "
+            "train.warmup_steps cannot apply; leave them at constant and 0, or give the optimizer a fixed rate."
+        )
+    keras_rate = ScheduledRate(float(rate), schedule)
+    optimizer.learning_rate = keras_rate
+    return keras_rate
+
+
+def schedule_factor(schedule: Schedule, step: Any) -> Any:
+    """``schedule.factor(step)`` in TensorFlow ops (loops/schedule.py has the formula)."""
+    s = tf.cast(step, tf.float32)
+    after = tf.maximum(s - schedule.warmup_steps, 0.0)
+    if schedule.kind == "constant":
+        decayed = tf.ones_like(s)
+    elif schedule.kind == "step":
+        decayed = tf.pow(tf.constant(schedule.step_gamma, tf.float32), tf.floor(after / schedule.step_every))
+    else:
+        progress = tf.minimum(1.0, after / max(1, schedule.total_steps - schedule.warmup_steps))
+        shape = 0.5 * (1.0 + tf.cos(math.pi * progress)) if schedule.kind == "cosine" else 1.0 - progress
+        decayed = schedule.min_ratio + (1.0 - schedule.min_ratio) * shape
+    if schedule.warmup_steps:
+        return tf.where(s < schedule.warmup_steps, (s + 1.0) / schedule.warmup_steps, decayed)
+    return decayed
+
+
+def _keras_schedule_base() -> type:
+    import keras
+
+    return keras.optimizers.schedules.LearningRateSchedule
+
+
+class ScheduledRate(_keras_schedule_base()):
+    """The base rate times the schedule's factor at the optimizer's step: a Keras LearningRateSchedule."""
+
+    def __init__(self, base_lr: float, schedule: Schedule) -> None:
+        self.base_lr, self.schedule = base_lr, schedule
+
+    def __call__(self, step: Any) -> Any:
+        return self.base_lr * schedule_factor(self.schedule, step)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr, **dataclasses.asdict(self.schedule)}
+
+
 def per_example_loss(kind: Any, outputs: Any, targets: Any) -> Any:
     if callable(kind):  # the user's own: loss(targets, outputs), one value per row (as Keras losses are called)
         return kind(targets, outputs)
@@ -42,8 +99,17 @@ def per_example_loss(kind: Any, outputs: Any, targets: Any) -> Any:
 class Steps:
     """The compiled functions of one model under one tf.distribute strategy."""
 
-    def __init__(self, strategy: Any, model: Any, optimizer: Any, loss: str, metrics: tuple = ()) -> None:
+    def __init__(
+        self,
+        strategy: Any,
+        model: Any,
+        optimizer: Any,
+        loss: str,
+        metrics: tuple = (),
+        clip_grad_norm: float | None = None,
+    ) -> None:
         self.strategy, self.model, self.optimizer, self.loss = strategy, model, optimizer, loss
+        self.clip_grad_norm = clip_grad_norm
         self.metrics = tuple(metrics)  # metric(targets, outputs) -> the batch's mean, summed as mean × rows
         self.replicas = strategy.num_replicas_in_sync
         self.local_replicas = len(strategy.extended.worker_devices)
@@ -73,7 +139,7 @@ class Steps:
 
     def _train_step(self, x: Any, y: Any) -> Any:
         """One optimizer step on every replica; returns each replica's loss (averaged across processes only when
-        read, at log points, so a step costs no extra collective)."""
+        read, at log points, so a step costs no extra collective), and with clipping the global norm before it."""
         model, optimizer = self.model, self.optimizer
 
         def replica(x: Any, y: Any) -> Any:
@@ -81,10 +147,21 @@ class Steps:
                 loss = tf.reduce_mean(per_example_loss(self.loss, model(x, training=True), y))
                 scaled = loss / self.replicas
             grads = tape.gradient(scaled, model.trainable_variables)
+            if self.clip_grad_norm is not None:
+                grads, norm = self._clipped(grads)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss
+            return (loss, norm) if self.clip_grad_norm is not None else loss
 
         return self.strategy.run(replica, args=(x, y))
+
+    def _clipped(self, grads: list[Any]) -> tuple[list[Any], Any]:
+        """The gradients clipped by the global norm of their sum over every replica (Keras' own clipping would see
+        one replica's part before its all-reduce): summed here, clipped, and each replica hands the optimizer a
+        1/R share of the clipped sum, which the optimizer's own all-reduce adds back up. One extra all-reduce of the
+        gradients per step, paid only with train.clip_grad_norm set."""
+        summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        clipped, norm = tf.clip_by_global_norm(summed, self.clip_grad_norm)
+        return [g / self.replicas for g in clipped], norm
 
     def _eval_sums(self, x: Any, y: Any) -> Any:
         """(loss sum, correct, count, each metric's sum) over every replica's slice of one chunk (counts stay exact

@@ -13,6 +13,7 @@ from scaletrain.config import TrainConfig
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
 from scaletrain.loops import torch_stats
+from scaletrain.loops.schedule import Schedule
 from scaletrain.loops.torch_data import ShardedBatches
 from scaletrain.loops.torch_loader import EvaluationBatches, LoaderBatches
 from scaletrain.model_size import model_size
@@ -67,6 +68,11 @@ class TorchStepper:
             self.val_chunks = EvaluationBatches(task.val, torch_stats.EVAL_CHUNK, ctx.rank, ctx.world_size,
                                                 task.num_workers, task.worker_start_method)  # fmt: skip
         self.measures_comm = strategy.measures_comm
+        self.schedule = Schedule.of(job.train, self.steps_per_epoch * job.train.epochs)
+        self.base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]  # a user optimizer's own too
+        self.clip_grad_norm = job.train.clip_grad_norm
+        self.grad_norms: list[Any] = []  # the window's pre-clip norms, read back at the log step
+        self.optimizer_steps = 0
 
     @property
     def replicas(self) -> int:
@@ -90,7 +96,8 @@ class TorchStepper:
             "rng": torch.get_rng_state(),
         }
 
-    def start(self) -> None:
+    def start(self, step: int) -> None:
+        self.optimizer_steps = step  # the schedule's position: the checkpoint's step
         self.wrapped = self.strategy.wrap_model(self.model)  # after loading: DDP broadcasts rank 0's weights here
         self.wrapped.train()
 
@@ -104,12 +111,26 @@ class TorchStepper:
 
     def train_step(self, batch: tuple[Any, ...]) -> Any:
         x, y = batch
+        if self.schedule.varies:
+            factor = self.schedule.factor(self.optimizer_steps)
+            for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+                group["lr"] = base_lr * factor
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss_fn(self.wrapped(x), y)
         loss.backward()
+        if self.clip_grad_norm is not None:  # the gradients are every rank's average by now (DDP, XLA's SPMD)
+            self.grad_norms.append(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm))
         self.strategy.optimizer_step(self.optimizer)
         self.strategy.step_end()  # lazy runtimes (XLA) run the step here; nothing is read back until a log step
+        self.optimizer_steps += 1
         return loss.detach()
+
+    def window_figures(self) -> dict[str, float]:
+        figures = {"lr": float(self.optimizer.param_groups[0]["lr"])}
+        if self.grad_norms:
+            figures["grad_norm"] = torch.stack(self.grad_norms).float().mean().item()
+            self.grad_norms = []
+        return figures
 
     def reduce_window(
         self, losses: list[Any], stop_vote: float, row: tuple[float, ...] = ()
