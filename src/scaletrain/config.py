@@ -36,6 +36,7 @@ NONFINITE_POLICIES = ("stop", "warn")
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear", "step")  # train.lr_schedule (loops/schedule.py)
+PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (precision.py)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class TrainConfig:
     lr_step_every_n_steps: int | None = None  # step: multiply the rate by lr_step_gamma every this many steps
     lr_step_gamma: float = 0.1
     clip_grad_norm: float | None = None  # clip the global gradient norm (over every rank) to this; None: no clipping
+    precision: str = "fp32"  # fp32 | bf16 | fp16: mixed (weights and optimizer in fp32, compute in the low precision)
 
     def validate(self) -> None:
         self._validate_schedule()
@@ -88,6 +90,11 @@ class TrainConfig:
             )
 
     def _validate_schedule(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"train.precision={self.precision!r} is not known; use fp32, bf16 (mixed bfloat16) or fp16 (mixed "
+                "float16 with loss scaling, CUDA GPUs only)."
+            )
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(
                 f"train.lr_schedule={self.lr_schedule!r} is not known; use one of: {', '.join(LR_SCHEDULES)}."

@@ -36,6 +36,7 @@ MEASURED_ONLY = {"comm_time_s", "exposed_comm_s", "comm_fraction", "compiles", "
 # A resume after a pause longer than the hang timeout must not be judged by the earlier run's beacons (issue 27):
 # the runs before such a resume use this short timeout, and the resume comes after PAUSE_S.
 SHORT_HANG_TIMEOUT = ("watchdog.hang_timeout_s=5",)
+BF16 = ("train.precision=bf16",)  # the Ray and SLURM columns' runs: mixed precision learns under every strategy
 PAUSE_S = 6.0
 
 
@@ -150,6 +151,7 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, wh
     assert wb.summary["final_loss"] == pytest.approx(summary["final_loss"])
     assert len(summary["peak_rss_mib"]) == row.processes and min(summary["peak_rss_mib"]) > 100  # each process's
     assert summary["strategy"] == row.strategy[0].removeprefix("+strategy=")
+    assert summary["precision"] == "fp32" and summary["compute_dtype"] == "float32"
     assert summary["world_size"] == row.processes and len(set(summary["replica_fingerprints"])) == 1
     assert summary["samples_per_s_per_device"] == pytest.approx(summary["samples_per_s"] / 2)  # 2 devices in each row
     assert sorted(p.name for p in (whole / "logs").iterdir()) == [f"rank_{r}.log" for r in range(row.processes)]
@@ -255,15 +257,17 @@ def test_user_function_gets_the_same_run_context(row: Row, tmp_path: Path) -> No
 
 
 def _runs_then_resumes_later(row: Row, tmp_path: Path, *launcher: str) -> None:
-    """The row learns under ``launcher``; for ddp and mirrored, the finished run is then extended by 10 epochs with
-    resume=true after a pause past its short hang timeout, in the same directory, with no false hang."""
-    watched = row.pause_before_resume()
+    """The row learns under ``launcher`` in mixed bf16 (the forward pass computes in bfloat16, weights stay fp32);
+    for ddp and mirrored, the finished run is then extended by 10 epochs with resume=true after a pause past its short
+    hang timeout, in the same directory, with no false hang."""
+    watched = (*row.pause_before_resume(), *BF16)
     done = _run(tmp_path / "run", *row.strategy, *launcher, *LINEAR, *watched, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = _summary(tmp_path / "run")
     assert summary["world_size"] == row.processes
+    assert summary["precision"] == "bf16" and summary["compute_dtype"] == "bfloat16"
     _assert_learned(summary)
-    if not watched:
+    if not row.resumed_later:
         return
     time.sleep(PAUSE_S)
     later = _run(tmp_path / "run", *row.strategy, *launcher, *LINEAR, *watched, "resume=true", "train.epochs=160",

@@ -72,6 +72,7 @@ def test_job_round_trips_through_json(tmp_path):
         (["train.lr_schedule=step"], "train.lr_schedule=step needs train.lr_step_every_n_steps of at least 1"),
         (["train.lr_step_gamma=0"], "train.lr_step_gamma=0.0 must lie in (0, 1]"),
         (["train.clip_grad_norm=0"], "train.clip_grad_norm=0.0 must be positive"),
+        (["train.precision=fp64"], "train.precision='fp64' is not known; use fp32, bf16 (mixed bfloat16) or fp16"),
         (["train.clip_grad_norm=nan"], "train.clip_grad_norm=nan is not a finite number"),
         (["checkpoint.every_n_steps=-5"], "checkpoint.every_n_steps=-5 must be 0 or more"),
         (["+strategy=tpu", "strategy.timeout_s=inf"], "strategy.timeout_s=inf is not a finite number"),

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from scaletrain import config, strategies, worker
+from scaletrain import config as config_module
 from scaletrain.context import RunContext
 from scaletrain.env import detect
 from scaletrain.errors import ConfigError
@@ -159,8 +160,9 @@ def test_preflight_predicts_tensorflows_failure_for_a_tpu_name_without_its_api_c
 
 
 def _job_for_tpu(config: tpu.Config):
-    class Job:  # preflight reads only job.strategy
+    class Job:  # preflight reads only job.strategy and job.train's precision
         strategy = config
+        train = config_module.TrainConfig()
 
     return Job()
 

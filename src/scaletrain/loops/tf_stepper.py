@@ -14,14 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from scaletrain import metrics
+from scaletrain import metrics, precision
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
 from scaletrain.loops import tf_dataset
 from scaletrain.loops.schedule import Schedule
 from scaletrain.loops.stepper import validation_figures
 from scaletrain.loops.tf_data import ReplicaBatches
-from scaletrain.loops.tf_steps import Steps, build_optimizer, restore, schedule_rate, tf, weights_state
+from scaletrain.loops.tf_steps import (
+    Steps,
+    build_optimizer,
+    loss_scaled,
+    restore,
+    schedule_rate,
+    set_precision_policy,
+    tf,
+    weights_state,
+)
 from scaletrain.model_size import model_size
 from scaletrain.workloads.task import TFTask, is_tf_dataset
 
@@ -59,15 +68,28 @@ class TFStepper:
             self.data = ReplicaBatches(len(self.x), train.global_batch_size, self.replicas, ctx.job.seed)
         self.steps_per_epoch = len(self.data)
         self.schedule = Schedule.of(train, self.steps_per_epoch * train.epochs)
+        self.precision = train.precision
+        devices = " ".join(strategy.extended.worker_devices)
+        precision.check(
+            self.precision, ctx.job.strategy.name, "TPU" if "TPU" in devices else "CUDA" if "GPU" in devices else "CPU"
+        )
+        if self.precision == "fp16" and train.clip_grad_norm is not None:
+            raise ConfigError(
+                "train.clip_grad_norm with train.precision=fp16 is not supported under TensorFlow yet (the clip would "
+                "see loss-scaled gradients); use train.precision=bf16, or drop the clipping."
+            )
+        set_precision_policy(self.precision)  # before the model is built: its layers take the policy then
         with strategy.scope():
             self.model = task.model_fn()
             self.optimizer = task.optimizer or build_optimizer(train)
             self.keras_rate = schedule_rate(self.optimizer, self.schedule)
+            if self.precision == "fp16":
+                self.optimizer = loss_scaled(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
         self.clip_grad_norm = train.clip_grad_norm
         self.grad_norms: list[Any] = []  # the window's pre-clip norms (per replica, equal), read at the log step
         self.steps = Steps(strategy, self.model, self.optimizer, task.loss, tuple(task.metrics.values()),
-                           self.clip_grad_norm)  # fmt: skip
+                           self.clip_grad_norm, loss_scaling=self.precision == "fp16")  # fmt: skip
         self.has_validation = task.val is not None
         self._reduce_inputs: dict[int, Any] = {}
 
@@ -186,6 +208,8 @@ class TFStepper:
             **model_size(self.model),
             "peak_rss_mib": self.per_rank(metrics.peak_rss_mib()),
             "replica_fingerprints": self.steps.fingerprints().numpy().tolist(),
+            "precision": self.precision,
+            "compute_dtype": self.model.compute_dtype,  # the mixed policy's, which the layers took when built
         }
 
     def report(self) -> dict[str, Any]:

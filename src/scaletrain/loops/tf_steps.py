@@ -35,6 +35,23 @@ def build_optimizer(train: TrainConfig) -> Any:
     return kind(learning_rate=train.lr, weight_decay=decay, epsilon=1e-8)
 
 
+def set_precision_policy(precision: str) -> None:
+    """Keras' global dtype policy for the layers built next: mixed_bfloat16 / mixed_float16 (variables in fp32,
+    compute in the low precision), or float32."""
+    import keras
+
+    policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}.get(precision, "float32")
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def loss_scaled(optimizer: Any) -> Any:
+    """fp16: Keras' dynamic loss scaling around ``optimizer`` (it unscales the gradients and skips a step whose
+    gradients are not finite)."""
+    import keras
+
+    return keras.optimizers.LossScaleOptimizer(optimizer)
+
+
 def schedule_rate(optimizer: Any, schedule: Schedule) -> Any:
     """Put ``schedule`` on a Keras optimizer, its own rate being the base; returns the Keras schedule, or None when
     the rate stays constant. Keras evaluates it on the optimizer's own step counter, a variable the checkpoint
@@ -89,6 +106,7 @@ class ScheduledRate(_keras_schedule_base()):
 
 
 def per_example_loss(kind: Any, outputs: Any, targets: Any) -> Any:
+    outputs = tf.cast(outputs, tf.float32)  # a mixed policy's low-precision outputs: the loss in fp32
     if callable(kind):  # the user's own: loss(targets, outputs), one value per row (as Keras losses are called)
         return kind(targets, outputs)
     if kind == "mse":
@@ -107,9 +125,11 @@ class Steps:
         loss: str,
         metrics: tuple = (),
         clip_grad_norm: float | None = None,
+        loss_scaling: bool = False,
     ) -> None:
         self.strategy, self.model, self.optimizer, self.loss = strategy, model, optimizer, loss
         self.clip_grad_norm = clip_grad_norm
+        self.loss_scaling = loss_scaling
         self.metrics = tuple(metrics)  # metric(targets, outputs) -> the batch's mean, summed as mean × rows
         self.replicas = strategy.num_replicas_in_sync
         self.local_replicas = len(strategy.extended.worker_devices)
@@ -146,6 +166,8 @@ class Steps:
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(per_example_loss(self.loss, model(x, training=True), y))
                 scaled = loss / self.replicas
+                if self.loss_scaling:  # fp16: Keras' LossScaleOptimizer scales here and unscales in apply
+                    scaled = optimizer.scale_loss(scaled)
             grads = tape.gradient(scaled, model.trainable_variables)
             if self.clip_grad_norm is not None:
                 grads, norm = self._clipped(grads)
@@ -168,7 +190,7 @@ class Steps:
         below 2**24)."""
 
         def replica(x: Any, y: Any) -> Any:
-            outputs = self.model(x, training=False)
+            outputs = tf.cast(self.model(x, training=False), tf.float32)
             correct = tf.reduce_sum(tf.cast(tf.argmax(outputs, axis=-1, output_type=tf.int32) == y, tf.float32))
             loss_sum = tf.reduce_sum(per_example_loss(self.loss, outputs, y))
             rows = tf.cast(tf.shape(x)[0], tf.float32)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from scaletrain import precision
 from scaletrain.config import TrainConfig
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
@@ -73,6 +74,18 @@ class TorchStepper:
         self.clip_grad_norm = job.train.clip_grad_norm
         self.grad_norms: list[Any] = []  # the window's pre-clip norms, read back at the log step
         self.optimizer_steps = 0
+        self.precision = job.train.precision
+        self.device_type = strategy.device.type  # cpu | cuda | xla
+        if self.device_type != "xla":  # xla's device was checked before start; the others are known only here
+            precision.check(self.precision, job.strategy.name, self.device_type)
+        low = precision.LOW.get(self.precision)
+        self.autocast_dtype = getattr(torch, low) if low else None
+        self.compute_dtype = torch.float32 if low is None else None  # under autocast: the forward's own output
+        # fp16 only (CUDA): the loss scaler, and the scale after each step (a decrease: that step was skipped)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.scales: list[Any] = []
+        self._last_scale = float(self.scaler.get_scale()) if self.scaler is not None else 0.0  # the initial scale
+        self.skipped_steps = 0
 
     @property
     def replicas(self) -> int:
@@ -82,6 +95,8 @@ class TorchStepper:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler is not None and "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ConfigError(
                 f"the checkpoint in {self.ctx.checkpoint_dir} does not fit this model ({_first_mismatch(exc)}); "
@@ -94,6 +109,7 @@ class TorchStepper:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def start(self, step: int) -> None:
@@ -116,20 +132,52 @@ class TorchStepper:
             for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base_lr * factor
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.wrapped(x), y)
-        loss.backward()
-        if self.clip_grad_norm is not None:  # the gradients are every rank's average by now (DDP, XLA's SPMD)
-            self.grad_norms.append(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm))
-        self.strategy.optimizer_step(self.optimizer)
+        if self.autocast_dtype is None:
+            loss = self.loss_fn(self.wrapped(x), y)
+        else:  # the forward pass in the low precision; the loss from its output in fp32
+            with torch.autocast(self.device_type, dtype=self.autocast_dtype):
+                out = self.wrapped(x)
+            self.compute_dtype = out.dtype
+            loss = self.loss_fn(out.float(), y)
+        if self.scaler is None:
+            loss.backward()
+            self._clip()
+            self.strategy.optimizer_step(self.optimizer)
+        else:
+            self._scaled_step(loss)
         self.strategy.step_end()  # lazy runtimes (XLA) run the step here; nothing is read back until a log step
         self.optimizer_steps += 1
         return loss.detach()
+
+    def _clip(self) -> None:
+        if self.clip_grad_norm is not None:  # the gradients are every rank's average by now (DDP, XLA's SPMD)
+            self.grad_norms.append(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm))
+
+    def _scaled_step(self, loss: Any) -> None:
+        """fp16: backward on the scaled loss, clipping on the unscaled gradients, a step the scaler skips when they
+        hold an inf or NaN. GradScaler reads its scale back only through get_scale(), a device sync, so the scale
+        tensor is kept per step and compared at the log step instead."""
+        scaler = self.scaler
+        scaler.scale(loss).backward()
+        if self.clip_grad_norm is not None:
+            scaler.unscale_(self.optimizer)
+            self._clip()
+        scaler.step(self.optimizer)
+        scaler.update()
+        self.scales.append(scaler._scale.clone())
 
     def window_figures(self) -> dict[str, float]:
         figures = {"lr": float(self.optimizer.param_groups[0]["lr"])}
         if self.grad_norms:
             figures["grad_norm"] = torch.stack(self.grad_norms).float().mean().item()
             self.grad_norms = []
+        if self.scales:  # the scaler backs off (halves its scale) exactly at a skipped step
+            scales = torch.stack(self.scales).flatten().tolist()
+            skipped = sum(later < earlier for earlier, later in zip(scales, scales[1:], strict=False))
+            skipped += int(scales[0] < self._last_scale)
+            self._last_scale, self.scales = scales[-1], []
+            self.skipped_steps += skipped
+            figures["skipped_steps"] = skipped
         return figures
 
     def reduce_window(
@@ -170,6 +218,9 @@ class TorchStepper:
             **model_size(self.model),
             **torch_stats.memory(self.ctx),  # peak_rss_mib: one entry per process
             "replica_fingerprints": torch_stats.replica_fingerprints(self.ctx, self.model),
+            "precision": self.precision,
+            "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
+            **({"skipped_steps": self.skipped_steps} if self.scaler is not None else {}),
         }
 
     def report(self) -> dict[str, Any]:

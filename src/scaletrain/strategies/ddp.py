@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from scaletrain import hardware, netif
+from scaletrain import hardware, netif, precision
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.metrics import CommTimer
@@ -128,6 +128,7 @@ class DDP(StrategyPlugin):
     Config = Config
 
     def preflight(self, job: Any, placement: Placement) -> None:
+        precision.check(job.train.precision, "ddp", "CUDA" if hardware.gpu_count() else "CPU")
         if job.strategy.backend == "nccl" and hardware.gpu_count() == 0:
             raise ConfigError(
                 "strategy.backend=nccl needs NVIDIA GPUs and none were found on this host; "

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from scaletrain import hardware
+from scaletrain import hardware, precision
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError
 from scaletrain.strategies import tf_config
@@ -170,6 +170,7 @@ class Mirrored(StrategyPlugin):
                 )
             if config.communication == "nccl":
                 raise ConfigError("strategy.communication=nccl needs GPUs and this job uses none; use auto or ring.")
+        precision.check(job.train.precision, "mirrored", "CUDA" if gpus_per_process(config, gpus) else "CPU")
         handed_in_tf_config()  # a TF_CONFIG of your own is checked before anything starts
 
     def describe(self, job: Any, placement: Placement) -> str:

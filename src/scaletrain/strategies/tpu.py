@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from scaletrain import precision
 from scaletrain.env import ClusterEnv
 from scaletrain.errors import ConfigError, LaunchError
 from scaletrain.strategies.plugin import Placement, StrategyPlugin
@@ -153,6 +154,7 @@ class TPU(StrategyPlugin):
 
     def preflight(self, job: Any, placement: Placement) -> None:
         config = job.strategy
+        precision.check(job.train.precision, "tpu", "TPU")
         if importlib.util.find_spec("tensorflow") is None:
             raise ConfigError("+strategy=tpu needs TensorFlow, which is not installed; pip install 'scaletrain[tf]'.")
         timeout = config.timeout_s

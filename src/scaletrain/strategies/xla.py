@@ -127,6 +127,11 @@ class XLA(StrategyPlugin):
         check_versions()
         config, train = job.strategy, job.train
         device, chosen_by = resolve_device(config)
+        if train.precision == "fp16":
+            raise ConfigError(
+                "train.precision=fp16 is not supported under xla (PyTorch/XLA trains mixed precision in bf16); use "
+                "train.precision=bf16 or fp32."
+            )
         fix_device = "unset PJRT_DEVICE" if chosen_by.startswith("PJRT_DEVICE") else "use strategy.device=CPU"
         if device == "TPU" and hardware.tpu_chip_count() == 0:
             raise ConfigError(
