@@ -1,5 +1,6 @@
-"""The local launcher's ports are held from the moment it picks them until the attempt ends (PortReservation): the
-ranks that are meant to listen on them can, nothing else on the host can take them meanwhile."""
+"""The ports a launcher picks for its ranks are held from the moment it picks them until the ranks are done
+(PortReservation: the local launcher's for an attempt, a Ray rank actor's for its life): the ranks that are meant to
+listen on them can, nothing else on the host can take them meanwhile."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 
 import pytest
 
-from scaletrain.launchers.local import PortReservation
+from scaletrain.ports import PortReservation
 
 
 def test_reserved_ports_refuse_other_binds_and_outgoing_connections_until_released():

@@ -22,6 +22,7 @@ from scaletrain.launchers.base import Launcher, worker_argv
 from scaletrain.launchers.rank_spec import RankSpec
 from scaletrain.launchers.supervisor import Outcome, Supervisor, forward_interrupts, run_attempts
 from scaletrain.launchers.watchdog import LocalProbe, Watchdog
+from scaletrain.ports import PortReservation, free_ports
 from scaletrain.strategies.plugin import Placement
 
 log = logging.getLogger("scaletrain")
@@ -68,49 +69,6 @@ class Config:
 
 def free_port(addr: str) -> int:
     return free_ports(addr, 1)[0]
-
-
-def free_ports(addr: str, count: int) -> list[int]:
-    """``count`` distinct ports free on ``addr`` now (all held open together, so none is handed out twice)."""
-    with PortReservation(addr, count) as reserved:
-        return reserved.ports
-
-
-class PortReservation:
-    """``count`` free ports on ``addr``, held bound until ``release()`` so that nothing else on the host takes one
-    between the moment the launcher picks it and the moment a rank listens on it (seconds later, after its framework's
-    import): no other process's bind, and no outgoing connection's local port. The sockets never listen, and carry
-    SO_REUSEADDR and SO_REUSEPORT, so the rank the port is meant for still binds it (TensorFlow's gRPC server sets
-    both, torch's TCPStore SO_REUSEADDR)."""
-
-    def __init__(self, addr: str, count: int, avoid: tuple[int, ...] = ()) -> None:
-        self.sockets: list[socket.socket] = []
-        try:
-            while len(self.sockets) < count:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if hasattr(socket, "SO_REUSEPORT"):
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                s.bind((addr, 0))
-                if s.getsockname()[1] in avoid:
-                    s.close()
-                    continue
-                self.sockets.append(s)
-        except BaseException:
-            self.release()
-            raise
-        self.ports = [s.getsockname()[1] for s in self.sockets]
-
-    def release(self) -> None:
-        for s in self.sockets:
-            s.close()
-        self.sockets = []
-
-    def __enter__(self) -> PortReservation:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def check_master_addr(cfg: Config) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from scaletrain.failure import NOTE
 from scaletrain.launchers.rank_spec import BEACON_DIR, RANK
 from scaletrain.launchers.watchdog import EXITED_STACK, NO_STACK, collect_stacks, process_state, request_stack
+from scaletrain.ports import PortReservation
 
 CHUNK_BYTES = 256 * 1024
 _EXIT_WITHOUT_EOF_S = 1.0  # a rank's own children may hold its stdout open after it exited
@@ -39,16 +40,17 @@ class RankActor:
         self._beacons: Path | None = None  # this rank's beacon directory on this node, when the watchdog is on
         self._rank = 0
         self._heard_at = time.monotonic()  # the driver's last call (poll, dump_stack)
+        self._ports: PortReservation | None = None
 
     def describe(self) -> dict:
         """Where this actor landed: node id and IP, the GPUs Ray gave it, and two free ports on its node (the
         rendezvous port if it hosts rank 0, and its own worker address, e.g. for TF_CONFIG)."""
         import ray
 
-        with socket.socket() as a, socket.socket() as b:  # both bound at once, so the two ports differ
-            a.bind(("", 0))
-            b.bind(("", 0))
-            ports = a.getsockname()[1], b.getsockname()[1]
+        # Held while this actor lives (it serves one attempt's rank), so nothing else on the node takes them
+        # before the rank binds them, seconds later, once its framework is imported.
+        self._ports = PortReservation("", 2)
+        ports = self._ports.ports
         return {
             "node_id": ray.get_runtime_context().get_node_id(),
             "ip": ray.util.get_node_ip_address(),
