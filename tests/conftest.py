@@ -235,18 +235,18 @@ def _machine_lock() -> Path | None:
     return Path(tempfile.gettempdir()) / f"scaletrain-tests-{run_id}.lock" if run_id else None
 
 
-@pytest.fixture(autouse=True)
-def machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """A test marked ``alone`` measures time (a slowdown, a bandwidth) and has the machine to itself: it waits for the
     other worker's test to end, and no test starts beside it. Every other test shares the machine. A readers-writer
-    lock across the workers: a turnstile, then the machine shared (any test) or exclusive (``alone``)."""
+    lock across the workers (a turnstile, then the machine shared or exclusive), held over the whole of a test's
+    setup, call and teardown: a module- or session-scoped fixture set up for it (a reference run, a cluster, files
+    to generate) is part of the test's load too."""
     path = _machine_lock()
     if path is None:
         yield
         return
-    alone = request.node.get_closest_marker("alone") is not None
-    if alone and "tmp_path" in request.fixturenames:
-        (request.getfixturevalue("tmp_path") / RAN_ALONE).touch()  # its runs are judged for false stragglers
+    alone = item.get_closest_marker("alone") is not None
     with open(path.with_suffix(".turnstile"), "a") as turnstile, open(path, "a") as machine:
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         fcntl.flock(machine, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
@@ -258,3 +258,10 @@ def machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
             fcntl.flock(machine, fcntl.LOCK_UN)
             if alone:
                 fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def ran_alone(request: pytest.FixtureRequest) -> None:
+    """An ``alone`` test's runs are judged for false stragglers (no_false_straggler_alarm) when workers share."""
+    if _machine_lock() is not None and request.node.get_closest_marker("alone") and "tmp_path" in request.fixturenames:
+        (request.getfixturevalue("tmp_path") / RAN_ALONE).touch()
