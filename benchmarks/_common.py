@@ -187,6 +187,21 @@ def paired_ratio(a: Sequence[dict], b: Sequence[dict], key: str) -> float:
     return median(ratios(a, b, key))
 
 
+def step_and_loss_row(name: str, a: Sequence[dict], b: Sequence[dict]) -> list[Any]:
+    """[name, a's and b's median ms per step, b / a per round (median and range), a's and b's median final loss]: the
+    row of a benchmark that runs the same training two ways (``step_time_s`` and ``final_loss`` per round)."""
+    per_round = ratios(b, a, "step_time_s")
+    return [
+        name,
+        1e3 * median([f["step_time_s"] for f in a]),
+        1e3 * median([f["step_time_s"] for f in b]),
+        median(per_round),
+        spread(per_round),
+        median([f["final_loss"] for f in a]),
+        median([f["final_loss"] for f in b]),
+    ]
+
+
 def spread(values: Sequence[float]) -> str:
     return f"{min(values):.4g}–{max(values):.4g}"
 

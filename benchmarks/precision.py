@@ -59,18 +59,7 @@ def main() -> None:
         c.log(f"{name}: {args.repeats} rounds of fp32 and bf16, {steps} steps each")
         trials = {p: trial(strategy, p, steps, env) for p in PRECISIONS}
         figures = c.interleave(trials, args.repeats, warmup=True)
-        per_round = c.ratios(figures["bf16"], figures["fp32"], "step_time_s")
-        rows.append(
-            [
-                name,
-                1e3 * c.median([f["step_time_s"] for f in figures["fp32"]]),
-                1e3 * c.median([f["step_time_s"] for f in figures["bf16"]]),
-                c.median(per_round),
-                c.spread(per_round),
-                c.median([f["final_loss"] for f in figures["fp32"]]),
-                c.median([f["final_loss"] for f in figures["bf16"]]),
-            ]
-        )
+        rows.append(c.step_and_loss_row(name, figures["fp32"], figures["bf16"]))
     print(f"\n{c.machine()}; medium MLP 256-512x4-10, batch 256, one rank, OMP_NUM_THREADS=1, {steps} steps\n")
     headers = ["strategy", "fp32 ms/step", "bf16 ms/step", "bf16 / fp32", "range (rounds)", "fp32 loss", "bf16 loss"]
     print(c.table(headers, rows))

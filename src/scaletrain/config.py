@@ -43,7 +43,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (precision.py)
 class TrainConfig:
     epochs: int = 1
     max_steps: int | None = None  # stop after this many optimizer steps, even mid-epoch
-    global_batch_size: int = 32  # samples per optimizer step over all ranks
+    global_batch_size: int = 32  # samples per optimizer step over all ranks, at any world size
+    micro_batch_size: int | None = None  # per device: at most this many at once, in accumulation steps (batching.py)
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.01
     momentum: float = 0.0
@@ -59,6 +60,8 @@ class TrainConfig:
     lr_step_gamma: float = 0.1
     clip_grad_norm: float | None = None  # clip the global gradient norm (over every rank) to this; None: no clipping
     precision: str = "fp32"  # fp32 | bf16 | fp16: mixed (weights and optimizer in fp32, compute in the low precision)
+    flops_per_sample: float | None = None  # training FLOPs (forward + backward) per sample; None: counted (flops.py)
+    peak_flops_per_s: float | None = None  # one device's peak; None: the known accelerator's, or measured on a CPU
 
     def validate(self) -> None:
         self._validate_schedule()
@@ -73,6 +76,11 @@ class TrainConfig:
             raise ConfigError(f"train.max_steps={self.max_steps} must be at least 1 (or null for no limit).")
         if self.global_batch_size < 1:
             raise ConfigError(f"train.global_batch_size={self.global_batch_size} must be at least 1.")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ConfigError(
+                f"train.micro_batch_size={self.micro_batch_size} must be at least 1 (the samples one device computes "
+                "at once), or null for the whole per-device batch."
+            )
         if self.optimizer not in ("sgd", "adam", "adamw"):
             raise ConfigError(f"train.optimizer='{self.optimizer}' is not known; use sgd, adam or adamw.")
         if self.lr <= 0:
@@ -83,6 +91,10 @@ class TrainConfig:
             raise ConfigError(f"train.weight_decay={self.weight_decay} must be 0 or more, e.g. 0 or 1e-4.")
         if self.log_every_n_steps < 1:
             raise ConfigError(f"train.log_every_n_steps={self.log_every_n_steps} must be at least 1.")
+        for key in ("flops_per_sample", "peak_flops_per_s"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"train.{key}={value} must be positive, or null to count (measure) it.")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ConfigError(
                 f"train.clip_grad_norm={self.clip_grad_norm} must be positive (the largest global gradient norm, "

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scaletrain import checkpoint, strategies, tracking, workloads
+from scaletrain import batching, checkpoint, strategies, tracking, workloads
 from scaletrain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,13 +55,22 @@ def resume_size(job: Job, launcher: Launcher) -> None:
 
 
 def batch(job: Job, launcher: Launcher) -> None:
-    """The global batch over the strategy's replicas at the world size the launcher sized (Ray: from its cluster)."""
+    """The global batch over the strategy's replicas at the world size the launcher sized (Ray: from its cluster),
+    and into whole micro-batches there (a sweep checks each of its points)."""
+    if job.script is not None:
+        if job.train.micro_batch_size is not None:
+            raise ConfigError(
+                "train.micro_batch_size applies to scaletrain's own training loop, and script= runs the script's; "
+                "drop train.micro_batch_size (accumulate in the script)."
+            )
+        return
     strategy = strategies.of(job)
     batch = job.train.global_batch_size
     replicas = strategy.replicas(job, launcher.world_size)
-    if job.script is None and batch % replicas:
+    if batch % replicas:
         fit = replicas * max(1, round(batch / replicas))
         what = f"the world size {replicas}" if replicas == launcher.world_size else f"the {replicas} replicas"
         raise ConfigError(
             f"train.global_batch_size={batch} is not divisible by {what}; use a multiple of {replicas} such as {fit}."
         )
+    batching.split(batch, replicas, job.train.micro_batch_size)

@@ -41,6 +41,7 @@ WORKLOADS = {
     "cifar10": "scaletrain.workloads.cifar10",
     "custom": "scaletrain.workloads.custom",
     "function": "scaletrain.workloads.function",
+    "charlm": "scaletrain.workloads.charlm",
 }
 GROUPS = {"strategy": STRATEGIES, "launcher": LAUNCHERS, "workload": WORKLOADS}
 

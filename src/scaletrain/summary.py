@@ -55,6 +55,11 @@ class RunSummary:
     comm_measured: bool | None = None  # False: the framework cannot split communication out of the step
     compiles: int | None = None
     compile_time_s: float | None = None
+    # model FLOPs utilisation (flops.py): counted FLOPs per sample, achieved per device, against the device's peak
+    flops_per_sample: float | None = None
+    flops_per_s_per_device: float | None = None
+    peak_flops_per_s: float | None = None
+    mfu: float | None = None
     # the model and the processes
     num_parameters: int | None = None
     gradient_bytes: int | None = None

@@ -18,8 +18,19 @@ CASES = {
     "unknown launcher": (["launcher=kubernetes"], "launcher=kubernetes does not exist; choose one of: local"),
     "unknown workload": (
         ["workload=imagenet"],
-        "workload=imagenet does not exist; choose one of: cifar10, custom, digits",
+        "workload=imagenet does not exist; choose one of: charlm, cifar10, custom, digits",
     ),
+    "micro-batch that does not divide the share": (
+        ["launcher.nproc_per_node=2", "train.global_batch_size=16", "train.micro_batch_size=3"],
+        "8 samples per device, not a whole number of micro-batches of train.micro_batch_size=3; use "
+        "train.micro_batch_size=2 (4 accumulation steps), or train.global_batch_size=12 or 18.",
+    ),
+    "micro-batch of 0": (["train.micro_batch_size=0"], "train.micro_batch_size=0 must be at least 1"),
+    "charlm heads that do not divide the width": (
+        ["workload=charlm", "workload.d_model=30", "workload.n_heads=4"],
+        "workload.d_model=30 is not divisible by workload.n_heads=4",
+    ),
+    "peak flops of 0": (["train.peak_flops_per_s=0"], "train.peak_flops_per_s=0.0 must be positive"),
     "nproc < 1": (["launcher.nproc_per_node=0"], "launcher.nproc_per_node=0 must be 'auto' or a whole number"),
     "batch not divisible": (
         ["launcher.nproc_per_node=2", "train.global_batch_size=5"],

@@ -72,4 +72,4 @@ def test_console_script_shows_the_config_groups():
     exe = shutil.which("scaletrain", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     assert exe is not None, "the scaletrain console script is not installed"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
-    assert "strategy: ddp" in out and "launcher: local" in out and "workload: cifar10, custom, digits" in out
+    assert "strategy: ddp" in out and "launcher: local" in out and "workload: charlm, cifar10, custom, digits" in out

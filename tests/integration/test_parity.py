@@ -26,17 +26,21 @@ pytestmark = [pytest.mark.slow]
 USERLAND = Path(__file__).parent / "userland"
 # y = 2x + 1 with the managed loop's optimizer features on, so that every cell proves them too: a warm-up and cosine
 # decay of the learning rate (it must resume exactly), and clipping by the global gradient norm (active early on).
-LINEAR = ("workload=linear", "seed=4", "train.lr_schedule=cosine", "train.warmup_steps=30", "train.clip_grad_norm=5")
+# A global batch of 4: two samples per device, so that a run can also accumulate them one at a time (ACCUMULATE).
+LINEAR = ("workload=linear", "seed=4", "train.global_batch_size=4", "train.lr_schedule=cosine", "train.warmup_steps=30",
+          "train.clip_grad_norm=5")  # fmt: skip
 # Stop votes every 10 steps, and a resume can only start from the stop request's checkpoint.
 STOPPABLE = (*LINEAR, "train.log_every_n_steps=10", "checkpoint.every_n_steps=0")
 # Every framework logs these each window; the communication split only where it is measured (docs/operations.md).
 CORE_METRICS = {"epoch", "loss", "samples_per_s", "samples_per_s_per_device", "step_time_s", "data_time_s",
-                "compute_time_s", "lr", "grad_norm"}  # fmt: skip
+                "compute_time_s", "lr", "grad_norm", "flops_per_s_per_device", "mfu"}  # fmt: skip
 MEASURED_ONLY = {"comm_time_s", "exposed_comm_s", "comm_fraction", "compiles", "compile_time_s"}
 # A resume after a pause longer than the hang timeout must not be judged by the earlier run's beacons (issue 27):
 # the runs before such a resume use this short timeout, and the resume comes after PAUSE_S.
 SHORT_HANG_TIMEOUT = ("watchdog.hang_timeout_s=5",)
 BF16 = ("train.precision=bf16",)  # the Ray and SLURM columns' runs: mixed precision learns under every strategy
+# Each device's 2 samples of a step as 2 micro-batches of 1: the same optimizer steps as the whole batch at once
+ACCUMULATE = ("train.micro_batch_size=1",)
 PAUSE_S = 6.0
 
 
@@ -152,6 +156,12 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, wh
     assert len(summary["peak_rss_mib"]) == row.processes and min(summary["peak_rss_mib"]) > 100  # each process's
     assert summary["strategy"] == row.strategy[0].removeprefix("+strategy=")
     assert summary["precision"] == "fp32" and summary["compute_dtype"] == "float32"
+    # y = wx + b: per sample, 2 FLOPs forward and 2 for the weight's gradient (counted, in either framework)
+    assert (
+        summary["flops_per_sample"] == 4
+        and 0 < summary["mfu"] < 1
+        and summary["peak_flops_source"].startswith("measured: ")
+    )
     assert summary["world_size"] == row.processes and len(set(summary["replica_fingerprints"])) == 1
     assert summary["samples_per_s_per_device"] == pytest.approx(summary["samples_per_s"] / 2)  # 2 devices in each row
     assert sorted(p.name for p in (whole / "logs").iterdir()) == [f"rank_{r}.log" for r in range(row.processes)]
@@ -168,14 +178,15 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, wh
 
 @pytest.mark.parametrize("row", PARAMS)
 def test_cut_run_resumes_to_the_uninterrupted_result(row: Row, whole: Path, tmp_path: Path) -> None:
-    """A run cut at step 100 of 450 (mid-epoch), resumed from its checkpoint, ends where an uninterrupted run does;
-    for ddp and mirrored the resume comes after a pause longer than the (short) hang timeout, and no earlier beacon
-    makes it a false hang."""
-    watched = row.pause_before_resume()
+    """A run cut at step 100 (mid-epoch), resumed from its checkpoint, ends where an uninterrupted run does, though it
+    computes each device's share of a step in two micro-batches and the uninterrupted run at once (accumulation gives
+    the large batch's result); for ddp and mirrored the resume comes after a pause longer than the (short) hang
+    timeout, and no earlier beacon makes it a false hang."""
+    watched = (*row.pause_before_resume(), *ACCUMULATE)
     cut = _run(tmp_path / "cut", *_local(row, *LINEAR, "train.max_steps=100", *watched), cwd=tmp_path)
     assert cut.returncode == 0, cut.stdout + cut.stderr
     assert _summary(tmp_path / "cut")["steps"] == 100
-    if watched:
+    if row.resumed_later:
         time.sleep(PAUSE_S)
     resumed = _run(tmp_path / "cut", *_local(row, *LINEAR, "resume=true", *watched), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -187,7 +198,10 @@ def test_cut_run_resumes_to_the_uninterrupted_result(row: Row, whole: Path, tmp_
     assert resumed_rates and all(
         lr == pytest.approx(rates[step], rel=1e-6) for step, lr in resumed_rates if step in rates
     )
-    if watched:  # the same command once more: nothing left to train, and the finished run's summary stays whole
+    summary = _summary(tmp_path / "cut")
+    assert (summary["accumulation_steps"], summary["micro_batch_size"]) == (2, 1)
+    assert _summary(whole)["accumulation_steps"] == 1
+    if row.resumed_later:  # the same command once more: nothing left to train, the finished summary unchanged
         finished = _summary(tmp_path / "cut")
         again = _run(tmp_path / "cut", *_local(row, *LINEAR, "resume=true", *watched), cwd=tmp_path)
         assert again.returncode == 0 and "nothing left to train" in again.stdout + again.stderr, again.stderr
@@ -230,7 +244,7 @@ def test_stop_request_checkpoints_at_one_agreed_step_and_resumes(row: Row, whole
 @pytest.mark.parametrize("row", PARAMS)
 def test_sweep_writes_measured_and_predicted_efficiency(row: Row, tmp_path: Path) -> None:
     sweep = (*row.strategy, *LINEAR, "train.epochs=20", "train.warmup_steps=5", "scaling.world_sizes=[1,2]",
-             "scaling.allreduce_repeats=2")  # fmt: skip
+             "scaling.per_device_batch_size=2", "scaling.allreduce_repeats=2")  # fmt: skip
     done = _run(tmp_path / "sweep", *sweep, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     with open(tmp_path / "sweep" / "scaling.csv", newline="") as f:
@@ -257,15 +271,16 @@ def test_user_function_gets_the_same_run_context(row: Row, tmp_path: Path) -> No
 
 
 def _runs_then_resumes_later(row: Row, tmp_path: Path, *launcher: str) -> None:
-    """The row learns under ``launcher`` in mixed bf16 (the forward pass computes in bfloat16, weights stay fp32);
-    for ddp and mirrored, the finished run is then extended by 10 epochs with resume=true after a pause past its short
-    hang timeout, in the same directory, with no false hang."""
-    watched = (*row.pause_before_resume(), *BF16)
+    """The row learns under ``launcher`` in mixed bf16 (the forward pass computes in bfloat16, weights stay fp32),
+    accumulating micro-batches; for ddp and mirrored, the finished run is then extended by 10 epochs with resume=true
+    after a pause past its short hang timeout, in the same directory, with no false hang."""
+    watched = (*row.pause_before_resume(), *BF16, *ACCUMULATE)
     done = _run(tmp_path / "run", *row.strategy, *launcher, *LINEAR, *watched, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = _summary(tmp_path / "run")
     assert summary["world_size"] == row.processes
     assert summary["precision"] == "bf16" and summary["compute_dtype"] == "bfloat16"
+    assert summary["accumulation_steps"] == 2
     _assert_learned(summary)
     if not row.resumed_later:
         return
@@ -273,7 +288,7 @@ def _runs_then_resumes_later(row: Row, tmp_path: Path, *launcher: str) -> None:
     later = _run(tmp_path / "run", *row.strategy, *launcher, *LINEAR, *watched, "resume=true", "train.epochs=160",
                  cwd=tmp_path)  # fmt: skip
     assert later.returncode == 0 and "hang:" not in later.stdout + later.stderr, later.stdout + later.stderr
-    assert _summary(tmp_path / "run")["steps"] == summary["steps"] + 30  # 10 more epochs of 3 steps
+    assert _summary(tmp_path / "run")["steps"] == summary["steps"] * 160 // 150  # 10 more epochs
 
 
 @pytest.mark.ray

@@ -26,7 +26,7 @@ SECRET = "sk-scaletrain-test-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 def test_weak_scaling_sweep_writes_table_json_csv_png(scaletrain):
     run = scaletrain(*SMALL, "scaling.world_sizes=[1,2]", "scaling.allreduce_sizes_bytes=[4096,1048576,4194304]")
     assert run.returncode == 0, run.output
-    assert "| N | global batch | samples/s | per device | step s | efficiency | predicted |" in run.stdout
+    assert "| N | global batch | samples/s | per device | step s | MFU | efficiency | predicted |" in run.stdout
     result = json.loads((run.dir / "scaling.json").read_text())
     one, two = result["rows"]
     assert (one["world_size"], two["world_size"]) == (1, 2)

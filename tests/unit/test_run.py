@@ -96,3 +96,15 @@ def test_what_every_point_shares_is_checked_once_before_any_point_or_launcher(tm
         run.run_job(_job(tmp_path, "scaling.world_sizes=[2,4]", "train.global_batch_size=4"))
     assert checked == ["linear", "none"]  # once for the sweep's three points
     assert calls == ["preflight 1", "preflight 2", "preflight 4", "release 4", "release 1", "release 2"]
+
+
+def test_a_micro_batch_is_checked_at_every_point_of_a_sweep_before_any_starts(tmp_path, monkeypatch):
+    """Strong scaling keeps the global batch 48 at every point: 1 and 2 devices accumulate micro-batches of 8 (6 and
+    3 steps), but at 4 devices the share of 12 is no whole number of them, so the sweep is refused before it
+    starts, naming sizes that work."""
+    calls = _fake(monkeypatch, failing=set())
+    sweep = ("scaling.world_sizes=[2,4]", "scaling.mode=strong", "train.global_batch_size=48")
+    with pytest.raises(ConfigError, match=r"12 samples per device.*train.micro_batch_size=6 \(2 accumulation steps\)"):
+        run.run_job(_job(tmp_path, *sweep, "train.micro_batch_size=8"))
+    assert calls == ["preflight 1", "preflight 2", "preflight 4", "release 4", "release 1", "release 2"]
+    assert not (tmp_path / "job.json").exists()

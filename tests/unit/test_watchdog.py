@@ -6,7 +6,15 @@ import os
 import time
 
 from scaletrain.beacon import Beacon, Position, read_all
-from scaletrain.launchers.watchdog import HangReport, LocalProbe, Watchdog, diagnose, process_state
+from scaletrain.launchers.watchdog import (
+    HangReport,
+    LocalProbe,
+    StackDump,
+    Watchdog,
+    collect_stacks,
+    diagnose,
+    process_state,
+)
 
 NOW = 1_000_000.0
 
@@ -149,3 +157,28 @@ def test_a_hang_before_the_first_step_is_named_once_no_step_came_for_the_first_s
         quiet = Watchdog(_Probe({0: _at(0, 0, phase), 1: _at(1, 0, phase)}), timeout_s=None)
         quiet.started_unix_s = time.time() - 10 * module.FIRST_STEP_TIMEOUT_S
         assert quiet.check() is None
+
+
+def test_a_stack_dump_is_taken_only_once_it_stopped_growing(tmp_path):
+    """faulthandler writes thread by thread with no end marker: a dump read after its first thread (a background
+    one) lacked the main thread's frames, and the report named the frozen rank without its script (seen on CI)."""
+    path = tmp_path / "stack_rank_1.txt"
+    path.write_text('Thread 0x1 (most recent call first):\n  File "threading.py", line 1 in wait\n\n')
+    dump = StackDump(path)
+    assert not dump.whole()  # it may still be writing the next thread
+    time.sleep(StackDump.SETTLED_S / 2)
+    with path.open("a") as f:
+        f.write('Current thread 0x2 (most recent call first):\n  File "looping_script.py", line 14 in <module>\n')
+    assert not dump.whole()  # it grew: the wait starts again
+    time.sleep(StackDump.SETTLED_S + 0.05)
+    assert dump.whole() and "looping_script.py" in dump.text
+    assert "looping_script.py" in collect_stacks(tmp_path, [1], wait_s=2.0)[1]
+
+
+def test_a_stack_cut_mid_line_is_not_whole(tmp_path):
+    path = tmp_path / "stack_rank_0.txt"
+    path.write_text('Thread 0x1 (most recent call first):\n  File "threa')
+    dump = StackDump(path)
+    time.sleep(StackDump.SETTLED_S + 0.05)
+    assert not dump.whole()
+    assert collect_stacks(tmp_path, [0], wait_s=0.5)[0].endswith('File "threa')  # at the deadline: what there is

@@ -27,10 +27,10 @@ from scaletrain.launchers.rank_spec import BEACON_DIR
 from scaletrain.launchers.watchdog import (
     HANG_EXIT_CODE,
     STACK_WAIT_S,
+    StackDump,
     Watchdog,
     collect_stacks,
     process_state,
-    read_text,
     request_stack,
 )
 
@@ -166,8 +166,9 @@ def _dump_stack(pid: int, stopped: bool, stack_file: Path, wait_s: float = 2.0) 
     if not stopped:
         return
     deadline = time.monotonic() + wait_s
-    while "File " not in read_text(stack_file) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    dump = StackDump(stack_file)
+    while not dump.whole() and time.monotonic() < deadline:
+        time.sleep(StackDump.POLL_S)
     _send(pid, signal.SIGSTOP)
 
 

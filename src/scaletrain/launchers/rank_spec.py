@@ -38,6 +38,7 @@ STOP_SIGNAL = "SCALETRAIN_STOP_SIGNAL"
 PROGRESS = "SCALETRAIN_PROGRESS"
 HANG_RESTARTS = "SCALETRAIN_HANG_RESTARTS"  # a shell variable of slurm_script.BODY, read by launcher=slurm's ranks
 PYTHON = "SCALETRAIN_PYTHON"  # a shell variable of the batch scripts (slurm_script.py), set on submission
+CACHE_DIR = "SCALETRAIN_CACHE_DIR"  # where a rank caches what it measures or builds once per host (flops.py)
 # the process's
 PYTHONUNBUFFERED = "PYTHONUNBUFFERED"
 OMP_NUM_THREADS = "OMP_NUM_THREADS"

@@ -224,6 +224,26 @@ def request_stack(pid: int, stopped: bool) -> None:
         _signal(pid, signal.SIGCONT)
 
 
+class StackDump:
+    """A rank's stack file as faulthandler writes it: thread by thread, straight to the file, with no end marker.
+    It is whole once it names a frame and has stopped growing for ``SETTLED_S`` (read earlier, a report can hold
+    a background thread and not the main one)."""
+
+    POLL_S = 0.05
+    SETTLED_S = 0.25
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.text = ""
+        self._unchanged_since = time.monotonic()
+
+    def whole(self) -> bool:
+        text = read_text(self.path)
+        if text != self.text:
+            self.text, self._unchanged_since = text, time.monotonic()
+        return "File " in text and text.endswith("\n") and time.monotonic() - self._unchanged_since >= self.SETTLED_S
+
+
 def collect_stacks(
     beacon_dir: Path, ranks: list[int], wait_s: float = STACK_WAIT_S, states: dict[int, str] | None = None
 ) -> dict[int, str]:
@@ -232,13 +252,16 @@ def collect_stacks(
     states = states or {}
     ranks = [rank for rank in ranks if states.get(rank) not in EXITED]
     deadline = time.monotonic() + wait_s
+    dumps = {rank: StackDump(Path(beacon_dir) / f"stack_rank_{rank}.txt") for rank in ranks}
     stacks: dict[int, str] = {}
     while time.monotonic() < deadline and len(stacks) < len(ranks):
-        for rank in ranks:
-            text = read_text(Path(beacon_dir) / f"stack_rank_{rank}.txt")
-            if "File " in text:
-                stacks[rank] = text
-        time.sleep(0.1)
+        for rank, dump in dumps.items():
+            if rank not in stacks and dump.whole():
+                stacks[rank] = dump.text
+        time.sleep(StackDump.POLL_S)
+    for rank, dump in dumps.items():  # at the deadline, a part of a stack says more than none
+        if rank not in stacks and "File " in dump.text:
+            stacks[rank] = dump.text
     gone = {rank: EXITED_STACK for rank, state in states.items() if state in EXITED}
     return {**gone, **{rank: stacks.get(rank, NO_STACK) for rank in ranks}}
 

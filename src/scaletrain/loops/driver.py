@@ -12,7 +12,7 @@ import statistics
 import time
 from typing import Any
 
-from scaletrain import metrics
+from scaletrain import flops, metrics
 from scaletrain.context import RunContext
 from scaletrain.loops.nonfinite import NonFiniteGuard
 from scaletrain.loops.progress import Progress, log_done
@@ -99,6 +99,8 @@ class LogWindow:
 
     def __init__(self, ctx: RunContext, stepper: Stepper, total_steps: int, step: int) -> None:
         self.ctx, self.stepper = ctx, stepper
+        # MFU: rank 0 logs it; its device's peak is looked up or measured (once per host) before the meter starts
+        self.peak = stepper.peak() if ctx.is_rank_zero and stepper.flops_per_sample else None
         self.meter = ThroughputMeter(stepper.replicas, stepper.measures_comm)  # its first window starts now
         self.progress = Progress(ctx.is_rank_zero, total_steps, step)
         self.stragglers = _detector(ctx, stepper)
@@ -122,12 +124,19 @@ class LogWindow:
         compiled = stepper.compile_stats()  # cumulative; the window's compile time is not step time
         figures = {"epoch": epoch, "loss": loss, **stepper.window_figures()}
         figures.update({**self.meter.read(compiled.get("compile_time_s", 0.0)), **compiled})
+        figures.update(self.utilisation(figures))
         if self.stragglers:
             figures.update(_straggler_figures(self.stragglers, rows, stepper.measures_comm, steps))
         self.ctx.log(figures, step)
         self.progress.update(step, figures)
         self.losses, self.own_s = [], [0.0, 0.0, 0.0]
         return votes
+
+    def utilisation(self, rates: dict[str, float]) -> dict[str, float]:
+        """FLOP/s per device and MFU at the rates of a window or of the run."""
+        if "samples_per_s_per_device" not in rates:
+            return {}
+        return flops.utilisation(self.stepper.flops_per_sample, rates["samples_per_s_per_device"], self.peak)
 
     def check_before_checkpoint(self, step: int) -> None:
         """No checkpoint of a diverged model: steps not yet reduced at a log step are reduced now (one collective,
@@ -149,9 +158,14 @@ def _summary(
         "replicas": stepper.replicas,
         **metrics.run_summary(step, start_step, cfg.epochs, stepper.steps_per_epoch, run["elapsed_s"]),
         **window.meter.totals(),
+        **window.utilisation(window.meter.totals()),
         "comm_measured": stepper.measures_comm,
         **stepper.measurements(),
     }
+    if stepper.flops_per_sample:
+        summary["flops_per_sample"] = stepper.flops_per_sample
+    if window.peak is not None:
+        summary.update(peak_flops_per_s=window.peak.flops_per_s, peak_flops_source=window.peak.source)
     if run["first_step_unix_s"] is not None:
         summary["first_step_unix_s"] = run["first_step_unix_s"]
     if run["last_loss"] is not None:

@@ -55,20 +55,22 @@ class Progress:
         self.stragglers = {s["rank"] for s in named}
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{figures['loss']:.4g}", sps=f"{figures['samples_per_s']:.0f}")
+            mfu = {"mfu": f"{100 * figures['mfu']:.1f}%"} if "mfu" in figures else {}
+            self.bar.set_postfix(loss=f"{figures['loss']:.4g}", sps=f"{figures['samples_per_s']:.0f}", **mfu)
             return
         now_s = time.monotonic()
         if step < self.total_steps and self.last_line_s is not None and now_s - self.last_line_s < self.line_every_s:
             return
         self.last_line_s = now_s
         log.info(
-            "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f%s",
+            "step %d/%d epoch %d loss %.6g samples_per_s %.1f step_time_s %.6f%s%s",
             step,
             self.total_steps,
             figures["epoch"],
             figures["loss"],
             figures["samples_per_s"],
             figures["step_time_s"],
+            f" mfu {100 * figures['mfu']:.2f}%" if "mfu" in figures else "",
             f" straggler: {_stragglers(named)}" if named else "",
         )
 

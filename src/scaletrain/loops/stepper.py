@@ -19,6 +19,10 @@ class Stepper(Protocol):
     steps_per_epoch: int
     has_validation: bool
     measures_comm: bool  # True when comm_times() splits the all-reduce out of each step
+    flops_per_sample: float | None  # training FLOPs (forward + backward) per sample, counted; None: not countable
+
+    def peak(self) -> Any:
+        """The peak FLOP/s of one of this rank's devices (flops.Peak), or None where none is known."""
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint's state (model, optimizer, random state) written by ``state()``."""

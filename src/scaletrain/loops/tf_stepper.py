@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from scaletrain import metrics, precision
+from scaletrain import batching, flops, metrics, precision
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
-from scaletrain.loops import tf_dataset
+from scaletrain.loops import tf_dataset, tf_flops
 from scaletrain.loops.schedule import Schedule
 from scaletrain.loops.stepper import validation_figures
 from scaletrain.loops.tf_data import ReplicaBatches
@@ -56,6 +56,7 @@ class TFStepper:
                 f"replicas; use a multiple of {self.replicas}."
             )
         self.global_batch_size = train.global_batch_size
+        self.batch_split = batching.split(train.global_batch_size, self.replicas, train.micro_batch_size)
         if is_tf_dataset(task.train):  # the user's tf.data pipeline, distributed by the strategy
             self.data = tf_dataset.DatasetBatches(task.train, strategy, train.global_batch_size, ctx.job.seed,
                                                   task.shuffle_buffer, task.steps_per_epoch)  # fmt: skip
@@ -87,11 +88,31 @@ class TFStepper:
                 self.optimizer = loss_scaled(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
         self.clip_grad_norm = train.clip_grad_norm
+        accumulated = self.batch_split.micro_batch_size if self.batch_split.accumulation_steps > 1 else None
         self.grad_norms: list[Any] = []  # the window's pre-clip norms (per replica, equal), read at the log step
         self.steps = Steps(strategy, self.model, self.optimizer, task.loss, tuple(task.metrics.values()),
-                           self.clip_grad_norm, loss_scaling=self.precision == "fp16")  # fmt: skip
+                           self.clip_grad_norm, loss_scaling=self.precision == "fp16",
+                           micro_batch_size=accumulated)  # fmt: skip
         self.has_validation = task.val is not None
         self._reduce_inputs: dict[int, Any] = {}
+        self.flops_per_sample = train.flops_per_sample or self._count_flops()
+
+    def _count_flops(self) -> float | None:
+        """The model's training FLOPs per sample, counted on the first rows of the training data."""
+        rows = tf_flops.COUNT_ROWS
+        if not isinstance(self.data, tf_dataset.DatasetBatches):
+            return tf_flops.training_flops_per_sample(self.model, self.task.loss, self.x[:rows], self.y[:rows])
+        try:  # the user's pipeline: elements (x, y) of one sample each
+            x, y = self.task.train.take(rows).batch(rows).get_single_element()
+        except Exception as exc:  # noqa: BLE001  (any element structure is the user's)
+            log.info("model FLOPs not counted (the dataset's first elements: %s); set train.flops_per_sample", exc)
+            return None
+        return tf_flops.training_flops_per_sample(self.model, self.task.loss, x.numpy(), y.numpy())
+
+    def peak(self) -> flops.Peak | None:
+        if self.ctx.job.train.peak_flops_per_s:
+            return flops.Peak(self.ctx.job.train.peak_flops_per_s, "train.peak_flops_per_s")
+        return tf_flops.device_peak(self.ctx.strategy.tf_strategy, self.precision)
 
     def restore(self, state: dict[str, Any]) -> None:
         try:
@@ -210,6 +231,8 @@ class TFStepper:
             "replica_fingerprints": self.steps.fingerprints().numpy().tolist(),
             "precision": self.precision,
             "compute_dtype": self.model.compute_dtype,  # the mixed policy's, which the layers took when built
+            "micro_batch_size": self.batch_split.micro_batch_size,
+            "accumulation_steps": self.batch_split.accumulation_steps,
         }
 
     def report(self) -> dict[str, Any]:

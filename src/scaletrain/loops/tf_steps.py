@@ -105,6 +105,11 @@ class ScheduledRate(_keras_schedule_base()):
         return {"base_lr": self.base_lr, **dataclasses.asdict(self.schedule)}
 
 
+def dense(gradient: Any) -> Any:
+    """A gradient as a dense tensor (an embedding's comes as IndexedSlices, which cannot be scaled or summed)."""
+    return tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
+
+
 def per_example_loss(kind: Any, outputs: Any, targets: Any) -> Any:
     outputs = tf.cast(outputs, tf.float32)  # a mixed policy's low-precision outputs: the loss in fp32
     if callable(kind):  # the user's own: loss(targets, outputs), one value per row (as Keras losses are called)
@@ -126,8 +131,10 @@ class Steps:
         metrics: tuple = (),
         clip_grad_norm: float | None = None,
         loss_scaling: bool = False,
+        micro_batch_size: int | None = None,
     ) -> None:
         self.strategy, self.model, self.optimizer, self.loss = strategy, model, optimizer, loss
+        self.micro_batch_size = micro_batch_size  # None: a replica computes its rows of a step at once
         self.clip_grad_norm = clip_grad_norm
         self.loss_scaling = loss_scaling
         self.metrics = tuple(metrics)  # metric(targets, outputs) -> the batch's mean, summed as mean × rows
@@ -163,12 +170,10 @@ class Steps:
         model, optimizer = self.model, self.optimizer
 
         def replica(x: Any, y: Any) -> Any:
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(per_example_loss(self.loss, model(x, training=True), y))
-                scaled = loss / self.replicas
-                if self.loss_scaling:  # fp16: Keras' LossScaleOptimizer scales here and unscales in apply
-                    scaled = optimizer.scale_loss(scaled)
-            grads = tape.gradient(scaled, model.trainable_variables)
+            if self.micro_batch_size is None:
+                loss, grads = self._gradients(x, y, 1.0)
+            else:
+                loss, grads = self._accumulated(x, y)
             if self.clip_grad_norm is not None:
                 grads, norm = self._clipped(grads)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -176,11 +181,43 @@ class Steps:
 
         return self.strategy.run(replica, args=(x, y))
 
+    def _gradients(self, x: Any, y: Any, share: float) -> tuple[Any, list[Any]]:
+        """One replica's mean loss on (x, y) and the gradients of its part of the global mean: the loss weighted by
+        1 / replicas (the optimizer sums the replicas' gradients) and by ``share``, its part of the step's rows."""
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(per_example_loss(self.loss, self.model(x, training=True), y))
+            scaled = loss * (share / self.replicas)
+            if self.loss_scaling:  # fp16: Keras' LossScaleOptimizer scales here and unscales in apply
+                scaled = self.optimizer.scale_loss(scaled)
+        return loss, tape.gradient(scaled, self.model.trainable_variables)
+
+    def _accumulated(self, x: Any, y: Any) -> tuple[Any, list[Any]]:
+        """The replica's rows in micro-batches of ``micro_batch_size``, one after another (a while loop, so that one
+        micro-batch's activations are live at a time), their gradients summed, each weighted by its share of the
+        rows (an epoch's partial last batch ends in a smaller one): the optimizer then all-reduces and applies once
+        per step."""
+        micro = self.micro_batch_size
+        variables = self.model.trainable_variables
+        rows = tf.shape(x)[0]
+        steps = (rows + micro - 1) // micro
+
+        def body(i: Any, loss_sum: Any, sums: list[Any]) -> tuple[Any, Any, list[Any]]:
+            xi, yi = x[i * micro : (i + 1) * micro], y[i * micro : (i + 1) * micro]
+            share = tf.cast(tf.shape(xi)[0], tf.float32) / tf.cast(rows, tf.float32)
+            loss, grads = self._gradients(xi, yi, share)
+            grads = [tf.zeros_like(v) if g is None else dense(g) for g, v in zip(grads, variables, strict=True)]
+            return i + 1, loss_sum + loss * share, [total + g for total, g in zip(sums, grads, strict=True)]
+
+        start = (tf.constant(0), tf.constant(0.0), [tf.zeros_like(v) for v in variables])
+        _, loss, grads = tf.while_loop(lambda i, *_: i < steps, body, start, parallel_iterations=1)
+        return loss, grads
+
     def _clipped(self, grads: list[Any]) -> tuple[list[Any], Any]:
         """The gradients clipped by the global norm of their sum over every replica (Keras' own clipping would see
         one replica's part before its all-reduce): summed here, clipped, and each replica hands the optimizer a
         1/R share of the clipped sum, which the optimizer's own all-reduce adds back up. One extra all-reduce of the
         gradients per step, paid only with train.clip_grad_norm set."""
+        grads = [dense(g) for g in grads]  # an embedding's sparse gradient too: it is scaled below
         summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
         clipped, norm = tf.clip_by_global_norm(summed, self.clip_grad_norm)
         return [g / self.replicas for g in clipped], norm
@@ -192,8 +229,9 @@ class Steps:
         def replica(x: Any, y: Any) -> Any:
             outputs = tf.cast(self.model(x, training=False), tf.float32)
             correct = tf.reduce_sum(tf.cast(tf.argmax(outputs, axis=-1, output_type=tf.int32) == y, tf.float32))
-            loss_sum = tf.reduce_sum(per_example_loss(self.loss, outputs, y))
-            rows = tf.cast(tf.shape(x)[0], tf.float32)
+            losses = per_example_loss(self.loss, outputs, y)  # one per row, or per position of a sequence
+            loss_sum = tf.reduce_sum(losses)
+            rows = tf.cast(tf.size(losses), tf.float32)
             metric_sums = [tf.cast(metric(y, outputs), tf.float32) * rows for metric in self.metrics]
             return tf.stack([loss_sum, correct, rows, *metric_sums])
 

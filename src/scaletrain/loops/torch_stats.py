@@ -30,6 +30,8 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, task: TorchTask, loss_fn, 
             xb, yb = xb.to(device), yb.to(device)
             out = model(xb)
             totals[0] += loss_fn(out, yb, reduction="sum").double()
+            if out.dim() > 2 and yb.dim() == out.dim() - 1:  # a sequence's logits: every position is scored
+                out, yb = out.reshape(-1, out.shape[-1]), yb.reshape(-1)
             totals[1] += (out.argmax(dim=1) == yb).sum().double()
             totals[2] += len(yb)
             for i, metric in enumerate(metrics.values()):

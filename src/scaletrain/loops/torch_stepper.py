@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from scaletrain import precision
+from scaletrain import batching, flops, precision
 from scaletrain.config import TrainConfig
 from scaletrain.context import RunContext
 from scaletrain.errors import ConfigError
-from scaletrain.loops import torch_stats
+from scaletrain.loops import torch_flops, torch_stats
 from scaletrain.loops.schedule import Schedule
 from scaletrain.loops.torch_data import ShardedBatches
 from scaletrain.loops.torch_loader import EvaluationBatches, LoaderBatches
 from scaletrain.model_size import model_size
 from scaletrain.workloads.task import TorchTask, is_torch_dataset
 
-LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
+
+def cross_entropy(out: Any, targets: Any, reduction: str = "mean") -> Any:
+    """Cross-entropy of class logits (batch, classes), or of a sequence's (batch, positions, classes) against its
+    (batch, positions) targets, averaged over every position."""
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]), targets.reshape(-1), reduction=reduction)
+
+
+LOSSES = {"cross_entropy": cross_entropy, "mse": F.mse_loss}
 
 
 def build_optimizer(train: TrainConfig, params) -> torch.optim.Optimizer:
@@ -52,9 +60,14 @@ class TorchStepper:
             pin = strategy.device.type == "cuda"
             self.data = LoaderBatches(task.train, batch_size, ctx.rank, ctx.world_size, job.seed, task.num_workers,
                                       pin, task.steps_per_epoch, task.worker_start_method)  # fmt: skip
-        else:
+        elif isinstance(task.train, tuple | list) and len(task.train) == 2:
             self.data = ShardedBatches(
                 *task.train, batch_size, ctx.rank, ctx.world_size, job.seed, strategy.static_shapes
+            )
+        else:
+            raise ConfigError(
+                f"the workload's training data is a {type(task.train).__name__}: neither (inputs, targets) tensors "
+                "nor a torch Dataset; give TorchTask.train one of those (a Dataset subclasses torch.utils.data.Dataset)"
             )
         if len(self.data) == 0:
             raise ConfigError(
@@ -69,6 +82,9 @@ class TorchStepper:
             self.val_chunks = EvaluationBatches(task.val, torch_stats.EVAL_CHUNK, ctx.rank, ctx.world_size,
                                                 task.num_workers, task.worker_start_method)  # fmt: skip
         self.measures_comm = strategy.measures_comm
+        # The process's rows of a step in accumulation steps of the micro-batch (global = micro x devices x steps)
+        self.batch_split = batching.split(job.train.global_batch_size, self.replicas, job.train.micro_batch_size)
+        self.accumulation_steps = self.batch_split.accumulation_steps
         self.schedule = Schedule.of(job.train, self.steps_per_epoch * job.train.epochs)
         self.base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]  # a user optimizer's own too
         self.clip_grad_norm = job.train.clip_grad_norm
@@ -86,6 +102,14 @@ class TorchStepper:
         self.scales: list[Any] = []
         self._last_scale = float(self.scaler.get_scale()) if self.scaler is not None else 0.0  # the initial scale
         self.skipped_steps = 0
+        self.flops_per_sample = job.train.flops_per_sample or torch_flops.training_flops_per_sample(
+            self.model, self.loss_fn, *torch_flops.sample_rows(task.train)
+        )
+
+    def peak(self) -> flops.Peak | None:
+        if self.ctx.job.train.peak_flops_per_s:
+            return flops.Peak(self.ctx.job.train.peak_flops_per_s, "train.peak_flops_per_s")
+        return torch_flops.device_peak(self.strategy.device, self.precision)
 
     @property
     def replicas(self) -> int:
@@ -117,21 +141,50 @@ class TorchStepper:
         self.wrapped = self.strategy.wrap_model(self.model)  # after loading: DDP broadcasts rank 0's weights here
         self.wrapped.train()
 
-    def batches(self, epoch: int, skip: int) -> Iterator[tuple[Any, ...]]:
+    def batches(self, epoch: int, skip: int) -> Iterator[Any]:
+        """A step's (x, y) on the device; with accumulation, the tuple of its micro-batches' (x, y), split on the
+        host so that each is placed (and, under XLA, sharded over the devices) as a whole batch would be."""
         self.wrapped.train()
+        rows = self.batch_split.micro_batch_size * self.strategy.devices_per_process  # a micro-batch's, here
         for batch in self.data.epoch(epoch, skip):
-            yield self.strategy.prepare_batch(*batch)
+            if self.accumulation_steps == 1:
+                yield self.strategy.prepare_batch(*batch)
+            else:  # an epoch's partial last batch ends in a smaller micro-batch
+                chunks = zip(*(t.split(rows) for t in batch), strict=True)
+                yield tuple(self.strategy.prepare_batch(*chunk) for chunk in chunks)
 
-    def samples(self, batch: tuple[Any, ...]) -> int:
-        return len(batch[0]) * self.ctx.world_size
+    def samples(self, batch: Any) -> int:
+        rows = len(batch[0]) if self.accumulation_steps == 1 else sum(len(micro[0]) for micro in batch)
+        return rows * self.ctx.world_size
 
-    def train_step(self, batch: tuple[Any, ...]) -> Any:
-        x, y = batch
+    def train_step(self, batch: Any) -> Any:
         if self.schedule.varies:
             factor = self.schedule.factor(self.optimizer_steps)
             for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base_lr * factor
         self.optimizer.zero_grad(set_to_none=True)
+        if self.accumulation_steps == 1:
+            loss = self._backward(batch, 1)
+        else:  # the gradients add up over the micro-batches; DDP all-reduces only on the last one's backward
+            rows = [len(micro[0]) for micro in batch]  # equal, but for an epoch's partial last batch
+            shares = [n / sum(rows) for n in rows]
+            loss = 0.0
+            for i, (micro, share) in enumerate(zip(batch, shares, strict=True)):
+                with self._no_sync() if i < len(batch) - 1 else nullcontext():
+                    loss = loss + self._backward(micro, share) * share
+        if self.scaler is None:
+            self._clip()
+            self.strategy.optimizer_step(self.optimizer)
+        else:
+            self._scaled_step()
+        self.strategy.step_end()  # lazy runtimes (XLA) run the step here; nothing is read back until a log step
+        self.optimizer_steps += 1
+        return loss
+
+    def _backward(self, batch: tuple[Any, ...], share: float) -> Any:
+        """Forward and backward of one (micro-)batch, its loss weighted by its ``share`` of the step's rows so that
+        the accumulated gradient is the whole batch's mean; returns its unweighted loss, detached."""
+        x, y = batch
         if self.autocast_dtype is None:
             loss = self.loss_fn(self.wrapped(x), y)
         else:  # the forward pass in the low precision; the loss from its output in fp32
@@ -139,26 +192,24 @@ class TorchStepper:
                 out = self.wrapped(x)
             self.compute_dtype = out.dtype
             loss = self.loss_fn(out.float(), y)
-        if self.scaler is None:
-            loss.backward()
-            self._clip()
-            self.strategy.optimizer_step(self.optimizer)
-        else:
-            self._scaled_step(loss)
-        self.strategy.step_end()  # lazy runtimes (XLA) run the step here; nothing is read back until a log step
-        self.optimizer_steps += 1
+        scaled = loss * share if share != 1 else loss
+        (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
         return loss.detach()
+
+    def _no_sync(self) -> Any:
+        """DDP's context that keeps a backward's gradients local (no all-reduce); XLA and one process need none."""
+        no_sync = getattr(self.wrapped, "no_sync", None)
+        return no_sync() if no_sync is not None else nullcontext()
 
     def _clip(self) -> None:
         if self.clip_grad_norm is not None:  # the gradients are every rank's average by now (DDP, XLA's SPMD)
             self.grad_norms.append(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm))
 
-    def _scaled_step(self, loss: Any) -> None:
-        """fp16: backward on the scaled loss, clipping on the unscaled gradients, a step the scaler skips when they
-        hold an inf or NaN. GradScaler reads its scale back only through get_scale(), a device sync, so the scale
-        tensor is kept per step and compared at the log step instead."""
+    def _scaled_step(self) -> None:
+        """fp16 (the backward ran on the scaled loss): clipping on the unscaled gradients, a step the scaler skips
+        when they hold an inf or NaN. GradScaler reads its scale back only through get_scale(), a device sync, so the
+        scale tensor is kept per step and compared at the log step instead."""
         scaler = self.scaler
-        scaler.scale(loss).backward()
         if self.clip_grad_norm is not None:
             scaler.unscale_(self.optimizer)
             self._clip()
@@ -220,6 +271,8 @@ class TorchStepper:
             "replica_fingerprints": torch_stats.replica_fingerprints(self.ctx, self.model),
             "precision": self.precision,
             "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
+            "micro_batch_size": self.batch_split.micro_batch_size,
+            "accumulation_steps": self.accumulation_steps,
             **({"skipped_steps": self.skipped_steps} if self.scaler is not None else {}),
         }
 

@@ -18,6 +18,7 @@ COLUMNS = (
     "samples_per_s",
     "samples_per_s_per_device",
     "step_time_s",
+    "mfu",
     "efficiency",
     "predicted_efficiency",
     "predicted_efficiency_full_overlap",
@@ -141,6 +142,7 @@ def _row(mode: str, p: RunSummary, base: RunSummary, model: AlphaBeta | None) ->
         "samples_per_s": p.samples_per_s,
         "samples_per_s_per_device": p.samples_per_s_per_device,
         "step_time_s": p.step_time_s,
+        "mfu": p.mfu,
         "efficiency": efficiency(mode, n, p, base),
         "predicted_efficiency": None,
         "predicted_efficiency_full_overlap": None,
@@ -234,4 +236,5 @@ def _unmeasured_row(p: RunSummary) -> dict[str, Any]:
     if p.has_throughput:  # measured, but no baseline to compare with
         row.update(samples_per_s=p.samples_per_s, samples_per_s_per_device=p.samples_per_s_per_device)
         row["step_time_s"] = p.step_time_s
+        row["mfu"] = p.mfu
     return row

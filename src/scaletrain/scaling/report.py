@@ -15,6 +15,7 @@ _HEADERS = {
     "samples_per_s": "samples/s",
     "samples_per_s_per_device": "per device",
     "step_time_s": "step s",
+    "mfu": "MFU",
     "efficiency": "efficiency",
     "predicted_efficiency": "predicted",
     "predicted_efficiency_full_overlap": "full overlap",
@@ -76,6 +77,8 @@ def _cell(key: str, value: float | None) -> str:
         "data_fraction",
     ):
         return f"{value:.1%}"
+    if key == "mfu":
+        return f"{value:.2%}"
     if key == "step_time_s":
         return f"{value:.4f}"
     if key == "compute_slowdown":
