@@ -28,15 +28,20 @@ COLUMNS = (
     ("run", "the overrides that set this run apart (else its directory)"),
     ("framework", "torch or tensorflow"),
     ("strategy", "scaletrain strategy"),
-    ("workload", "what was trained"),
+    ("workload", "what was trained, as selected (workload=NAME)"),
     ("processes", "ranks (operating-system processes)"),
     ("replicas", "model replicas training in sync"),
+    ("global_batch_size", "samples per optimizer step"),
+    ("steps", "optimizer steps trained"),
     ("epoch_time_s", "wall seconds per epoch, start-up and validation included"),
     ("samples_per_s", "training samples per second over all replicas, steady state"),
+    ("mfu", "model FLOPs utilisation: counted FLOPs per second per device over the device's peak"),
     ("peak_rss_mib", "peak resident memory of the largest process, MiB"),
     ("val_accuracy", "final validation accuracy"),
+    ("val_bits_per_byte", "final validation loss in bits per byte (language models)"),
     ("final_loss", "training loss of the last step"),
 )
+FAIR = ("replicas", "global_batch_size", "steps")  # what a head-to-head of frameworks must hold equal
 MARKDOWN = "comparison.md"
 CSV = "comparison.csv"
 
@@ -79,20 +84,51 @@ def rows(dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], list[Path]]:
                 "run": label,
                 "framework": s.framework,
                 "strategy": s.strategy,
-                "workload": s.workload,
+                "workload": _selected_workload(d) or s.workload,
                 "processes": s.world_size,
                 "replicas": s.devices,
+                "global_batch_size": s.global_batch_size,
+                "steps": s.steps,
                 "epoch_time_s": s.epoch_time_s,
                 "samples_per_s": s.samples_per_s,
+                "mfu": s.mfu,
                 "peak_rss_mib": max(s.peak_rss_mib) if s.peak_rss_mib else None,
                 "val_accuracy": s.val_accuracy,
+                "val_bits_per_byte": s.extra.get("val_bits_per_byte"),
                 "final_loss": s.final_loss,
             }
         )
     return table, missing
 
 
-MEDIAN_OF = ("epoch_time_s", "samples_per_s", "peak_rss_mib", "val_accuracy", "final_loss")
+MEDIAN_OF = ("epoch_time_s", "samples_per_s", "mfu", "peak_rss_mib", "val_accuracy", "val_bits_per_byte", "final_loss")
+
+
+def _selected_workload(run_dir: Path) -> str | None:
+    """The workload as the command selected it (``digits_cnn``), which Hydra records; the config's own name can be
+    shared by several selections (``digits``)."""
+    try:
+        import yaml
+
+        hydra = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
+        return hydra["hydra"]["runtime"]["choices"]["workload"]
+    except (OSError, KeyError, TypeError, ValueError, ImportError):
+        return None
+
+
+def unequal(table: Sequence[dict[str, Any]]) -> str | None:
+    """Why a head-to-head of frameworks is not a fair one (devices, global batch or steps differ), or None."""
+    if len({row["framework"] for row in table}) < 2:
+        return None
+    differ = [key for key in FAIR if len({row[key] for row in table}) > 1]
+    if not differ:
+        return None
+    shown = "; ".join(f"{row['run']}: " + ", ".join(f"{key} {row[key]}" for key in differ) for row in table)
+    return (
+        f"not a fair head-to-head: the frameworks ran with different {', '.join(differ)} ({shown}); give every run "
+        "the same devices (launcher.nproc_per_node, strategy.cpu_devices), train.global_batch_size and "
+        "train.max_steps"
+    )
 
 
 def medians(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,6 +173,8 @@ def write(dirs: Sequence[Path], out_dir: Path) -> str | None:
     table, missing = rows(dirs)
     shared = common_overrides(dirs) if len(dirs) > 1 else []
     text = (f"Every run: {' '.join(shared)}\n\n" if shared else "") + markdown(table)
+    if why := unequal(table):
+        text = f"Warning: {why}.\n\n" + text
     folded = medians(table)
     if len(folded) < len(table):
         text += "\n\nMedians over seeds:\n\n" + markdown(folded)

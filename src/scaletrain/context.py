@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scaletrain import checkpoint, jsonfile, stopping, tracking
+from scaletrain import checkpoint, flops, jsonfile, stopping, tracking
 from scaletrain.beacon import Beacon
 from scaletrain.config import Job
 from scaletrain.env import ClusterEnv
@@ -233,12 +233,38 @@ class RunContext:
         if self._meter is not None:  # a user loop that marked its steps: measured unless it reported its own
             if self._steps_marked % self.job.train.log_every_n_steps:
                 self._meter.read()  # the last, partial window
-            summary.update({"steps": self._steps_marked, **self._meter.totals(), **(self._model_figures or {})})
+            totals = self._meter.totals()
+            summary.update({"steps": self._steps_marked, **totals, **(self._model_figures or {})})
+            summary.update(self._utilisation(totals))
         summary.update(dict(figures))
         if self.tracker is not None:
             summary.wandb_run_id = self.tracker.id
             self.tracker.summary(jsonfile.strict(summary.to_dict()))  # W&B's API refuses NaN too
         summary.write(self.output_dir)
+
+    def _utilisation(self, totals: dict[str, float]) -> dict[str, Any]:
+        """MFU of a user loop that marked its steps, from the FLOPs per sample it states (train.flops_per_sample:
+        scaletrain cannot see inside its step to count them) against its device's peak."""
+        flops_per_sample = self.job.train.flops_per_sample
+        if not flops_per_sample or "samples_per_s_per_device" not in totals:
+            return {}
+        peak = self._peak()
+        figures: dict[str, Any] = {"flops_per_sample": flops_per_sample}
+        if peak is not None:
+            figures.update(peak_flops_per_s=peak.flops_per_s, peak_flops_source=peak.source)
+        return {**figures, **flops.utilisation(flops_per_sample, totals["samples_per_s_per_device"], peak)}
+
+    def _peak(self) -> flops.Peak | None:
+        train = self.job.train
+        if train.peak_flops_per_s:
+            return flops.Peak(train.peak_flops_per_s, "train.peak_flops_per_s")
+        if self.strategy.framework == "torch":
+            from scaletrain.loops import torch_flops
+
+            return torch_flops.device_peak(self.strategy.device, train.precision, self.strategy.devices_per_process)
+        from scaletrain.loops import tf_flops
+
+        return tf_flops.device_peak(self.strategy.tf_strategy, train.precision)
 
     def close(self, exit_code: int = 0) -> None:
         if self._metrics_file is not None:

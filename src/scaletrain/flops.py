@@ -100,6 +100,14 @@ def cpu_peak(framework: str, precision: str, threads: int, matmul: Callable[[], 
     return Peak(value, f"measured: {key}")
 
 
+def shared(peak: Peak, devices: int) -> Peak:
+    """One device's part of a peak measured for the whole process: logical CPU devices (mirrored's cpu_devices,
+    XLA's CPU devices) share the process's threads."""
+    if devices <= 1:
+        return peak
+    return Peak(peak.flops_per_s / devices, f"{peak.source}, shared by {devices} devices")
+
+
 def utilisation(flops_per_sample: float | None, samples_per_s_per_device: float, peak: Peak | None) -> dict:
     """The window's (or run's) FLOP/s per device and MFU, for metrics and the summary; {} without a count."""
     if not flops_per_sample:

@@ -40,6 +40,8 @@ def test_sweep_of_a_user_function_measures_what_it_marks(scaletrain, mark_steps)
         "+workload.fn.steps=60",
         f"+workload.fn.mark_steps={mark_steps}",
         "train.log_every_n_steps=10",
+        "train.flops_per_sample=8",  # a user loop states its FLOPs (scaletrain cannot see inside its step)
+        "train.peak_flops_per_s=1e9",
         "scaling.world_sizes=[1,2]",
         "scaling.allreduce_repeats=1",
         env={"PYTHONPATH": str(USERLAND)},
@@ -54,6 +56,8 @@ def test_sweep_of_a_user_function_measures_what_it_marks(scaletrain, mark_steps)
         # the model it passed (one float32): its gradient bytes, so the sweep predicts the all-reduce's cost
         assert (point["num_parameters"], point["gradient_bytes"]) == (1, 4) and result["gradient_bytes"] == 4
         assert result["rows"][1]["predicted_efficiency"] is not None
+        assert point["mfu"] == pytest.approx(8 * point["samples_per_s_per_device"] / 1e9)  # MFU from its figures
+        assert result["rows"][1]["mfu"] == pytest.approx(point["mfu"])
     else:
         assert efficiencies == [None, None]
         assert "Not measured: throughput, step time and efficiency were not measured" in run.output

@@ -63,6 +63,22 @@ def test_sweep_gives_one_row_per_run_labelled_by_what_differs(tmp_path, capsys):
     assert float(rows[1]["val_accuracy"]) == 0.975
     md = (sweep / "comparison.md").read_text()
     assert "| +strategy=mirrored | tensorflow | mirrored" in md
+    # PyTorch on 2 replicas against TensorFlow on 1: said at the top, with the settings that make it fair
+    assert md.startswith("Warning: not a fair head-to-head: the frameworks ran with different replicas (")
+    assert "+strategy=ddp: replicas 2; +strategy=mirrored: replicas 1" in md
+
+
+def test_the_workload_is_named_as_selected_and_an_equal_head_to_head_has_no_warning(tmp_path):
+    sweep = tmp_path / "sweep"
+    for name, framework in (("0", "torch"), ("1", "tensorflow")):
+        run = _run(sweep, name, [f"+framework={framework}"], framework=framework, replicas=2, steps=200, mfu=0.5,
+                   val_bits_per_byte=3.3)  # fmt: skip
+        (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      workload: digits_cnn\n")
+    compare.main([str(sweep)])
+    rows = list(csv.DictReader((sweep / "comparison.csv").open()))
+    assert {r["workload"] for r in rows} == {"digits_cnn"}  # not the config's own name, digits
+    assert rows[0]["mfu"] == "0.5" and rows[1]["val_bits_per_byte"] == "3.3"
+    assert not (sweep / "comparison.md").read_text().startswith("Warning")
 
 
 def test_separate_run_directories_and_errors(tmp_path, capsys):

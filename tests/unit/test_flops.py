@@ -105,3 +105,9 @@ def test_mfu_is_the_achieved_rate_over_the_peak():
     assert flops.utilisation(100.0, 2e6, peak) == {"flops_per_s_per_device": 2e8, "mfu": 0.2}
     assert flops.utilisation(100.0, 2e6, None) == {"flops_per_s_per_device": 2e8}
     assert flops.utilisation(None, 2e6, peak) == {}
+
+
+def test_logical_devices_share_the_process_peak():
+    peak = flops.Peak(8e10, "measured: torch|fp32|2 thread(s)|cpu")
+    assert flops.shared(peak, 1) is peak
+    assert flops.shared(peak, 2) == flops.Peak(4e10, "measured: torch|fp32|2 thread(s)|cpu, shared by 2 devices")

@@ -149,7 +149,10 @@ def device_peak(strategy: Any, precision: str) -> flops.Peak | None:
         a = tf.cast(a, dtype)
         b = tf.identity(a)
     threads = tf.config.threading.get_intra_op_parallelism_threads() or _cpu_count()
-    return flops.cpu_peak("tensorflow", precision, threads, lambda: tf.linalg.matmul(a, b).numpy())
+    # A graph, as training runs, with the matrices as arguments (a captured constant could be folded away)
+    product = tf.function(lambda x, y: tf.reduce_sum(tf.linalg.matmul(x, y)))
+    peak = flops.cpu_peak("tensorflow", precision, threads, lambda: product(a, b).numpy())
+    return flops.shared(peak, len(strategy.extended.worker_devices))
 
 
 def _tpu_kind() -> str | None:

@@ -48,8 +48,9 @@ def training_flops_per_sample(model: torch.nn.Module, loss_fn: Any, x: Any, y: A
         return None
 
 
-def device_peak(device: torch.device, precision: str) -> flops.Peak | None:
-    """The rank's device's peak: the table's for a GPU or TPU, measured for a CPU (also XLA's CPU device)."""
+def device_peak(device: torch.device, precision: str, devices: int = 1) -> flops.Peak | None:
+    """One of the rank's ``devices``' peak: the table's for a GPU or TPU, measured for a CPU (also XLA's CPU devices,
+    which share the process's threads)."""
     if device.type == "cuda":
         return flops.table_peak(torch.cuda.get_device_name(device), precision)
     if device.type == "xla":
@@ -59,7 +60,7 @@ def device_peak(device: torch.device, precision: str) -> flops.Peak | None:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a = torch.randn(flops.CPU_BENCH_SIZE, flops.CPU_BENCH_SIZE, dtype=dtype)
     b = torch.randn(flops.CPU_BENCH_SIZE, flops.CPU_BENCH_SIZE, dtype=dtype)
-    return flops.cpu_peak("torch", precision, torch.get_num_threads(), lambda: torch.mm(a, b))
+    return flops.shared(flops.cpu_peak("torch", precision, torch.get_num_threads(), lambda: torch.mm(a, b)), devices)
 
 
 def _xla_device_kind() -> str:

@@ -109,7 +109,7 @@ class TorchStepper:
     def peak(self) -> flops.Peak | None:
         if self.ctx.job.train.peak_flops_per_s:
             return flops.Peak(self.ctx.job.train.peak_flops_per_s, "train.peak_flops_per_s")
-        return torch_flops.device_peak(self.strategy.device, self.precision)
+        return torch_flops.device_peak(self.strategy.device, self.precision, self.strategy.devices_per_process)
 
     @property
     def replicas(self) -> int:
