@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -185,6 +186,15 @@ def ratios(a: Sequence[dict], b: Sequence[dict], key: str) -> list[float]:
 def paired_ratio(a: Sequence[dict], b: Sequence[dict], key: str) -> float:
     """The median over rounds of the per-round ratios."""
     return median(ratios(a, b, key))
+
+
+def one_rank_summary(overrides: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
+    """The summary.json of ``python -m scaletrain workload=synthetic launcher.nproc_per_node=1 OVERRIDES`` run in a
+    scratch directory (one rank: what the single-process benchmarks compare two ways)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as out:
+        argv = [PYTHON, "-m", "scaletrain", "workload=synthetic", "launcher.nproc_per_node=1", f"hydra.run.dir={out}"]
+        run([*argv, *overrides], env)
+        return read_json(Path(out) / "summary.json")
 
 
 def step_and_loss_row(name: str, a: Sequence[dict], b: Sequence[dict]) -> list[Any]:

@@ -17,8 +17,6 @@ reported: the final loss of each, which should agree to float tolerance (the sam
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-from pathlib import Path
 
 import _common as c
 from loop_overhead import MODELS, NUM_SAMPLES, WINDOW
@@ -33,22 +31,8 @@ def trial(strategy: str, micro: int | None, steps: int, env: dict[str, str]):
     micro_setting = [f"train.micro_batch_size={micro}"] if micro else []
 
     def run(_round: int) -> dict[str, float]:
-        with tempfile.TemporaryDirectory(prefix="bench-accumulation-") as out:
-            c.run(
-                [
-                    c.PYTHON,
-                    "-m",
-                    "scaletrain",
-                    strategy,
-                    "workload=synthetic",
-                    "launcher.nproc_per_node=1",
-                    f"hydra.run.dir={out}",
-                    *c.scaletrain_loop_overrides(model, NUM_SAMPLES, steps, WINDOW),
-                    *micro_setting,
-                ],
-                env,
-            )
-            summary = c.read_json(Path(out) / "summary.json")
+        overrides = [strategy, *c.scaletrain_loop_overrides(model, NUM_SAMPLES, steps, WINDOW), *micro_setting]
+        summary = c.one_rank_summary(overrides, env)
         assert summary["accumulation_steps"] == (MICRO_STEPS if micro else 1), summary
         return {"step_time_s": summary["step_time_s"], "final_loss": summary["final_loss"]}
 

@@ -15,9 +15,6 @@ reader sees bf16 trained the same problem.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import _common as c
 from loop_overhead import MODELS, NUM_SAMPLES, WINDOW
 
@@ -29,22 +26,9 @@ def trial(strategy: str, precision: str, steps: int, env: dict[str, str]):
     model = next(m for m in MODELS if m.name == "medium")
 
     def run(_round: int) -> dict[str, float]:
-        with tempfile.TemporaryDirectory(prefix="bench-precision-") as out:
-            c.run(
-                [
-                    c.PYTHON,
-                    "-m",
-                    "scaletrain",
-                    strategy,
-                    "workload=synthetic",
-                    "launcher.nproc_per_node=1",
-                    f"train.precision={precision}",
-                    f"hydra.run.dir={out}",
-                    *c.scaletrain_loop_overrides(model, NUM_SAMPLES, steps, WINDOW),
-                ],
-                env,
-            )
-            summary = c.read_json(Path(out) / "summary.json")
+        loop = c.scaletrain_loop_overrides(model, NUM_SAMPLES, steps, WINDOW)
+        overrides = [strategy, f"train.precision={precision}", *loop]
+        summary = c.one_rank_summary(overrides, env)
         return {"step_time_s": summary["step_time_s"], "final_loss": summary["final_loss"]}
 
     return run
