@@ -256,8 +256,8 @@ class RunContext:
 
     def _peak(self) -> flops.Peak | None:
         train = self.job.train
-        if train.peak_flops_per_s:
-            return flops.Peak(train.peak_flops_per_s, "train.peak_flops_per_s")
+        if stated := flops.stated_peak(train):
+            return stated
         if self.strategy.framework == "torch":
             from scaletrain.loops import torch_flops
 

@@ -47,6 +47,12 @@ class Peak:
     source: str  # where the figure came from, for the summary: "table: NVIDIA H100 (bf16)", "measured: ..."
 
 
+def stated_peak(train: object) -> Peak | None:
+    """The peak the job states (train.peak_flops_per_s), which wins over any table or measurement."""
+    value = getattr(train, "peak_flops_per_s", None)
+    return Peak(value, "train.peak_flops_per_s") if value else None
+
+
 def table_peak(device_name: str, precision: str) -> Peak | None:
     for name, peaks in PEAKS:
         if name.lower() in device_name.lower():

@@ -110,9 +110,8 @@ class TFStepper:
         return tf_flops.training_flops_per_sample(self.model, self.task.loss, x.numpy(), y.numpy())
 
     def peak(self) -> flops.Peak | None:
-        if self.ctx.job.train.peak_flops_per_s:
-            return flops.Peak(self.ctx.job.train.peak_flops_per_s, "train.peak_flops_per_s")
-        return tf_flops.device_peak(self.ctx.strategy.tf_strategy, self.precision)
+        stated = flops.stated_peak(self.ctx.job.train)
+        return stated or tf_flops.device_peak(self.ctx.strategy.tf_strategy, self.precision)
 
     def restore(self, state: dict[str, Any]) -> None:
         try:

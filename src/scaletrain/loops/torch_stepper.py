@@ -25,6 +25,8 @@ from scaletrain.workloads.task import TorchTask, is_torch_dataset
 def cross_entropy(out: Any, targets: Any, reduction: str = "mean") -> Any:
     """Cross-entropy of class logits (batch, classes), or of a sequence's (batch, positions, classes) against its
     (batch, positions) targets, averaged over every position."""
+    if out.dim() == 2:  # class logits, every step of most models: no reshape on the hot path
+        return F.cross_entropy(out, targets, reduction=reduction)
     return F.cross_entropy(out.reshape(-1, out.shape[-1]), targets.reshape(-1), reduction=reduction)
 
 
@@ -107,9 +109,9 @@ class TorchStepper:
         )
 
     def peak(self) -> flops.Peak | None:
-        if self.ctx.job.train.peak_flops_per_s:
-            return flops.Peak(self.ctx.job.train.peak_flops_per_s, "train.peak_flops_per_s")
-        return torch_flops.device_peak(self.strategy.device, self.precision, self.strategy.devices_per_process)
+        devices = self.strategy.devices_per_process
+        return flops.stated_peak(self.ctx.job.train) or torch_flops.device_peak(self.strategy.device, self.precision,
+                                                                                 devices)  # fmt: skip
 
     @property
     def replicas(self) -> int:
