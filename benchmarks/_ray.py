@@ -104,6 +104,6 @@ def cpu_by_role(driver_pid: int) -> dict[str, float]:
             roles["driver"] += cpu
         elif pid in actors:
             roles["actors"] += cpu
-        elif (ppid == driver_pid or ppid in actors) and "scaletrain.worker" in cmd:
+        elif (ppid == driver_pid or ppid in actors) and "scaletrain.rank.worker" in cmd:
             roles["ranks"] += cpu
     return roles

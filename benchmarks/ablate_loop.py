@@ -20,10 +20,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from scaletrain.config import TrainConfig
-from scaletrain.loops.torch_data import ShardedBatches
-from scaletrain.loops.torch_stepper import build_optimizer
-from scaletrain.metrics import ThroughputMeter
+from scaletrain.contract.config import TrainConfig
+from scaletrain.rank.loops.torch_data import ShardedBatches
+from scaletrain.rank.loops.torch_stepper import build_optimizer
+from scaletrain.rank.metrics import ThroughputMeter
 from scaletrain.workloads import synthetic
 
 STEPS, WARMUP, BATCH = 4000, 100, 32

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/custom_sweep.py [--repeats N] [--quick]
 
-Each repeat is one real `python -m scaletrain workload=custom ... 'scaling.world_sizes=[1,2]'` per framework (ddp
+Each repeat is one real `python -m scaletrain workload=custom ... 'scaling.device_counts=[1,2]'` per framework (ddp
 through a DataLoader with worker processes, mirrored through tf.data), interleaved; the table gives the medians of
 the measured efficiency beside the α-β prediction's bounds (no overlap, full overlap) and where the time went (the
 data, communication and compute columns of the sweep table), at world size 2.
@@ -35,7 +35,7 @@ def sweep(out: Path, job: tuple[str, ...], images: Path, steps: int, env: dict[s
            f"+workload.{section}.model.width=32", f"+workload.{section}.train_data.root={images}",
            f"+workload.{section}.train_data.split=train", "train.global_batch_size=64", "train.optimizer=adam",
            "train.lr=0.001", "train.epochs=1000", f"train.max_steps={steps}", "train.log_every_n_steps=10",
-           "checkpoint.every_n_steps=0", "scaling.world_sizes=[1,2]"], env)  # fmt: skip
+           "checkpoint.every_n_steps=0", "scaling.device_counts=[1,2]"], env)  # fmt: skip
     row = c.read_json(out / "scaling.json")["rows"][1]
     return {key: row[key] for key in COLUMNS}
 

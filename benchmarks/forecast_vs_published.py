@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scaletrain.scaling import forecast
+from scaletrain.driver.scaling import forecast
 
 MB = 2**20
 HOROVOD = "https://github.com/horovod/horovod/blob/master/docs/benchmarks.rst"

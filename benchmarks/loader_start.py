@@ -32,7 +32,7 @@ _MEASURE = """
 import json, sys, threading, time
 sys.path.insert(0, sys.argv[4])
 from imagefolder.data import ImageFolder
-from scaletrain.loops.torch_loader import LoaderBatches
+from scaletrain.rank.loops.torch_loader import LoaderBatches
 stop = threading.Event()
 threading.Thread(target=stop.wait, daemon=True).start()  # a rank always runs threads of its own
 started = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scaletrain.scaling.model import AlphaBeta, ddp_buckets
+from scaletrain.common.alpha_beta import AlphaBeta, ddp_buckets
 
 GBIT = 1e9 / 8  # bytes per second in one Gbit/s
 

@@ -2,7 +2,7 @@
 
     python benchmarks/scaling_sweep.py [--repeats N] [--quick]
 
-Each repeat is one real `python -m scaletrain ... scaling.world_sizes=[1,2]` per strategy, the strategies
+Each repeat is one real `python -m scaletrain ... scaling.device_counts=[1,2]` per strategy, the strategies
 interleaved within a repeat; the figures are medians over repeats. ddp: 1 and 2 ranks over gloo; mirrored: 1 and
 2 processes (MultiWorkerMirrored); xla: 1 and 2 XLA CPU devices in one process.
 """
@@ -40,7 +40,7 @@ def sweep(out: Path, quick: bool, strategy: tuple[str, ...]) -> dict:
         f"hydra.run.dir={out}",
         *strategy,
         "workload=synthetic",
-        "scaling.world_sizes=[1,2]",
+        "scaling.device_counts=[1,2]",
         "train.epochs=1" if quick else "train.epochs=3",
         "logger=none",
     ]
@@ -68,7 +68,7 @@ def main() -> None:
     for name, runs in results.items():
         for n_index in (0, 1):
             per_repeat = [r["rows"][n_index] for r in runs]
-            rows.append([name, per_repeat[0]["world_size"], *(_median([p[c] for p in per_repeat]) for c in COLUMNS)])
+            rows.append([name, per_repeat[0]["devices"], *(_median([p[c] for p in per_repeat]) for c in COLUMNS)])
     print(table(["strategy", "N", *COLUMNS], rows))
     for name, runs in results.items():
         fits = [r["alpha_beta"] for r in runs]

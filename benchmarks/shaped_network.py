@@ -4,11 +4,11 @@ host), so the all-reduce crosses the shaped links.
 
     sudo .venv/bin/python benchmarks/shaped_network.py [--repeats N] [--rate 200mbit] [--quick]
 
-Per repeat: one sweep (with preflight.network=true, so scaletrain.netcheck times the same links first). Reported,
+Per repeat: one sweep (with preflight.network=true, so scaletrain.driver.netcheck times the same links first). Reported,
 medians over repeats: the fitted bandwidth (the sweep's α-β fit over gloo all-reduces, and netcheck's over its own
 ring) against the shaped rate; the measured efficiency at N=2 beside the model's bounds:
 
-* no overlap (what scaling/analysis.py predicts): step(2) = step(1) + all-reduce(gradients);
+* no overlap (what driver/scaling/analysis.py predicts): step(2) = step(1) + all-reduce(gradients);
 * full overlap (computed here; analysis.py has no such bound): step(2) = max(step(1), all-reduce(gradients));
 * the same two with the 2-rank run's own non-communication time (step(2) − exposed comm) in place of step(1): the
   model assumes a rank computes as fast at N=2 as alone, which two "hosts" sharing two cores do not.
@@ -60,7 +60,7 @@ def sweep(net: TestNetwork, cluster: RayOnNetwork, out: Path, epochs: int) -> di
         "launcher=ray",
         f"launcher.address={cluster.head}",
         "launcher.placement_strategy=STRICT_SPREAD",
-        "scaling.world_sizes=[1,2]",
+        "scaling.device_counts=[1,2]",
         "preflight.network=true",
     ]
     proc = net.run(0, argv, capture_output=True, text=True, timeout=600, env=cluster.env, cwd=ROOT)

@@ -37,12 +37,13 @@ MODELS = {  # name -> (input, width, depth, per-rank batch, steps per block)
 def _rank(rank: int, port: int, model: str, rounds: int, out: str) -> None:
     import torch
 
-    from scaletrain.env import ClusterEnv
+    from scaletrain.contract.env import ClusterEnv
+    from scaletrain.rank import strategies as rank_strategies
     from scaletrain.strategies import ddp
 
     torch.set_num_threads(1)
     env = ClusterEnv(rank, rank, 2, 2, 0, 1, "127.0.0.1", port, "local")
-    strategy = ddp.PLUGIN.create(ddp.Config(backend="gloo"), env)
+    strategy = rank_strategies.create(ddp.Config(backend="gloo"), env)
     strategy.setup()
     inputs, width, depth, batch, steps = MODELS[model]
     torch.manual_seed(rank)

@@ -28,9 +28,11 @@ import plain_tf_train  # noqa: E402  (imports TensorFlow)
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from scaletrain import config, metrics, strategies, worker  # noqa: E402
-from scaletrain.context import RunContext  # noqa: E402
-from scaletrain.env import detect  # noqa: E402
+from scaletrain.contract import config  # noqa: E402
+from scaletrain.contract.env import detect  # noqa: E402
+from scaletrain.driver import schema  # noqa: E402
+from scaletrain.rank import metrics, strategies, worker  # noqa: E402
+from scaletrain.rank.context import RunContext  # noqa: E402
 
 
 def run_scaletrain(model: Model, steps: int) -> dict[str, float]:
@@ -42,6 +44,7 @@ def run_scaletrain(model: Model, steps: int) -> dict[str, float]:
             f"checkpoint.dir={tmp}/ckpt",
             *c.scaletrain_loop_overrides(model, NUM_SAMPLES, steps, WINDOW),
         ]
+        schema.register()
         with initialize_config_dir(config_dir=str(config.conf_dir()), version_base="1.3"):
             job = config.load(OmegaConf.to_container(compose("config", overrides=overrides), resolve=True))
         env = detect({})

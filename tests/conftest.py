@@ -17,6 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from scaletrain.driver import schema
+
+# The job's schema in Hydra's ConfigStore, as the CLI registers it first: tests compose conf/ through the compose API.
+schema.register()
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,7 +30,7 @@ def _has_module(name: str) -> bool:
 
 
 def _gpu_present() -> bool:
-    from scaletrain import hardware
+    from scaletrain.common import hardware
 
     return hardware.gpu_count() > 0
 
@@ -131,7 +136,7 @@ def ranks_catching(run_dir: Path, count: int, signum: int, alive=lambda: True, t
     while True:
         assert alive(), f"the job of {run_dir} ended before {count} ranks caught signal {signum}"
         assert time.monotonic() < deadline, f"no {count} ranks of {run_dir} caught signal {signum} in {timeout_s} s"
-        ranks = [pid for pid, argv in _processes() if b"scaletrain.worker" in argv and job_file in argv]
+        ranks = [pid for pid, argv in _processes() if b"scaletrain.rank.worker" in argv and job_file in argv]
         if len(ranks) == count and all(_catches(pid, signum) for pid in ranks):
             return sorted(ranks)
         time.sleep(0.05)
@@ -190,7 +195,7 @@ def local_ray_cluster():
     (launcher=ray with no address) test that path."""
     from ray.cluster_utils import Cluster
 
-    from scaletrain.launchers.local import free_port
+    from scaletrain.driver.launchers.local import free_port
 
     head = {"num_cpus": 1, "ray_client_server_port": free_port("127.0.0.1")}
     two_nodes = Cluster(initialize_head=True, connect=False, head_node_args=head)

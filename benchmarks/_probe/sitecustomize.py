@@ -14,7 +14,7 @@ if _out and "RANK" in os.environ:  # a rank, not the launcher (which inherits th
     import json
     import time
 
-    from scaletrain import metrics
+    from scaletrain.rank import metrics
 
     _marks: list[float] = []
     _read = metrics.ThroughputMeter.read

@@ -1,3 +1,3 @@
-from scaletrain.cli import main
+from scaletrain.driver.cli import main
 
 main()

@@ -49,8 +49,8 @@ CASES = {
     "malformed override": (["train.lr=["], "the command line could not be applied to the configuration"),
     "value where a group belongs": (["train=5"], "train=5 is not valid: train is a group of settings"),
     "slurm sweep point of part of a node": (
-        ["launcher=slurm", "launcher.dry_run=true", "launcher.ntasks_per_node=2", "scaling.world_sizes=[3]"],
-        "scaling.world_sizes holds 3, which is not a whole number of nodes of 2 task(s) each",
+        ["launcher=slurm", "launcher.dry_run=true", "launcher.ntasks_per_node=2", "scaling.device_counts=[3]"],
+        "scaling.device_counts holds 3, which is not a whole number of nodes of 2 task(s) each",
     ),
     "empty checkpoint dir": (["checkpoint.dir=''"], "checkpoint.dir='' is empty, which would write checkpoints into"),
     "blank checkpoint dir": (["checkpoint.dir=' '"], "checkpoint.dir=' ' is empty"),
@@ -133,7 +133,7 @@ CASES = {
 def test_bad_input_exits_2_with_one_sentence_and_starts_nothing(scaletrain, case):
     overrides, sentence = CASES[case]
     if case == "nccl without GPU":
-        from scaletrain import hardware
+        from scaletrain.common import hardware
 
         if hardware.gpu_count():
             pytest.skip("this machine has a GPU, so nccl is a valid choice here")
@@ -160,7 +160,7 @@ def test_unreachable_wandb_server_exits_2_before_anything_starts(scaletrain):
     [
         ["train.lr=nan"],  # refused before Hydra runs
         # refused inside the Hydra app: a SLURM sweep point that is not whole nodes
-        ["launcher=slurm", "launcher.dry_run=true", "launcher.ntasks_per_node=2", "scaling.world_sizes=[3]"],
+        ["launcher=slurm", "launcher.dry_run=true", "launcher.ntasks_per_node=2", "scaling.device_counts=[3]"],
     ],
 )
 def test_refused_run_leaves_no_default_run_directory(tmp_path, overrides):
@@ -181,7 +181,7 @@ def test_refused_run_keeps_a_run_directory_that_existed_before(scaletrain, tmp_p
     mine = tmp_path / "mine"
     mine.mkdir()
     run = scaletrain(f"hydra.run.dir={mine}", "launcher=slurm", "launcher.dry_run=true", "launcher.ntasks_per_node=2",
-                     "scaling.world_sizes=[3]")  # fmt: skip
+                     "scaling.device_counts=[3]")  # fmt: skip
     assert run.returncode == 2, run.output
     assert mine.is_dir()
 

@@ -144,11 +144,11 @@ def test_killed_and_restarted_mid_epoch_gives_the_uninterrupted_result(
 
 def test_sweep_of_your_model_gives_a_scaling_table(scaletrain, images: Path) -> None:
     run = scaletrain(*_job("ddp", images, "train.max_steps=24", "train.log_every_n_steps=4",
-                           "scaling.world_sizes=[1,2]", "scaling.allreduce_repeats=1"),
+                           "scaling.device_counts=[1,2]", "scaling.allreduce_repeats=1"),
                      env={"PYTHONPATH": str(USERLAND)})  # fmt: skip
     assert run.returncode == 0, run.output
     result = json.loads((run.dir / "scaling.json").read_text())
-    rows = {row["world_size"]: row for row in result["rows"]}
+    rows = {row["devices"]: row for row in result["rows"]}
     assert rows[1]["efficiency"] == pytest.approx(1.0) and rows[2]["efficiency"] > 0
     assert rows[2]["predicted_efficiency"] is not None and rows[2]["data_fraction"] > 0
     assert "| 2 |" in (run.dir / "scaling.md").read_text()

@@ -13,7 +13,7 @@ def test_default_job_picks_ddp_with_gloo_and_learns_linear(scaletrain):
     assert "picked ddp with gloo (no GPU found)" in run.output
     summary = run.summary
     assert summary["strategy"] == "ddp" and summary["workload"] == "linear"
-    assert summary["world_size"] >= 2
+    assert summary["processes"] >= 2
     assert "linear: weight=" in run.output and "prediction(x=6)=" in run.output
 
 
@@ -21,7 +21,7 @@ def test_one_rank_learns_y_equals_2x_plus_1(scaletrain):  # two ranks: the parit
     run = scaletrain("+strategy=ddp", "workload=linear", "launcher.nproc_per_node=1")
     assert run.returncode == 0, run.output
     s = run.summary
-    assert s["world_size"] == 1
+    assert s["processes"] == 1
     assert s["weight"] == pytest.approx(2.0, abs=0.05)
     assert s["bias"] == pytest.approx(1.0, abs=0.1)
     assert s["prediction_x6"] == pytest.approx(13.0, abs=0.2)

@@ -213,14 +213,18 @@ def test_frozen_rank_of_an_unmodified_script_is_named_with_its_stack(tmp_path: P
     script = Path(__file__).parent / "userland" / "looping_script.py"
     proc = _start(run_dir, "launcher.nproc_per_node=2", f"script={script}", "script_args=[5]")
     try:
-        deadline = time.monotonic() + 60
-        while not (beacon := beacon_path(run_dir, 1)).exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-            time.sleep(0.1)
-        time.sleep(2)  # well into its loop of collectives
-        frozen = json.loads(beacon.read_text())
+        # Frozen in its loop of collectives, not still importing torch (a stack that deep is cut after 100 frames,
+        # before the script's own): rank 1 has printed its first step.
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "[rank 1]" in line and "step 0" in line:
+                break
+        assert proc.poll() is None, "".join(seen)
+        frozen = json.loads(beacon_path(run_dir, 1).read_text())
         os.kill(frozen["pid"], signal.SIGSTOP)
-        output, _ = proc.communicate(timeout=60)
+        rest, _ = proc.communicate(timeout=60)
+        output = "".join(seen) + rest
     finally:
         proc.kill()
     assert proc.returncode == 3, output

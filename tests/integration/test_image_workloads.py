@@ -40,7 +40,7 @@ def _assert_trained(run) -> dict:
     assert run.returncode == 0, run.output
     summary = run.summary
     assert summary["steps"] == 2 * (N_TRAIN // BATCH)  # full batches only: the DataLoader / tf.data path
-    assert summary["world_size"] == 2 and 0 <= summary["val_accuracy"] <= 1 and summary["data_time_s"] > 0
+    assert summary["processes"] == 2 and 0 <= summary["val_accuracy"] <= 1 and summary["data_time_s"] > 0
     assert len(set(summary["replica_fingerprints"])) == 1
     return summary
 

@@ -23,7 +23,7 @@ import pytest
 from conftest import child_env, scaletrain_argv
 from netns import FAST_NODE_DEATH, RAY_ENV, RayOnNetwork, SlurmOnNetwork, network_fixture
 
-from scaletrain.env import slurm_master_port
+from scaletrain.contract.env import slurm_master_port
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +176,7 @@ def run_on_both(network, tmp_path: Path, overrides, extra_env=(None, None), stop
 
 def assert_learned_linear(run_dir: Path, output: str) -> None:
     s = json.loads((run_dir / "summary.json").read_text())
-    assert s["world_size"] == 2, output
+    assert s["processes"] == 2, output
     assert s["weight"] == pytest.approx(2.0, abs=0.05)
     assert s["bias"] == pytest.approx(1.0, abs=0.1)
     assert s["prediction_x6"] == pytest.approx(13.0, abs=0.2)
@@ -218,8 +218,8 @@ def test_ddp_across_two_hosts_fails_when_gloo_is_put_on_loopback(network, tmp_pa
 @pytest.mark.tf
 def test_mirrored_across_two_hosts_with_their_addresses_in_tf_config(network, tmp_path):
     """MultiWorkerMirrored's TF_CONFIG names every worker: the nodes' launchers exchange their ranks' addresses at
-    master_addr:master_port (launchers/rendezvous.py) before starting them, each seen at the address that routes to
-    node 0 (not the loopback address its hostname resolves to). No TF_CONFIG of the user's."""
+    master_addr:master_port (driver/launchers/rendezvous.py) before starting them, each seen at the address that
+    routes to node 0 (not the loopback address its hostname resolves to). No TF_CONFIG of the user's."""
     overrides = ("+strategy=mirrored", "workload=linear", "launcher.master_addr=st-h0", "launcher.master_port=29530")
     (rc0, out0, dir0), (rc1, out1, _) = run_on_both(network, tmp_path, overrides)
     assert rc0 == 0 and rc1 == 0, out0 + out1
@@ -359,7 +359,7 @@ def test_ray_places_one_rank_on_each_host(network, ray_cluster, tmp_path, strate
         assert "MultiWorkerMirroredStrategy: 2 replica(s) in sync" in output
 
 
-# --- the network check (scaletrain.netcheck): three hosts, host 2 at a tenth of the others' speed -------------------
+# --- the network check (scaletrain.driver.netcheck): three hosts, host 2 at a tenth of the others' speed -------------
 
 SLOW = "10.213.0.3"  # host 2
 
@@ -471,7 +471,7 @@ def test_alpha_beta_fit_finds_the_shaped_bandwidth(network, ray_cluster, tmp_pat
             "launcher=ray",
             f"launcher.address={ray_cluster.head}",
             "launcher.placement_strategy=STRICT_SPREAD",
-            "scaling.world_sizes=[1,2]",
+            "scaling.device_counts=[1,2]",
             "scaling.allreduce_repeats=10",  # of the 7 sizes: enough for 15 % here (30 by default)
             "preflight.network=true",
         )
@@ -503,7 +503,7 @@ def job_processes(network, i: int) -> list[str]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "scaletrain.worker" in cmdline or "RankActor" in cmdline:
+        if "scaletrain.rank.worker" in cmdline or "RankActor" in cmdline:
             found.append(f"{pid} {cmdline[:120]}")
     return found
 
@@ -601,7 +601,7 @@ def test_cut_cable_resumes_on_the_remaining_host(network, ray_cluster, tmp_path)
     ranks = json.loads((run_dir / "ray_ranks.json").read_text())
     assert [(r["attempt"], r["node_ip"]) for r in ranks] == [(1, "10.213.0.1"), (1, "10.213.0.1")], ranks
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["attempt"] == 1 and summary["world_size"] == 2, summary
+    assert summary["attempt"] == 1 and summary["processes"] == 2, summary
 
 
 @pytest.mark.ray

@@ -19,7 +19,7 @@ import pytest
 from conftest import child_env, ranks_catching, scaletrain_argv
 from wandb_files import offline_runs, read_run
 
-from scaletrain.loops.schedule import Schedule
+from scaletrain.rank.loops.schedule import Schedule
 
 pytestmark = [pytest.mark.slow]
 
@@ -162,7 +162,7 @@ def test_learns_and_logs_one_wandb_run_with_the_shared_metric_names(row: Row, wh
         and 0 < summary["mfu"] < 1
         and summary["peak_flops_source"].startswith("measured: ")
     )
-    assert summary["world_size"] == row.processes and len(set(summary["replica_fingerprints"])) == 1
+    assert summary["processes"] == row.processes and len(set(summary["replica_fingerprints"])) == 1
     assert summary["samples_per_s_per_device"] == pytest.approx(summary["samples_per_s"] / 2)  # 2 devices in each row
     assert sorted(p.name for p in (whole / "logs").iterdir()) == [f"rank_{r}.log" for r in range(row.processes)]
     assert row.says in (whole / "logs" / "rank_0.log").read_text()
@@ -243,15 +243,15 @@ def test_stop_request_checkpoints_at_one_agreed_step_and_resumes(row: Row, whole
 
 @pytest.mark.parametrize("row", PARAMS)
 def test_sweep_writes_measured_and_predicted_efficiency(row: Row, tmp_path: Path) -> None:
-    sweep = (*row.strategy, *LINEAR, "train.epochs=20", "train.warmup_steps=5", "scaling.world_sizes=[1,2]",
+    sweep = (*row.strategy, *LINEAR, "train.epochs=20", "train.warmup_steps=5", "scaling.device_counts=[1,2]",
              "scaling.per_device_batch_size=2", "scaling.allreduce_repeats=2")  # fmt: skip
     done = _run(tmp_path / "sweep", *sweep, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     with open(tmp_path / "sweep" / "scaling.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["world_size"] for r in rows] == ["1", "2"]
+    assert [r["devices"] for r in rows] == ["1", "2"]
     assert all(float(r["efficiency"]) > 0 and float(r["predicted_efficiency"]) > 0 for r in rows), rows
-    assert json.loads((tmp_path / "sweep" / "scaling.json").read_text())["alpha_beta"]["fitted_at_world_size"] == 2
+    assert json.loads((tmp_path / "sweep" / "scaling.json").read_text())["alpha_beta"]["fitted_at_devices"] == 2
 
 
 @pytest.mark.parametrize("row", PARAMS)
@@ -278,7 +278,7 @@ def _runs_then_resumes_later(row: Row, tmp_path: Path, *launcher: str) -> None:
     done = _run(tmp_path / "run", *row.strategy, *launcher, *LINEAR, *watched, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = _summary(tmp_path / "run")
-    assert summary["world_size"] == row.processes
+    assert summary["processes"] == row.processes
     assert summary["precision"] == "bf16" and summary["compute_dtype"] == "bfloat16"
     assert summary["accumulation_steps"] == 2
     _assert_learned(summary)

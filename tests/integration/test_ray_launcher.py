@@ -128,7 +128,7 @@ def test_ddp_under_a_local_ray_gives_the_local_launchers_result(scaletrain, tmp_
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
     s = json.loads((run_dir / "summary.json").read_text())
-    assert s["world_size"] == 2
+    assert s["processes"] == 2
     assert s["weight"] == pytest.approx(2.0, abs=0.05) and s["bias"] == pytest.approx(1.0, abs=0.1)
     for key in ("weight", "bias", "final_loss", "replica_fingerprints"):
         assert s[key] == pytest.approx(local.summary[key], rel=1e-6, abs=1e-7), key
@@ -143,7 +143,7 @@ def test_ddp_under_a_local_ray_gives_the_local_launchers_result(scaletrain, tmp_
 
 
 def test_gpus_per_rank_on_a_host_without_gpus_stops_before_starting_ray(scaletrain):
-    from scaletrain import hardware
+    from scaletrain.common import hardware
 
     if hardware.gpu_count():
         pytest.skip("this machine has a GPU, so one GPU per rank is a valid request here")
@@ -252,7 +252,7 @@ def test_ray_client_address_runs_the_job_from_outside_the_cluster(scaletrain, cl
     )
     assert run.returncode == 0, run.output
     assert f"ray launcher at {address}" in run.output
-    assert run.summary["world_size"] == 2 and run.summary["weight"] == pytest.approx(2.0, abs=0.05)
+    assert run.summary["processes"] == 2 and run.summary["weight"] == pytest.approx(2.0, abs=0.05)
     assert len({r["node_id"] for r in ranks(run.dir)}) == 2  # 1 CPU per node: PACK still needs both nodes
     assert leftovers(ray_state) == []
 
@@ -265,17 +265,17 @@ def test_scaling_sweep_under_ray_runs_each_world_size_on_the_cluster(scaletrain,
         "workload.num_samples=512",
         "workload.width=64",
         "train.global_batch_size=32",
-        "scaling.world_sizes=[2]",
+        "scaling.device_counts=[2]",
         "scaling.allreduce_sizes_bytes=[4096,262144]",
         "scaling.allreduce_repeats=2",
     )
     assert run.returncode == 0, run.output
     rows = json.loads((run.dir / "scaling.json").read_text())["rows"]
-    assert [r["world_size"] for r in rows] == [1, 2]  # the 1-rank baseline was added
+    assert [r["devices"] for r in rows] == [1, 2]  # the 1-rank baseline was added
     assert [r["global_batch_size"] for r in rows] == [32, 64]  # weak scaling
     assert rows[0]["efficiency"] == pytest.approx(1.0) and rows[1]["efficiency"] > 0
-    assert len({r["node_id"] for r in ranks(run.dir / "world_size_2")}) == 2  # STRICT_SPREAD: one rank per node
-    assert len(ranks(run.dir / "world_size_1")) == 1
+    assert len({r["node_id"] for r in ranks(run.dir / "devices_2")}) == 2  # STRICT_SPREAD: one rank per node
+    assert len(ranks(run.dir / "devices_1")) == 1
     assert leftovers(ray_state) == []
 
 

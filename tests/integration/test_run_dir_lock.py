@@ -16,7 +16,7 @@ import pytest
 from conftest import child_env, scaletrain_argv
 from slurm_jobs import run, wait_gone
 
-from scaletrain.runlock import LOCK_NAME
+from scaletrain.driver.runlock import LOCK_NAME
 
 pytestmark = pytest.mark.slow
 

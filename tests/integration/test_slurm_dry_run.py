@@ -52,19 +52,19 @@ def test_dry_run_prints_the_golden_script_and_submits_nothing(tmp_path: Path) ->
 def test_a_sweeps_dry_run_prints_every_point_and_the_analysis_job_and_submits_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "sweep"
     env = child_env({"PATH": "/nonexistent", "WANDB_API_KEY": SECRET})
-    argv = scaletrain_argv(run_dir, *OVERRIDES, "launcher.ntasks_per_node=2", "scaling.world_sizes=[2,4]")
+    argv = scaletrain_argv(run_dir, *OVERRIDES, "launcher.ntasks_per_node=2", "scaling.device_counts=[2,4]")
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    scripts = [run_dir / f"world_size_{n}" / "submit.sbatch" for n in (1, 2, 4)] + [run_dir / "analyse.sbatch"]
+    scripts = [run_dir / f"devices_{n}" / "submit.sbatch" for n in (1, 2, 4)] + [run_dir / "analyse.sbatch"]
     for script in scripts:  # each written, and printed as written
         assert script.read_text() in done.stdout
     one, two, four, analysis = (s.read_text() for s in scripts)
     assert "--nodes=1\n" in one and "--ntasks-per-node=1\n" in one and "--dependency" not in one
-    assert "--nodes=1\n" in two and "--ntasks-per-node=2\n" in two and "afterany:<job id of world_size_1>'" in two
-    assert "--nodes=2\n" in four and '"++train.global_batch_size=8"' in four and '"++scaling.world_sizes=[]"' in four
-    assert '"scaling.world_sizes=[2,4]"' not in four  # the user's sweep setting gives way to the point's own
-    point = json.loads((run_dir / "world_size_4" / "job.json").read_text())  # what the point's tasks run
-    assert point["train"]["global_batch_size"] == 8 and point["scaling"]["world_sizes"] == []
-    assert point["output_dir"] == str(run_dir / "world_size_4")
-    assert '-m scaletrain.scaling "$@"\n' in analysis and f"set -- {run_dir}\n" in analysis
+    assert "--nodes=1\n" in two and "--ntasks-per-node=2\n" in two and "afterany:<job id of devices_1>'" in two
+    assert "--nodes=2\n" in four and '"++train.global_batch_size=8"' in four and '"++scaling.device_counts=[]"' in four
+    assert '"scaling.device_counts=[2,4]"' not in four  # the user's sweep setting gives way to the point's own
+    point = json.loads((run_dir / "devices_4" / "job.json").read_text())  # what the point's tasks run
+    assert point["train"]["global_batch_size"] == 8 and point["scaling"]["device_counts"] == []
+    assert point["output_dir"] == str(run_dir / "devices_4")
+    assert '-m scaletrain.driver.scaling "$@"\n' in analysis and f"set -- {run_dir}\n" in analysis
     assert not list(run_dir.rglob("slurm_job_id")) and SECRET not in done.stdout + done.stderr

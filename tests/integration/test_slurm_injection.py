@@ -72,7 +72,7 @@ def test_quoted_fields_reach_srun_verbatim_and_nothing_injected_runs(tmp_path: P
         "--kill-on-bad-exit=1",
         "/opt/py/bin/python",
         "-m",
-        "scaletrain.launchers.slurm_rank",
+        "scaletrain.rank.slurm_rank",
         f"{run_dir}/job.json",
     ]
     job = json.loads((run_dir / "job.json").read_text())  # what every task runs: each value exactly as given

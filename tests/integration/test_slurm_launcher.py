@@ -27,7 +27,7 @@ from slurm_jobs import (
 )
 from wandb_files import offline_runs, read_run
 
-from scaletrain.env import detect, slurm_master_port
+from scaletrain.contract.env import detect, slurm_master_port
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -94,7 +94,7 @@ def test_sbatch_script_trains_linear_across_two_nodes(tmp_path: Path) -> None:
     assert "(SLURM_NODEID 0, SLURM_LOCALID 0)" in log and "rank 0 of 2 on n1" in log, log
     assert "(SLURM_NODEID 1, SLURM_LOCALID 0)" in log and "rank 1 of 2 on n2" in log, log
     summary = json.loads((tmp_path / "outputs" / f"slurm-{job_id}" / "summary.json").read_text())
-    assert summary["world_size"] == 2
+    assert summary["processes"] == 2
     assert summary["weight"] == pytest.approx(2.0, abs=0.05)
     assert summary["bias"] == pytest.approx(1.0, abs=0.1)
     assert sacct_history(job_id) == [("COMPLETED", "0:0")]
@@ -113,7 +113,7 @@ def test_launcher_slurm_waits_streams_the_log_and_passes_overrides_verbatim(tmp_
     # the job's log, streamed while waiting: one rank on each node
     assert "rank 0 of 2 on n1 (SLURM_NODEID 0" in out and "rank 1 of 2 on n2 (SLURM_NODEID 1" in out
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["weight"] == pytest.approx(2.0, abs=0.05)
+    assert summary["processes"] == 2 and summary["weight"] == pytest.approx(2.0, abs=0.05)
     assert (weird / "step_000000450.ckpt").is_file()  # the value reached the ranks verbatim
     assert not list(tmp_path.rglob("pwned*"))
     assert secret["WANDB_API_KEY"] not in (run_dir / "submit.sbatch").read_text()
@@ -140,7 +140,13 @@ def test_multirun_submits_one_job_per_point(tmp_path: Path) -> None:
     assert "| seed=0 " in table and "| seed=1 " in table
 
 
-SWEEP = ("launcher=slurm", "+strategy=ddp", "workload=linear", "scaling.world_sizes=[2]", "scaling.allreduce_repeats=3")
+SWEEP = (
+    "launcher=slurm",
+    "+strategy=ddp",
+    "workload=linear",
+    "scaling.device_counts=[2]",
+    "scaling.allreduce_repeats=3",
+)
 
 
 def test_scaling_sweep_submits_sized_points_and_an_analysis_job_that_reports_to_wandb(tmp_path: Path) -> None:
@@ -148,20 +154,20 @@ def test_scaling_sweep_submits_sized_points_and_an_analysis_job_that_reports_to_
     done = _cli(sweep, *SWEEP, "launcher.wait=true", "logger=wandb", cwd=tmp_path, env={"WANDB_MODE": "offline"})
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    ids = [(sweep / f"world_size_{n}" / "slurm_job_id").read_text().strip() for n in (1, 2)]
-    assert "#SBATCH --nodes=1\n" in (sweep / "world_size_1" / "submit.sbatch").read_text()
-    second = (sweep / "world_size_2" / "submit.sbatch").read_text()
+    ids = [(sweep / f"devices_{n}" / "slurm_job_id").read_text().strip() for n in (1, 2)]
+    assert "#SBATCH --nodes=1\n" in (sweep / "devices_1" / "submit.sbatch").read_text()
+    second = (sweep / "devices_2" / "submit.sbatch").read_text()
     assert "#SBATCH --nodes=2\n" in second and f"#SBATCH --dependency=afterany:{ids[0]}\n" in second
     assert f"--dependency=afterany:{ids[0]}:{ids[1]}\n" in (sweep / "analyse.sbatch").read_text()
     # both points and the analysis job ran on the cluster; the table came back through the analysis job's log
-    assert "rank 1 of 2 on n2" in out and "| N | global batch |" in out and "α-β fit at N=2" in out
+    assert "rank 1 of 2 on n2" in out and "| devices | global batch |" in out and "α-β fit at N=2" in out
     result = json.loads((sweep / "scaling.json").read_text())
-    assert [(r["world_size"], r["status"]) for r in result["rows"]] == [(1, "ok"), (2, "ok")]
+    assert [(r["devices"], r["status"]) for r in result["rows"]] == [(1, "ok"), (2, "ok")]
     assert result["rows"][1]["efficiency"] > 0 and (sweep / "scaling.png").is_file()
     runs = [read_run(p) for p in offline_runs(sweep)]
     summary_runs = [r for r in runs if "scaling_table/nrows" in r.summary]
     assert len(runs) == 3 and len(summary_runs) == 1 and len({r.group for r in runs}) == 1
-    assert sorted(r.config["world_size"] for r in runs if r not in summary_runs) == [1, 2]
+    assert sorted(r.config["devices"] for r in runs if r not in summary_runs) == [1, 2]
     assert {r.config["launcher"] for r in runs if r not in summary_runs} == {"slurm"}
 
 
@@ -170,13 +176,13 @@ def test_a_cancelled_point_is_a_failed_row_and_the_sweep_can_be_analysed_again(t
     done = _cli(sweep, *SWEEP, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     analysis = re.search(r"then analysis job (\d+)", done.stdout + done.stderr)[1]
-    second = (sweep / "world_size_2" / "slurm_job_id").read_text().strip()
+    second = (sweep / "devices_2" / "slurm_job_id").read_text().strip()
     assert run("scancel", second).returncode == 0  # still pending: it waits for the first point
     wait_gone(analysis)
     assert sacct_history(analysis) == [("FAILED", "1:0")]  # one point failed: the analysis says so in its code
     text = (sweep / "scaling.md").read_text()
     assert "| 1 | 2 |" in text and "| 2 (failed) |" in text
-    assert f"Failed: world size 2: SLURM job {second} ended CANCELLED" in text
+    assert f"Failed: 2 device(s): SLURM job {second} ended CANCELLED" in text
     # python -m scaletrain.scaling DIR re-analyses it (here after the directory moved, and with a point removed)
     moved = tmp_path / "moved"
     sweep.rename(moved)
@@ -185,7 +191,7 @@ def test_a_cancelled_point_is_a_failed_row_and_the_sweep_can_be_analysed_again(t
     assert again.returncode == 1, again.stdout + again.stderr
     assert "| 2 (failed) |" in again.stdout
     assert (moved / "scaling.md").read_text() == text.replace(str(sweep), str(moved))  # the same, where it is now
-    (moved / "world_size_1" / "summary.json").unlink()
+    (moved / "devices_1" / "summary.json").unlink()
     again = subprocess.run([sys.executable, "-m", "scaletrain.scaling", str(moved)],
                            capture_output=True, text=True, env=child_env(), timeout=120)  # fmt: skip
     assert again.returncode == 2 and "no point left a summary.json" in again.stderr

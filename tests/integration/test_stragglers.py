@@ -16,7 +16,7 @@ import pytest
 from conftest import EXPECTS_STRAGGLER, beacon_path, child_env, scaletrain_argv
 from wandb_files import offline_runs, read_run
 
-from scaletrain.stragglers import BLOCK_S
+from scaletrain.rank.stragglers import BLOCK_S
 
 pytestmark = [pytest.mark.slow, pytest.mark.alone]  # slowdowns are measured: no other test beside them
 

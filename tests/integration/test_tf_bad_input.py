@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from scaletrain import hardware
+from scaletrain.common import hardware
 
 pytestmark = pytest.mark.tf  # the strategies first check that TensorFlow is installed
 
@@ -20,7 +20,7 @@ CASES = {
         "Cloud TPU VM",
     ),
     "tpu scaling sweep": (
-        ["+strategy=tpu", "scaling.world_sizes=[1,2]"],
+        ["+strategy=tpu", "scaling.device_counts=[1,2]"],
         {},
         "scaling sweeps with +strategy=tpu are not supported: TPUStrategy always trains on every chip of its TPU",
     ),

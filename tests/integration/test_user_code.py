@@ -42,7 +42,7 @@ def test_sweep_of_a_user_function_measures_what_it_marks(scaletrain, mark_steps)
         "train.log_every_n_steps=10",
         "train.flops_per_sample=8",  # a user loop states its FLOPs (scaletrain cannot see inside its step)
         "train.peak_flops_per_s=1e9",
-        "scaling.world_sizes=[1,2]",
+        "scaling.device_counts=[1,2]",
         "scaling.allreduce_repeats=1",
         env={"PYTHONPATH": str(USERLAND)},
     )
@@ -51,7 +51,7 @@ def test_sweep_of_a_user_function_measures_what_it_marks(scaletrain, mark_steps)
     efficiencies = [row["efficiency"] for row in result["rows"]]
     if mark_steps:
         assert efficiencies[0] == pytest.approx(1.0) and efficiencies[1] > 0
-        point = json.loads((run.dir / "world_size_2" / "summary.json").read_text())
+        point = json.loads((run.dir / "devices_2" / "summary.json").read_text())
         assert point["steps"] == 60 and point["samples_per_s"] > 0 and "comm_fraction" not in point
         # the model it passed (one float32): its gradient bytes, so the sweep predicts the all-reduce's cost
         assert (point["num_parameters"], point["gradient_bytes"]) == (1, 4) and result["gradient_bytes"] == 4

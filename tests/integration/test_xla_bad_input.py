@@ -13,7 +13,8 @@ from conftest import child_env
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from scaletrain import config, hardware
+from scaletrain.common import hardware
+from scaletrain.contract import config
 
 pytestmark = pytest.mark.xla
 
@@ -57,7 +58,7 @@ CASES = {
         "launcher.nnodes=2 cannot be used with XLA's CPU device, which serves one process only",
     ),
     "sweep on TPU": (
-        ["scaling.world_sizes=[1,2]"],
+        ["scaling.device_counts=[1,2]"],
         {"PJRT_DEVICE": "TPU"},
         "scaling sweeps with +strategy=xla run on XLA's CPU device only (PJRT_DEVICE=TPU picked TPU, whose runtime "
         "takes every chip of the host); use strategy.device=CPU",
@@ -122,7 +123,11 @@ def test_worker_checks_what_only_the_runtime_knows(tmp_path, overrides, cpu_devi
     config.load(raw).save_json(job_file)
     env = child_env({"PJRT_DEVICE": "CPU", "CPU_NUM_DEVICES": str(cpu_devices)})
     proc = subprocess.run(
-        [sys.executable, "-m", "scaletrain.worker", str(job_file)], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "scaletrain.rank.worker", str(job_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     errors = [line for line in proc.stdout.splitlines() if line.startswith("scaletrain: error: ")]

@@ -1,11 +1,11 @@
-"""The global batch split over devices and accumulation steps (scaletrain/batching.py)."""
+"""The global batch split over devices and accumulation steps (scaletrain/rank/batching.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from scaletrain.batching import accumulation_steps, split
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
+from scaletrain.rank.batching import accumulation_steps, split
 
 
 def test_the_global_batch_is_micro_times_devices_times_steps():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from scaletrain.errors import ConfigError
-from scaletrain.loops import torch_flops
+from scaletrain.contract.errors import ConfigError
+from scaletrain.rank.loops import torch_flops
 from scaletrain.workloads import charlm, gpt_torch
 
 
@@ -66,7 +66,7 @@ def test_windows_are_next_byte_pairs_read_lazily(corpus):
 
 @pytest.mark.tf
 def test_tf_data_reads_the_same_windows(corpus):
-    from scaletrain.loops.tf_steps import tf
+    from scaletrain.rank.loops.tf_steps import tf
 
     train, _ = charlm.prepared(corpus)
     torch_windows = gpt_torch.ByteWindows(train, 16)
@@ -89,7 +89,7 @@ def test_the_torch_model_predicts_every_next_byte_causally():
 
 @pytest.mark.tf
 def test_the_keras_twin_has_the_same_parameters_and_flops():
-    from scaletrain.loops import tf_flops
+    from scaletrain.rank.loops import tf_flops
     from scaletrain.workloads import gpt_keras
 
     keras_model = gpt_keras.gpt(256, 16, 32, 2, 4)
@@ -104,6 +104,6 @@ def test_the_keras_twin_has_the_same_parameters_and_flops():
 
 
 def _sequence_ce(out, y):
-    from scaletrain.loops.torch_stepper import cross_entropy
+    from scaletrain.rank.loops.torch_stepper import cross_entropy
 
     return cross_entropy(out, y)

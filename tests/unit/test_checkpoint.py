@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from scaletrain import checkpoint
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
+from scaletrain.rank import checkpoint
 
 
 def write_obj(obj):
@@ -45,7 +45,7 @@ def test_process_killed_mid_write_keeps_last_good_checkpoint(tmp_path):
     checkpoint.save(tmp_path, 1, write_obj("good"))
     code = textwrap.dedent(f"""
         import os, signal, sys
-        from scaletrain import checkpoint
+        from scaletrain.rank import checkpoint
         def write(f):
             f.write(b"x" * 1000)
             f.flush()
@@ -79,7 +79,7 @@ def test_retention_deletes_only_checkpoints_scaletrain_wrote(tmp_path):
 
 def test_manifest_outlives_the_process_that_wrote_it(tmp_path):
     """A resumed run (a new process: only the files remain) still retires the earlier attempt's checkpoints."""
-    code = f"from scaletrain import checkpoint; checkpoint.save({str(tmp_path)!r}, 10, lambda f: f.write(b'x'))"
+    code = f"from scaletrain.rank import checkpoint; checkpoint.save({str(tmp_path)!r}, 10, lambda f: f.write(b'x'))"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     checkpoint.path_for(tmp_path, 5).write_bytes(b"foreign")
     for step in (20, 30):
@@ -156,7 +156,7 @@ def test_the_manifest_keeps_the_size_of_the_job_that_wrote_the_checkpoints(tmp_p
 def test_a_resume_on_another_number_of_processes_is_refused_before_anything_starts(tmp_path):
     from types import SimpleNamespace
 
-    from scaletrain import preflight
+    from scaletrain.driver import preflight
 
     checkpoint.save(tmp_path, 10, write_obj(10), size={"processes": 2, "replicas": 2})
     job = SimpleNamespace(resume=True, checkpoint=SimpleNamespace(dir=str(tmp_path)))

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from scaletrain import cli, config
+from scaletrain.contract import config
+from scaletrain.driver import cli
 
 REFUSALS = [
     (["+strategy=horovod"], "strategy=horovod does not exist; choose one of: ddp, mirrored, tpu, xla."),
@@ -45,7 +46,7 @@ def test_scaletrain_composes_nothing_of_its_own_and_validates_once(monkeypatch, 
     scaletrain validates it once."""
     import hydra
 
-    from scaletrain import run
+    from scaletrain.driver import run
 
     def compose(*args, **kwargs):
         raise AssertionError("scaletrain composed the config itself")

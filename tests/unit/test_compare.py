@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from scaletrain import compare
+from scaletrain.driver import compare
 
 
 def _run(sweep: Path, name: str, overrides: list[str], **summary) -> Path:

@@ -6,8 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from scaletrain import config
-from scaletrain.errors import ConfigError
+from scaletrain.contract import config
+from scaletrain.contract.errors import ConfigError
+from scaletrain.driver import schema
 
 
 def compose_job(*overrides: str) -> config.Job:
@@ -107,9 +108,7 @@ def test_unknown_setting_lists_the_valid_ones():
 def test_every_group_option_has_a_module_with_a_config():
     for group in config.GROUPS:
         for name in config.choices(group):
-            values = OmegaConf.load(config.conf_dir() / group / f"{name}.yaml")
-            node = values.get(group, values)  # workloads are @package _global_
-            module = config.plugin_module(group, node["name"])
+            module = config.plugin_module(group, schema.plugin_of(config.conf_dir() / group / f"{name}.yaml"))
             assert hasattr(module, "Config"), (group, name)
 
 

@@ -1,7 +1,6 @@
-"""One source of defaults: every value a YAML file under conf/ sets is its schema's default (the dataclass a
-module's ``Config`` or a section of config.yaml is typed by), and the main YAML file of each plugin lists every
-setting, so `--cfg job` and the docs show them all. A preset (a YAML file named other than its module, such as
-workload=digits_cnn) may set other values, but only settings its schema has."""
+"""One source of defaults: the dataclasses. Every file under conf/ pulls its schema in through its defaults list
+(driver/schema.py stores them in Hydra's ConfigStore) and sets only values that differ from it; the composed
+config still holds every setting, typed, so `--cfg job` shows them all."""
 
 from __future__ import annotations
 
@@ -9,9 +8,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from scaletrain import config, registry
+from scaletrain.contract import config, registry
 
 CONF = config.conf_dir()
 SECTIONS = {
@@ -20,16 +20,8 @@ SECTIONS = {
     "scaling": config.ScalingConfig,
     "watchdog": config.WatchdogConfig,
     "preflight": config.PreflightConfig,
+    "logger": config.LoggerConfig,
 }
-# Where the YAML deliberately differs from the dataclass, and why.
-DIFFERENT = {
-    # a skeleton that shows the builders' places, each _target_ null: the same as no section (frameworks() is empty)
-    ("workload/custom", "torch"),
-    ("workload/custom", "tensorflow"),
-    # '???': Hydra's "must be given", so a missing function is named by Hydra before scaletrain starts
-    ("workload/function", "fn"),
-}
-PARTIAL = {"logger/none"}  # no tracking: none of LoggerConfig's settings apply, so none is listed
 
 
 def _default(f: dataclasses.Field):
@@ -38,56 +30,114 @@ def _default(f: dataclasses.Field):
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
         return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-    return dataclasses.MISSING
+    return "???"
 
 
-def _plugins() -> list[tuple[str, Path, type]]:
-    found = []
-    for group in (*config.GROUPS, "logger"):
-        for path in sorted((CONF / group).glob("*.yaml")):
-            values = _values(group, path)
-            schema = config.LoggerConfig if group == "logger" else registry.module(
-                group, values.get("name", path.stem)).Config  # fmt: skip
-            found.append((f"{group}/{path.stem}", path, schema))
-    return found
+def _files() -> list[Path]:
+    return sorted(CONF.rglob("*.yaml"))
 
 
-def _values(group: str, path: Path) -> dict:
+def _schema_of(group: str, name: str) -> type:
+    return config.LoggerConfig if group == "logger" else registry.module(group, name).Config
+
+
+def _sections(path: Path) -> dict[str, tuple[type, dict]]:
+    """Each mapping the file sets, with the dataclass that types it."""
     raw = OmegaConf.to_container(OmegaConf.load(path))
-    return raw[group] if "@package _global_" in path.read_text().splitlines()[0] else raw
+    raw.pop("defaults", None)
+    group = path.parent.name
+    if path.name == "config.yaml":
+        return {key: (SECTIONS[key], value) for key, value in raw.items() if key in SECTIONS}
+    if path.read_text().startswith("# @package _global_"):  # a workload preset: its workload and train values
+        schema = _schema_of("workload", _pulled_in(path).rsplit("/", 1)[-1].split("@")[0])
+        return {key: (schema if key == "workload" else SECTIONS[key], value) for key, value in raw.items()}
+    return {group: (_schema_of(group, raw.get("name", path.stem)), raw)}
 
 
-def _mismatches(where: str, values: dict, schema: type, complete: bool, preset: bool) -> list[str]:
+def _pulled_in(path: Path) -> str:
+    entries = [e for e in OmegaConf.to_container(OmegaConf.load(path)).get("defaults", []) if isinstance(e, str)]
+    return next((e for e in entries if e.startswith(("/schema/", "job_schema"))), "")
+
+
+def restated(where: str, values: dict, schema: type) -> list[str]:
+    """The values ``values`` sets that are its schema's defaults anyway, or that are no setting of the schema."""
     fields = {f.name: f for f in dataclasses.fields(schema)}
-    problems = [f"{where}: {key} is set in the YAML but is not a setting of {schema.__name__}"
-                for key in values if key not in fields]  # fmt: skip
+    problems = []
     for key, value in values.items():
-        skip = key == "name" or preset or (where, key) in DIFFERENT  # name: which plugin (logger: none or wandb)
-        if key not in fields or skip or (isinstance(value, str) and "${" in value):
-            continue
-        if value != _default(fields[key]):
-            problems.append(f"{where}: {key} is {value!r} in the YAML but {_default(fields[key])!r} in the dataclass")
-    if complete:
-        problems += [f"{where}: {key} is a setting of {schema.__name__} the YAML does not list"
-                     for key in fields if key not in values]  # fmt: skip
+        if key not in fields:
+            problems.append(f"{where}: {key} is set but is not a setting of {schema.__name__}")
+        elif key != "name" and value == _default(fields[key]) and not (isinstance(value, str) and "${" in value):
+            problems.append(f"{where}: {key}={value!r} restates the default of {schema.__name__}.{key}")
     return problems
 
 
-@pytest.mark.parametrize(("where", "path", "schema"), _plugins(), ids=lambda v: v if isinstance(v, str) else "")
-def test_a_plugins_yaml_holds_its_dataclass_defaults(where: str, path: Path, schema: type) -> None:
-    values = _values(where.split("/")[0], path)
-    preset = path.stem != values.get("name", path.stem)
-    assert _mismatches(where, values, schema, complete=not preset and where not in PARTIAL, preset=preset) == []
+@pytest.mark.parametrize("path", _files(), ids=lambda p: str(p.relative_to(CONF)))
+def test_a_yaml_file_pulls_in_its_schema_and_restates_no_default(path: Path) -> None:
+    group = path.parent.name
+    if path.name == "config.yaml":
+        assert _pulled_in(path) == "job_schema"
+    elif group != "logger":  # the logger section is the job schema's own (LoggerConfig)
+        assert _pulled_in(path).startswith(f"/schema/{group}/"), f"{path.name} does not pull in its schema"
+    problems = [p for key, (schema, values) in _sections(path).items() for p in restated(key, values, schema)]
+    assert problems == []
 
 
-@pytest.mark.parametrize("section", list(SECTIONS))
-def test_config_yaml_sections_hold_their_dataclass_defaults(section: str) -> None:
-    values = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))[section]
-    assert _mismatches(f"config.yaml {section}", values, SECTIONS[section], complete=True, preset=False) == []
+@pytest.mark.parametrize(("group", "name"), [(g, n) for g in registry.GROUPS for n in config.choices(g)])
+def test_the_composed_config_holds_every_setting_of_the_plugin(group: str, name: str) -> None:
+    choice = f"+strategy={name}" if group == "strategy" else f"{group}={name}"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[choice, "checkpoint.dir=/tmp/x", "output_dir=/tmp/x"])
+    composed = OmegaConf.to_container(cfg)
+    schema = _schema_of(group, composed[group]["name"])
+    assert set(composed[group]) == {f.name for f in dataclasses.fields(schema)}
+    for section, section_schema in SECTIONS.items():
+        assert set(composed[section]) == {f.name for f in dataclasses.fields(section_schema)}
 
 
-def test_a_drifted_default_would_be_caught() -> None:
-    """The check itself: a YAML value off its dataclass default, and a setting the YAML leaves out, are named."""
-    problems = _mismatches("x", {"epochs": 2}, config.TrainConfig, complete=True, preset=False)
-    assert "x: epochs is 2 in the YAML but 1 in the dataclass" in problems
-    assert "x: lr is a setting of TrainConfig the YAML does not list" in problems
+def test_a_restated_default_would_be_caught() -> None:
+    """The check itself: a value equal to its dataclass default, and a key the dataclass lacks, are named."""
+    problems = restated("train", {"epochs": 1, "lr": 0.5, "learning_rate": 1}, config.TrainConfig)
+    assert problems == [
+        "train: epochs=1 restates the default of TrainConfig.epochs",
+        "train: learning_rate is set but is not a setting of TrainConfig",
+    ]
+
+
+CUSTOM = ["workload=custom", "workload.torch.model._target_=m.M", "workload.torch.train_data._target_=m.d"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "section", "key", "value"),
+    [
+        (["scaling.network={bandwidth_gbit_per_s:25,latency_us:5}"], "scaling", "network", {"latency_us": 5}),
+        (
+            ["launcher=ray", "launcher.runtime_env={env_vars:{A:B}}"],
+            "launcher",
+            "runtime_env",
+            {"env_vars": {"A": "B"}},
+        ),
+        (
+            [*CUSTOM, "workload.optimizer={_target_:torch.optim.AdamW,_partial_:true}"],
+            "workload",
+            "optimizer",
+            {"_partial_": True},
+        ),
+        (["launcher=ray", "launcher.resources_per_rank={TPU:4}"], "launcher", "resources_per_rank", {"TPU": 4}),
+        (
+            [*CUSTOM, "workload.metrics={top5:{_target_:m.top5}}"],
+            "workload",
+            "metrics",
+            {"top5": {"_target_": "m.top5"}},
+        ),
+        (["workload=function", "workload.fn._target_=m.train", "workload.fn.lr=0.1"], "workload", "fn", {"lr": 0.1}),
+    ],  # fmt: skip
+)
+def test_a_mapping_setting_takes_a_mapping_on_the_command_line(overrides, section, key, value) -> None:
+    """The defaults are plain mappings (driver/schema.py): a typed node of None would refuse the merge, and a mapping
+    default is open to new keys (as the docs write `launcher.resources_per_rank={TPU: 4}`)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, "checkpoint.dir=/tmp/x", "output_dir=/tmp/x"])
+    job = config.load(OmegaConf.to_container(cfg, resolve=True))
+    got = getattr(getattr(job, section), key)
+    got = dataclasses.asdict(got) if dataclasses.is_dataclass(got) else got
+    assert value.items() <= got.items(), got

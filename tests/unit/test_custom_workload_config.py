@@ -6,7 +6,7 @@ import pytest
 from test_config import compose_job
 
 from scaletrain import workloads
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
 from scaletrain.workloads import custom
 
 TORCH = ("workload.torch.model._target_=torch.nn.Identity", "workload.torch.train_data._target_=builtins.list")

@@ -12,8 +12,8 @@ from types import MappingProxyType
 
 import pytest
 
-from scaletrain.env import ClusterEnv, detect, expand_hostlist, slurm_master_port
-from scaletrain.errors import ClusterEnvError
+from scaletrain.contract.env import ClusterEnv, detect, expand_hostlist, slurm_master_port
+from scaletrain.contract.errors import ClusterEnvError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from scaletrain import failure
-from scaletrain.failure import Note
+from scaletrain.contract import failure
+from scaletrain.contract.failure import Note
 
 
 def _raised(exc: BaseException) -> BaseException:

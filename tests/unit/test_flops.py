@@ -1,4 +1,4 @@
-"""MFU's parts (scaletrain/flops.py): FLOPs counted on each framework's model, the peak looked up or measured."""
+"""MFU's parts (scaletrain/rank/flops.py): FLOPs counted on each framework's model, the peak looked up or measured."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from scaletrain import flops
-from scaletrain.loops import torch_flops
+from scaletrain.rank import flops
+from scaletrain.rank.loops import torch_flops
 
 
 def _mlp() -> torch.nn.Module:
@@ -56,7 +56,7 @@ def test_tensorflow_counts_what_torch_counts_for_the_same_model():
     """The same MLP and a small CNN in Keras: the graph walk counts the same products as FlopCounterMode."""
     import keras
 
-    from scaletrain.loops import tf_flops
+    from scaletrain.rank.loops import tf_flops
 
     mlp = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(4)])
     x, y = np.random.rand(2, 8).astype(np.float32), np.array([0, 3], dtype=np.int32)

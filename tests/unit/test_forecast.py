@@ -6,10 +6,11 @@ import random
 
 import pytest
 
-from scaletrain.config import ScalingConfig, typed
-from scaletrain.errors import ConfigError
-from scaletrain.scaling import analysis, forecast, model, report
-from scaletrain.summary import RunSummary
+from scaletrain.common import alpha_beta as model
+from scaletrain.contract.config import ScalingConfig, typed
+from scaletrain.contract.errors import ConfigError
+from scaletrain.contract.summary import RunSummary
+from scaletrain.driver.scaling import analysis, forecast, report
 
 MIB = 2**20
 
@@ -152,7 +153,7 @@ def test_strong_scaling_shrinks_compute_and_keeps_the_global_batch():
     assert row["global_batch_size"] == 256
     assert row["efficiency_no_overlap"] == pytest.approx(1.0, abs=1e-6)
     fc = forecast.forecast("strong", base, [4, 512], _same(_flat(0.0, 1e9)), 0.8)
-    assert fc["world_sizes"] == [4] and "512" not in fc["notes"][0] and "global batch of 256" in fc["notes"][0]
+    assert fc["device_counts"] == [4] and "512" not in fc["notes"][0] and "global batch of 256" in fc["notes"][0]
 
 
 def test_cost_per_epoch_is_epoch_hours_times_devices_times_price():
@@ -229,16 +230,16 @@ FIT = {
     "alpha_s_high": 130e-6,
     "beta_s_per_byte_low": 8 / 12e9,
     "beta_s_per_byte_high": 8 / 8e9,
-    "world_size": 2,
+    "devices": 2,
 }
 
 
 def test_analysis_gets_a_forecast_section_from_the_fit_and_the_table_names_the_largest_size():
     points = [_summary(1, 0.1, 256), _summary(2, 0.12, 512, allreduce=FIT)]
-    cfg = typed(ScalingConfig, {"forecast_world_sizes": [8, 64, 512], "price_per_device_hour": 2.5}, "scaling")
+    cfg = typed(ScalingConfig, {"forecast_device_counts": [8, 64, 512], "price_per_device_hour": 2.5}, "scaling")
     result = analysis.analyse("weak", points, scaling=cfg)
     fc = result["forecast"]
-    assert [r["world_size"] for r in fc["rows"]] == [8, 64, 512]
+    assert [r["devices"] for r in fc["rows"]] == [8, 64, 512]
     assert fc["samples_per_epoch"] == 32 * 256
     expected = forecast.forecast_row(
         "weak", forecast.Baseline(0.1, 256, 4 * MIB, 32 * 256), 64, forecast.models_from_fit(FIT), 2.5
@@ -257,17 +258,17 @@ def test_no_forecast_section_unless_asked_and_a_stated_network_needs_no_fit():
     assert "forecast" not in analysis.analyse("weak", points)
     cfg = typed(
         ScalingConfig,
-        {"forecast_world_sizes": [512], "network": {"bandwidth_gbit_per_s": 25, "devices_per_node": 4}},
+        {"forecast_device_counts": [512], "network": {"bandwidth_gbit_per_s": 25, "devices_per_node": 4}},
         "scaling",
     )
     fc = analysis.analyse("weak", points, scaling=cfg)["forecast"]
     assert "hierarchical" in fc["model"] and fc["rows"][0]["nodes"] == 128
-    no_fit = analysis.analyse("weak", points, scaling=typed(ScalingConfig, {"forecast_world_sizes": [8]}, "scaling"))
+    no_fit = analysis.analyse("weak", points, scaling=typed(ScalingConfig, {"forecast_device_counts": [8]}, "scaling"))
     assert no_fit["forecast"]["rows"] == [] and "no all-reduce was timed" in no_fit["forecast"]["notes"][0]
 
 
 def test_a_summary_without_a_fit_range_forecasts_a_single_value():
-    old = {"alpha_s": 1e-5, "beta_s_per_byte": 1e-9, "world_size": 2}
+    old = {"alpha_s": 1e-5, "beta_s_per_byte": 1e-9, "devices": 2}
     models = forecast.models_from_fit(old)
     assert models.low == models.value == models.high
 
@@ -278,7 +279,7 @@ def test_a_summary_without_a_fit_range_forecasts_a_single_value():
 @pytest.mark.parametrize(
     ("values", "named"),
     [
-        ({"forecast_world_sizes": [8, 8]}, "scaling.forecast_world_sizes=[8, 8]"),
+        ({"forecast_device_counts": [8, 8]}, "scaling.forecast_device_counts=[8, 8]"),
         ({"forecast_min_efficiency": 0.0}, "scaling.forecast_min_efficiency=0.0"),
         ({"price_per_device_hour": 0}, "scaling.price_per_device_hour=0"),
         ({"network": {"bandwidth_gbit_per_s": -1}}, "scaling.network.bandwidth_gbit_per_s=-1"),

@@ -1,4 +1,4 @@
-from scaletrain import hardware
+from scaletrain.common import hardware
 
 
 def test_cuda_visible_devices_decides_the_gpu_count():

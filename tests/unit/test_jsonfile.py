@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from scaletrain import jsonfile
-from scaletrain.summary import RunSummary
+from scaletrain.contract import jsonfile
+from scaletrain.contract.summary import RunSummary
 
 
 def test_non_finite_numbers_are_null_and_named_at_any_depth():
@@ -23,7 +23,7 @@ def test_non_finite_numbers_are_null_and_named_at_any_depth():
 
 
 def test_a_summary_with_a_nan_loss_is_written_as_strict_json(tmp_path):
-    summary = RunSummary(workload="linear", strategy="ddp", framework="torch", world_size=2, global_batch_size=2)
+    summary = RunSummary(workload="linear", strategy="ddp", framework="torch", processes=2, global_batch_size=2)
     summary.update({"final_loss": math.nan, "steps": 60})
     summary.write(tmp_path)
     back = json.loads((tmp_path / "summary.json").read_text(), parse_constant=pytest.fail)

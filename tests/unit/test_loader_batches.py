@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
-from scaletrain.errors import ConfigError
-from scaletrain.loops.torch_loader import EvaluationBatches, LoaderBatches
+from scaletrain.contract.errors import ConfigError
+from scaletrain.rank.loops.torch_loader import EvaluationBatches, LoaderBatches
 
 DATA = TensorDataset(torch.arange(100).float()[:, None], torch.arange(100))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaletrain import metrics
+from scaletrain.rank import metrics
 
 
 class Clock:

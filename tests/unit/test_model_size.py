@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaletrain.model_size import model_size
+from scaletrain.rank.model_size import model_size
 
 
 def test_torch_module_counts_only_what_trains():

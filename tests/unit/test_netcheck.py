@@ -13,9 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from scaletrain import config, netcheck
-from scaletrain.errors import ConfigError
-from scaletrain.netcheck import Link, judge
+from scaletrain.contract import config
+from scaletrain.contract.errors import ConfigError
+from scaletrain.driver import netcheck
+from scaletrain.driver.netcheck import Link, judge
 
 HOSTS3 = [{"address": f"10.0.0.{i + 1}", "hostname": f"h{i}"} for i in range(3)]
 
@@ -139,7 +140,7 @@ def test_agents_time_every_pair_and_a_correct_ring_allreduce(agents):
         assert link["error"] is None and link["a_to_b_gbit_per_s"] > 0 and link["b_to_a_gbit_per_s"] > 0
         assert 0 < link["rtt_s"] < 0.5
     ar = report["allreduce"]
-    assert ar["sum_ok"] and ar["world_size"] == 3 and len(ar["median_time_s"]) == 3
+    assert ar["sum_ok"] and ar["devices"] == 3 and len(ar["median_time_s"]) == 3
     assert ar["beta_s_per_byte"] >= 0 and ar["alpha_s"] >= 0
     assert report["verdict"].startswith("network check:")
 

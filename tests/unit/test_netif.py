@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from scaletrain import netif
+from scaletrain.common import netif
 
 BOTH = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
 
@@ -40,14 +40,14 @@ def test_own_address_maps_to_the_interface_holding_it():
 
 def test_users_settings_are_kept(caplog):
     env = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "eth7", "NCCL_SOCKET_IFNAME": "ib0"}
-    with caplog.at_level(logging.INFO, logger="scaletrain.netif"):
+    with caplog.at_level(logging.INFO, logger="scaletrain.common.netif"):
         assert netif.socket_ifname_env(env) == {}
     assert "keeping your GLOO_SOCKET_IFNAME=eth7, NCCL_SOCKET_IFNAME=ib0" in caplog.text
 
 
 def test_only_the_unset_variable_is_filled(caplog):
     env = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "eth7", "NCCL_SOCKET_IFNAME": " "}
-    with caplog.at_level(logging.INFO, logger="scaletrain.netif"):
+    with caplog.at_level(logging.INFO, logger="scaletrain.common.netif"):
         assert netif.socket_ifname_env(env) == {"NCCL_SOCKET_IFNAME": "lo"}  # blank counts as unset
     assert "keeping your GLOO_SOCKET_IFNAME=eth7" in caplog.text
 
@@ -59,7 +59,7 @@ def test_apply_writes_into_the_mapping_and_never_overwrites():
 
 
 def test_one_line_says_which_interface_and_why(caplog):
-    with caplog.at_level(logging.INFO, logger="scaletrain.netif"):
+    with caplog.at_level(logging.INFO, logger="scaletrain.common.netif"):
         netif.socket_ifname_env({"MASTER_ADDR": "127.0.0.1"})
     (line,) = caplog.messages
     assert line.startswith("network: ranks on this host talk over lo (127.0.0.1): MASTER_ADDR=127.0.0.1 is loopback")
@@ -67,7 +67,7 @@ def test_one_line_says_which_interface_and_why(caplog):
 
 
 def test_announce_false_is_silent(caplog):
-    with caplog.at_level(logging.INFO, logger="scaletrain.netif"):
+    with caplog.at_level(logging.INFO, logger="scaletrain.common.netif"):
         netif.socket_ifname_env({"MASTER_ADDR": "127.0.0.1"}, announce=False)
     assert caplog.messages == []
 
@@ -87,7 +87,7 @@ def test_unresolvable_master_falls_back_with_the_reason(monkeypatch, caplog):
     monkeypatch.setattr(netif.socket, "getaddrinfo", no_such_name)
     with pytest.raises(netif.NoInterface, match="node-7 does not resolve"):
         netif.interface_for("node-7")
-    with caplog.at_level(logging.INFO, logger="scaletrain.netif"):
+    with caplog.at_level(logging.INFO, logger="scaletrain.common.netif"):
         assert netif.socket_ifname_env({"MASTER_ADDR": "node-7"}) == {}
     assert "no interface picked (node-7 does not resolve (Name or service not known))" in caplog.text
     assert "Set GLOO_SOCKET_IFNAME" in caplog.text
@@ -101,7 +101,7 @@ def test_unreachable_master_falls_back_with_the_reason(monkeypatch, caplog):
     monkeypatch.setattr(netif.socket, "socket", NoRoute)
     with pytest.raises(netif.NoInterface, match=r"no route to 10\.213\.0\.9 \(Network is unreachable\)"):
         netif.interface_for("10.213.0.9")
-    with caplog.at_level(logging.INFO, logger="scaletrain.netif"):
+    with caplog.at_level(logging.INFO, logger="scaletrain.common.netif"):
         assert netif.socket_ifname_env({"MASTER_ADDR": "10.213.0.9"}) == {}
     assert "no route to 10.213.0.9" in caplog.text
 

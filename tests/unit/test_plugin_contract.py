@@ -1,4 +1,4 @@
-"""The contract every registered plugin keeps: one module, one YAML file, one entry in ``scaletrain.registry``.
+"""The contract every registered plugin keeps: one module, one YAML file, one entry in ``scaletrain.contract.registry``.
 
 A new strategy, launcher or workload gets these checks by being registered: its YAML and its Config agree on the
 name, its defaults validate, and (strategies) its driver-side hooks answer from the job's own settings and the
@@ -10,16 +10,18 @@ sentence.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 
 import pytest
-from omegaconf import OmegaConf
 from test_config import compose_job
 
-from scaletrain import config, registry
-from scaletrain.env import ClusterEnv
-from scaletrain.errors import ConfigError
-from scaletrain.launchers import rank_spec
-from scaletrain.launchers.base import Launcher
+from scaletrain.contract import config, rank_env, registry
+from scaletrain.contract.env import ClusterEnv
+from scaletrain.contract.errors import ConfigError
+from scaletrain.driver import schema
+from scaletrain.driver.launchers.base import Launcher
+from scaletrain.rank.strategies.base import Strategy
 from scaletrain.strategies.plugin import Placement, StrategyPlugin
 from scaletrain.workloads.plugin import FRAMEWORKS, WorkloadPlugin
 
@@ -30,11 +32,8 @@ OVERRIDES = {"workload": {"mnist": ["workload.data_dir=/tmp"], "cifar10": ["work
 
 
 def _yaml_names(group: str) -> set[str]:
-    names = set()
-    for path in (config.conf_dir() / group).glob("*.yaml"):
-        raw = OmegaConf.to_container(OmegaConf.load(path))
-        names.add((raw.get(group, raw) or {}).get("name", path.stem))
-    return names
+    """The plugins the YAML files of ``group`` select (each pulls in its plugin's schema)."""
+    return {schema.plugin_of(path) for path in (config.conf_dir() / group).glob("*.yaml")}
 
 
 @pytest.mark.parametrize("group", sorted(registry.GROUPS))
@@ -99,15 +98,6 @@ def test_a_workload_builds_for_each_framework_it_names_or_trains_by_itself(name)
         _one_sentence(exc)
 
 
-class _NoLauncherSettings:
-    def __getattr__(self, key):
-        raise AssertionError(f"a strategy hook read launcher.{key}; hooks get the Placement instead")
-
-
-def _without_launcher(job):
-    return dataclasses.replace(job, launcher=_NoLauncherSettings())
-
-
 def _cluster(rank: int, world_size: int) -> ClusterEnv:
     addresses = tuple(f"10.0.0.{i + 1}:2222" for i in range(world_size)) if world_size > 1 else ()
     return ClusterEnv(rank, rank, world_size, world_size, 0, 1, "10.0.0.1", 29500, "local", worker_addresses=addresses)
@@ -126,28 +116,33 @@ def test_a_strategy_answers_its_hooks_from_its_own_settings_and_the_placement(na
     assert isinstance(plugin, StrategyPlugin) and plugin.name == name
     assert plugin.Config is registry.module("strategy", name).Config
     assert plugin.framework in ("torch", "tensorflow")
-    assert type(plugin).create is not StrategyPlugin.create, "a strategy must build its rank-side Strategy"
+    runtime = importlib.import_module(f"scaletrain.rank.strategies.{name}").RUNTIME  # what the rank builds
+    assert issubclass(runtime, Strategy) and runtime.framework == plugin.framework, "a strategy needs its rank side"
     assert not plugin.procs_per_node_required or plugin.procs_per_node is not None
-    job = _without_launcher(compose_job(f"+strategy={name}"))
+    for hook in ("preflight", "describe", "worker_env", "replicas", "devices", "sweep_point"):
+        taken = inspect.signature(getattr(plugin, hook)).parameters
+        assert "job" not in taken, f"{name}'s {hook} takes the job; a hook gets its sections (strategies/plugin.py)"
+    job = compose_job(f"+strategy={name}")  # the hooks get its sections, never the job (so never launcher settings)
+    config = job.strategy
     placement = Placement(nodes=1, procs_per_node=plugin.procs_per_node or 2)
-    assert plugin.describe(job, placement).startswith(name)
+    assert plugin.describe(config, placement).startswith(name)
     try:
-        plugin.preflight(job, placement)  # on this host: passes, or one sentence (tpu: no TPU here)
+        plugin.preflight(config, job.train, placement)  # on this host: passes, or one sentence (tpu: no TPU here)
     except ConfigError as exc:
         _one_sentence(exc)
     for world_size in (1, 2):
         for rank in range(world_size):
             try:
-                env = plugin.worker_env(job, _cluster(rank, world_size))
+                env = plugin.worker_env(config, _cluster(rank, world_size))
             except ConfigError as exc:
                 _one_sentence(exc)
                 continue
             assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()), env
-            undeclared = set(env) - set(rank_spec.TABLE)
-            assert not undeclared, f"declare {undeclared} in launchers/rank_spec.py's TABLE"
-        assert plugin.devices(job, world_size) >= world_size
+            undeclared = set(env) - set(rank_env.TABLE)
+            assert not undeclared, f"declare {undeclared} in contract/rank_env.py's TABLE"
+        assert plugin.devices(config, world_size) >= world_size
     try:
-        point, processes = plugin.sweep_point(job.strategy, 2)
+        point, processes = plugin.sweep_point(config, 2)
     except ConfigError as exc:  # a strategy that cannot sweep says so in one sentence (tpu)
         _one_sentence(exc)
     else:

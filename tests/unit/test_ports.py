@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from scaletrain.ports import PortReservation
+from scaletrain.common.ports import PortReservation
 
 
 def test_reserved_ports_refuse_other_binds_and_outgoing_connections_until_released():

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from test_config import compose_job
 
-from scaletrain import hardware, precision, run
-from scaletrain.errors import ConfigError
+from scaletrain.common import hardware
+from scaletrain.contract.errors import ConfigError
+from scaletrain.driver import run
+from scaletrain.rank import precision
 
 CPU_ONLY = pytest.mark.skipif(hardware.gpu_count() > 0, reason="this host has a GPU, where fp16 is allowed")
 

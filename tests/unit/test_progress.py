@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from scaletrain.loops.progress import Progress
+from scaletrain.rank.loops.progress import Progress
 
 FIGURES = {"epoch": 0, "loss": 0.5, "samples_per_s": 100.0, "step_time_s": 0.01}
 

@@ -1,4 +1,4 @@
-"""The rank contract (launchers/rank_spec.py): what each launcher starts a rank with, for every strategy, and the
+"""The rank contract (rank/spec.py): what each launcher starts a rank with, for every strategy, and the
 table that declares every variable a rank can get."""
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ from pathlib import Path
 import pytest
 from test_config import compose_job
 
-from scaletrain import hardware
-from scaletrain.env import ClusterEnv
-from scaletrain.launchers import rank_spec, slurm_rank
-from scaletrain.launchers.local import LocalLauncher
-from scaletrain.launchers.ray import RayLauncher
-from scaletrain.launchers.slurm_script import BODY
+from scaletrain.common import hardware
+from scaletrain.contract import rank_env
+from scaletrain.contract.env import ClusterEnv
+from scaletrain.driver.launchers.local import LocalLauncher
+from scaletrain.driver.launchers.ray import RayLauncher
+from scaletrain.driver.launchers.slurm_script import BODY
+from scaletrain.rank import slurm_rank
+from scaletrain.rank import spec as rank_spec
 
 STRATEGIES = ("ddp", "mirrored", "tpu", "xla")
 OVERRIDES = {"xla": ("strategy.device=CPU", "strategy.num_devices=2")}
-ARGV = ["/venv/bin/python", "-m", "scaletrain.worker", "/run/job.json"]
+ARGV = ["/venv/bin/python", "-m", "scaletrain.rank.worker", "/run/job.json"]
 BASE = {"PATH": "/usr/bin:/bin", "HOME": "/home/me"}  # a fixed environment to inherit, instead of os.environ
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "scaletrain"
 
@@ -154,31 +156,31 @@ def test_every_variable_the_builder_can_set_is_in_the_table_with_its_meaning(str
     spec = rank_spec.build(job, _cluster("local"), ARGV, 0, facts)
     if strategy == "xla-cuda":
         assert spec.env["XLA_COORDINATOR_PORT"] == "29501"
-    undeclared = set(spec.env) - set(rank_spec.TABLE)
-    assert not undeclared, f"add {sorted(undeclared)} to rank_spec.TABLE"
-    assert all(v.meaning.strip() and v.name == k for k, v in rank_spec.TABLE.items())
-    groups = {rank_spec.TORCHRUN, rank_spec.STRATEGY, rank_spec.SCALETRAIN, rank_spec.PROCESS}
-    assert {v.group for v in rank_spec.TABLE.values()} == groups
+    undeclared = set(spec.env) - set(rank_env.TABLE)
+    assert not undeclared, f"add {sorted(undeclared)} to rank_env.TABLE"
+    assert all(v.meaning.strip() and v.name == k for k, v in rank_env.TABLE.items())
+    groups = {rank_env.TORCHRUN, rank_env.STRATEGY, rank_env.SCALETRAIN, rank_env.PROCESS}
+    assert {v.group for v in rank_env.TABLE.values()} == groups
 
 
 def test_the_tables_torchrun_group_is_what_a_cluster_env_writes():
-    torchrun = {v.name for v in rank_spec.TABLE.values() if v.group == rank_spec.TORCHRUN}
+    torchrun = {v.name for v in rank_env.TABLE.values() if v.group == rank_env.TORCHRUN}
     assert torchrun == set(_cluster("local").torchrun_vars()) == set(TORCHRUN)
 
 
 def test_the_batch_script_uses_the_tables_names():
-    assert f"${{{rank_spec.PYTHON}:-python}}" in BODY
-    assert f"{rank_spec.HANG_RESTARTS}=$hang_restarts srun" in BODY
+    assert f"${{{rank_env.PYTHON}:-python}}" in BODY
+    assert f"{rank_env.HANG_RESTARTS}=$hang_restarts srun" in BODY
 
 
 def test_no_scaletrain_variable_is_named_outside_the_table():
-    """Worker and launchers read and write SCALETRAIN_* through rank_spec's constants (the batch script's shell
-    text, BODY, names them unquoted)."""
+    """Worker and launchers read and write SCALETRAIN_* through contract/rank_env.py's constants (the batch script's
+    shell text, BODY, names them unquoted)."""
     literal = re.compile(r"""["']SCALETRAIN_""")
     found = [
         f"{path.relative_to(SOURCE)}:{number}"
         for path in SOURCE.rglob("*.py")
-        if path.name != "rank_spec.py"
+        if path.name != "rank_env.py"
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if literal.search(line)
     ]

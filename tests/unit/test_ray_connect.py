@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaletrain.launchers import ray_cluster
+from scaletrain.driver.launchers import ray_cluster
 
 
 class FlakyRay:

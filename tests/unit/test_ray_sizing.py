@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from scaletrain.errors import ConfigError, LaunchError
-from scaletrain.launchers import ray_cluster as rc
+from scaletrain.contract.errors import ConfigError, LaunchError
+from scaletrain.driver.launchers import ray_cluster as rc
 
 GPU_NODES = [
     rc.Node("head", "10.0.0.1", {"CPU": 8.0}),  # a CPU-only head, as on most GPU clusters

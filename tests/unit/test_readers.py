@@ -11,7 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
 from scaletrain.workloads import image_records, readers
 
 
@@ -147,8 +147,8 @@ def test_a_dataloader_batch_for_batch_as_the_in_memory_path(tmp_path):
     """Two worker processes, each mapping the file itself, give the batches ShardedBatches gave from memory."""
     import torch
 
-    from scaletrain.loops.torch_data import ShardedBatches
-    from scaletrain.loops.torch_loader import LoaderBatches
+    from scaletrain.rank.loops.torch_data import ShardedBatches
+    from scaletrain.rank.loops.torch_loader import LoaderBatches
 
     make_mnist(tmp_path, n_train=40)
     x, y = (torch.from_numpy(a) for a in readers.load_mnist(tmp_path)[:2])

@@ -1,4 +1,4 @@
-"""The nodes of a multi-host local job tell each other where their workers listen (launchers/rendezvous.py), over
+"""The nodes of a multi-host local job tell each other where their workers listen (driver/launchers/rendezvous.py), over
 real sockets on loopback: three nodes started in any order, a node that never comes, a stranger on the port."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from scaletrain.errors import LaunchError
-from scaletrain.launchers import local, rendezvous
+from scaletrain.contract.errors import LaunchError
+from scaletrain.driver.launchers import local, rendezvous
 
 
 def _nodes(port: int, ports_per_node: list[list[int]], order: list[int], timeout_s: float = 20.0) -> dict:

@@ -9,9 +9,9 @@ import dataclasses
 import pytest
 from test_config import compose_job
 
-from scaletrain import run
-from scaletrain.errors import ConfigError
-from scaletrain.launchers.base import Launcher
+from scaletrain.contract.errors import ConfigError
+from scaletrain.driver import run
+from scaletrain.driver.launchers.base import Launcher
 from scaletrain.strategies.plugin import Placement
 
 
@@ -77,7 +77,7 @@ def test_a_job_wide_check_after_the_launchers_releases_it_and_one_before_never_r
 def test_a_sweep_point_that_fails_its_checks_releases_every_point_planned_before_it(tmp_path, monkeypatch):
     calls = _fake(monkeypatch, failing={4})
     with pytest.raises(ConfigError, match="unreachable"):
-        run.run_job(_job(tmp_path, "scaling.world_sizes=[2,4]", "train.global_batch_size=4"))
+        run.run_job(_job(tmp_path, "scaling.device_counts=[2,4]", "train.global_batch_size=4"))
     assert calls == ["preflight 1", "preflight 2", "preflight 4", "release 4", "release 1", "release 2"]
     assert not (tmp_path / "job.json").exists()  # nothing written before every point passed
 
@@ -86,14 +86,14 @@ def test_what_every_point_shares_is_checked_once_before_any_point_or_launcher(tm
     calls = _fake(monkeypatch, failing=set())
     absent = f"workload.data_dir={tmp_path / 'absent'}"
     with pytest.raises(ConfigError, match="workload.data_dir"):
-        run.run_job(_job(tmp_path, "workload=mnist", absent, "scaling.world_sizes=[2]", "train.global_batch_size=4"))
+        run.run_job(_job(tmp_path, "workload=mnist", absent, "scaling.device_counts=[2]", "train.global_batch_size=4"))
     assert calls == []  # refused before any point's launcher was built or checked
     checked: list[str] = []
     monkeypatch.setattr(run.preflight.workloads, "preflight", lambda job: checked.append(job.workload.name))
     monkeypatch.setattr(run.preflight.tracking, "preflight", lambda job: checked.append(job.logger.name))
     monkeypatch.setattr(run.launchers, "create", lambda job: _Launcher(job, {4}, calls))
     with pytest.raises(ConfigError, match="unreachable"):
-        run.run_job(_job(tmp_path, "scaling.world_sizes=[2,4]", "train.global_batch_size=4"))
+        run.run_job(_job(tmp_path, "scaling.device_counts=[2,4]", "train.global_batch_size=4"))
     assert checked == ["linear", "none"]  # once for the sweep's three points
     assert calls == ["preflight 1", "preflight 2", "preflight 4", "release 4", "release 1", "release 2"]
 
@@ -103,7 +103,7 @@ def test_a_micro_batch_is_checked_at_every_point_of_a_sweep_before_any_starts(tm
     3 steps), but at 4 devices the share of 12 is no whole number of them, so the sweep is refused before it
     starts, naming sizes that work."""
     calls = _fake(monkeypatch, failing=set())
-    sweep = ("scaling.world_sizes=[2,4]", "scaling.mode=strong", "train.global_batch_size=48")
+    sweep = ("scaling.device_counts=[2,4]", "scaling.mode=strong", "train.global_batch_size=48")
     with pytest.raises(ConfigError, match=r"12 samples per device.*train.micro_batch_size=6 \(2 accumulation steps\)"):
         run.run_job(_job(tmp_path, *sweep, "train.micro_batch_size=8"))
     assert calls == ["preflight 1", "preflight 2", "preflight 4", "release 4", "release 1", "release 2"]

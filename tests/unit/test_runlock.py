@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from scaletrain import run, runlock
-from scaletrain.errors import ConfigError
-from scaletrain.runlock import LOCK_NAME, Holder
+from scaletrain.contract.errors import ConfigError
+from scaletrain.driver import run, runlock
+from scaletrain.driver.runlock import LOCK_NAME, Holder
 
 
 def _lock_with(directory: Path, holder: Holder) -> Path:
@@ -111,7 +111,7 @@ def test_a_lock_handed_to_slurm_jobs_outlives_the_driver_and_release_never_remov
 
 
 def test_a_job_holds_its_checkpoint_directory_too_when_it_lies_elsewhere(tmp_path):
-    from scaletrain.config import Job
+    from scaletrain.contract.config import Job
 
     inside = Job(strategy=None, launcher=None, workload=None, output_dir=str(tmp_path / "run"))
     assert run.job_dirs(inside) == [(tmp_path / "run").resolve()]

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from scaletrain.scaling import analysis, baseline, model, report
-from scaletrain.summary import RunSummary
+from scaletrain.common import alpha_beta as model
+from scaletrain.contract.summary import RunSummary
+from scaletrain.driver.scaling import analysis, baseline, report
 
 
 def test_weak_efficiency_is_per_device_throughput_over_one_rank_throughput():
@@ -154,7 +155,7 @@ def test_a_point_below_the_no_overlap_bound_names_the_term_that_is_off(split, te
     ]  # fmt: skip
     result = analysis.analyse("weak", points)
     (sentence,) = result["off_bounds"]
-    assert sentence.startswith("at world size 2 the measured efficiency") and "below the no-overlap bound" in sentence
+    assert sentence.startswith("on 2 devices the measured efficiency") and "below the no-overlap bound" in sentence
     assert term in sentence
     assert f"Off the bounds: {sentence}." in report.table(result)
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import child_env
 
-from scaletrain.config import TrainConfig
-from scaletrain.errors import ConfigError
-from scaletrain.loops.schedule import Schedule
+from scaletrain.contract.config import TrainConfig
+from scaletrain.contract.errors import ConfigError
+from scaletrain.rank.loops.schedule import Schedule
 
 
 def test_warmup_rises_linearly_to_the_base_rate_then_the_schedule_takes_over():
@@ -42,7 +42,7 @@ def test_the_schedule_spans_the_epochs_unless_told_and_max_steps_does_not_shorte
 
 def test_keras_and_python_give_the_same_rate_at_every_step():
     pytest.importorskip("tensorflow", reason="the Keras schedule needs TensorFlow")
-    from scaletrain.loops.tf_steps import ScheduledRate
+    from scaletrain.rank.loops.tf_steps import ScheduledRate
 
     for schedule in (
         Schedule("cosine", warmup_steps=5, total_steps=50, min_ratio=0.1),

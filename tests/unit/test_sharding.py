@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from scaletrain.loops.torch_data import ShardedBatches
+from scaletrain.rank.loops.torch_data import ShardedBatches
 
 
 def shard_indices(world: int, epoch: int, n: int = 10, batch: int = 2) -> list[list[int]]:

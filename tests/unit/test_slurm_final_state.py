@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from scaletrain.launchers import slurm_cluster
+from scaletrain.driver.launchers import slurm_cluster
 
 
 def fake(monkeypatch, answers: dict[str, tuple[int, str, str]]) -> list[str]:

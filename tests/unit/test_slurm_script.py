@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from scaletrain import config
-from scaletrain.errors import ConfigError, LaunchError
-from scaletrain.launchers import slurm
-from scaletrain.launchers.slurm_script import BODY, BatchRequest, render, sbatch_options, sbatch_refusal
+from scaletrain.contract import config
+from scaletrain.contract.errors import ConfigError, LaunchError
+from scaletrain.contract.exit_codes import ExitCode
+from scaletrain.driver.launchers import slurm
+from scaletrain.driver.launchers.slurm_script import BODY, BatchRequest, render, sbatch_options, sbatch_refusal
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTURED = Path(__file__).parent / "fixtures" / "slurm"
@@ -76,7 +77,7 @@ def _srun_argv(tmp_path: Path) -> list[str]:
     return (tmp_path / "srun_argv").read_bytes().decode().split("\0")[:-1]
 
 
-RANK_ENTRY = ["-m", "scaletrain.launchers.slurm_rank"]
+RANK_ENTRY = ["-m", "scaletrain.rank.slurm_rank"]
 
 
 def test_every_task_runs_the_job_file_and_the_overrides_are_only_a_comment(tmp_path: Path) -> None:
@@ -275,7 +276,9 @@ def test_mode_from_real_environments() -> None:
 
 
 def test_inside_an_srun_task_it_says_what_a_task_runs() -> None:
-    with pytest.raises(LaunchError, match="not in each srun task; the ranks run 'srun python -m scaletrain.launchers"):
+    with pytest.raises(
+        LaunchError, match="not in each srun task; the ranks run 'srun python -m scaletrain.rank.slurm_rank"
+    ):
         slurm.SlurmLauncher(_job(), environ=_captured("srun_2x2_task3.json"))
 
 
@@ -477,9 +480,16 @@ def test_sbatch_refusal_shows_sbatchs_own_lines_in_one_sentence(stderr: str, why
 def test_a_sweep_is_submitted_only_from_outside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sweep submits one job per size, so it starts where sbatch does, not in a batch shell or a task (where its
     analysis job re-plans the points: sizing them there is fine)."""
-    from scaletrain.launchers import slurm_sweep
+    from scaletrain.driver.launchers import slurm_sweep
 
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     assert slurm.SlurmLauncher.sweep_point(_job(), 1, 2).nodes == 1
     with pytest.raises(ConfigError, match="starts from a login node, not inside a SLURM job"):
         slurm_sweep.submit(_job(), [], [])
+
+
+def test_the_batch_logic_spells_the_exit_codes_of_the_contract() -> None:
+    """BODY is shell text, so it writes the hang and stop codes as numbers: they must be contract/exit_codes.py's."""
+    assert f'if [ "$code" = {int(ExitCode.HUNG)} ]' in BODY
+    assert f'if [ "$code" != {int(ExitCode.STOPPED)} ]' in BODY
+    assert f"code={int(ExitCode.STOPPED)}  # the ranks stopped on request" in BODY

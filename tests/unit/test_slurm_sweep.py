@@ -11,11 +11,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from test_scaling_model import _summary
 
-from scaletrain import config
-from scaletrain.errors import ConfigError
-from scaletrain.launchers.slurm_script import render_command
-from scaletrain.launchers.slurm_sweep import hydra_value, point_args
-from scaletrain.scaling import analysis, report, sweep
+from scaletrain.contract import config
+from scaletrain.contract.errors import ConfigError
+from scaletrain.driver.launchers.slurm_script import render_command
+from scaletrain.driver.launchers.slurm_sweep import hydra_value, point_args
+from scaletrain.driver.scaling import analysis, report, sweep
 
 
 def _compose(*overrides: str) -> config.Job:
@@ -26,7 +26,7 @@ def _compose(*overrides: str) -> config.Job:
 
 def _base(tmp_path: Path, *overrides: str) -> tuple[config.Job, list[str]]:
     """A sweep's job as the user's overrides compose it (the hydra: resolver is absent here: dirs given)."""
-    user = ["launcher=slurm", "+strategy=ddp", "workload=linear", "scaling.world_sizes=[2,4]", *overrides]
+    user = ["launcher=slurm", "+strategy=ddp", "workload=linear", "scaling.device_counts=[2,4]", *overrides]
     fixed = [f"checkpoint.dir={tmp_path}/checkpoints", f"output_dir={tmp_path}"]
     return _compose(*user, *fixed), user + fixed
 
@@ -49,11 +49,11 @@ def test_each_points_overrides_compose_back_into_exactly_the_points_job(tmp_path
         # the batch script appends hydra.run.dir (here: output_dir) after the point's overrides
         again = _compose(*args, f"output_dir={point.output_dir}")
         assert again.to_dict() == point.to_dict()
-        assert "scaling.world_sizes=[2,4]" not in args and "++scaling.world_sizes=[]" in args
+        assert "scaling.device_counts=[2,4]" not in args and "++scaling.device_counts=[]" in args
 
 
 def test_points_take_whole_nodes_and_only_the_gpus_they_use(tmp_path: Path) -> None:
-    job, _ = _base(tmp_path, "launcher.gpus_per_node=4", "scaling.world_sizes=[2,4,8]")
+    job, _ = _base(tmp_path, "launcher.gpus_per_node=4", "scaling.device_counts=[2,4,8]")
     shapes = [(p.launcher.nodes, p.launcher.ntasks_per_node, p.launcher.gpus_per_node) for p in _points(job)]
     assert shapes == [(1, 1, 1), (1, 2, 2), (1, "auto", 4), (2, "auto", 4)]
     job, _ = _base(tmp_path, "launcher.ntasks_per_node=2")
@@ -61,8 +61,8 @@ def test_points_take_whole_nodes_and_only_the_gpus_they_use(tmp_path: Path) -> N
 
 
 def test_a_size_that_is_not_whole_nodes_is_refused_by_name(tmp_path: Path) -> None:
-    job, _ = _base(tmp_path, "launcher.ntasks_per_node=2", "scaling.world_sizes=[3]")
-    with pytest.raises(ConfigError, match=r"scaling.world_sizes holds 3, which is not a whole number of nodes of 2"):
+    job, _ = _base(tmp_path, "launcher.ntasks_per_node=2", "scaling.device_counts=[3]")
+    with pytest.raises(ConfigError, match=r"scaling.device_counts holds 3, which is not a whole number of nodes of 2"):
         _points(job)
 
 
@@ -78,21 +78,21 @@ def test_hydra_values_read_back_unchanged(value) -> None:
 
 def test_the_analysis_script_runs_one_command_after_the_points() -> None:
     options = (("job-name", "t-analysis"), ("dependency", "afterany:7:8"), ("output", "/s w/slurm-%j.out"))
-    text = render_command(options, "scaletrain.scaling", ("/s w",))
+    text = render_command(options, "scaletrain.driver.scaling", ("/s w",))
     assert "#SBATCH --dependency=afterany:7:8\n" in text and "#SBATCH --output='/s w/slurm-%j.out'\n" in text
-    assert text.endswith('set -- \'/s w\'\nexec "${SCALETRAIN_PYTHON:-python}" -m scaletrain.scaling "$@"\n')
+    assert text.endswith('set -- \'/s w\'\nexec "${SCALETRAIN_PYTHON:-python}" -m scaletrain.driver.scaling "$@"\n')
     with pytest.raises(ConfigError, match="NUL"):
-        render_command(options, "scaletrain.scaling", ("a\0b",))
+        render_command(options, "scaletrain.driver.scaling", ("a\0b",))
 
 
 def test_a_failed_point_is_a_row_marked_failed_and_the_others_keep_their_efficiency() -> None:
     points = [_summary(1, 1000.0, 0.1, 100), _summary(4, 3000.0, 0.133, 400)]
     result = analysis.analyse("weak", points, failed={2: "SLURM job 8 ended CANCELLED"})
-    assert [(r["world_size"], r["status"]) for r in result["rows"]] == [(1, "ok"), (2, "failed"), (4, "ok")]
+    assert [(r["devices"], r["status"]) for r in result["rows"]] == [(1, "ok"), (2, "failed"), (4, "ok")]
     assert result["rows"][1]["efficiency"] is None
     assert result["rows"][2]["efficiency"] == pytest.approx(0.75)
     text = report.table(result)
-    assert "| 2 (failed) |" in text and "Failed: world size 2: SLURM job 8 ended CANCELLED." in text
+    assert "| 2 (failed) |" in text and "Failed: 2 device(s): SLURM job 8 ended CANCELLED." in text
 
 
 def test_without_the_one_device_run_no_efficiency_is_computed_and_the_table_says_why() -> None:

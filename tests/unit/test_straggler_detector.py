@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from scaletrain.scaling.analysis import analyse
-from scaletrain.scaling.report import table
-from scaletrain.stragglers import StragglerDetector, own_times
-from scaletrain.summary import RunSummary
-from scaletrain.tracking import chartable
+from scaletrain.contract.summary import RunSummary
+from scaletrain.driver.scaling.analysis import analyse
+from scaletrain.driver.scaling.report import table
+from scaletrain.rank.stragglers import StragglerDetector, own_times
+from scaletrain.rank.tracking import chartable
 
 
 def test_own_time_is_the_step_less_the_measured_wait() -> None:
@@ -79,5 +79,5 @@ def test_a_straggler_is_charted_per_rank_and_explains_a_sweep_gap() -> None:
                        step_time_s=0.2)  # fmt: skip
     point.stragglers = [{"rank": 1, "host": "h1", "slowdown": 3.0, "windows": 4}]
     text = table(analyse("weak", [base, point]))
-    assert "Straggler: at world size 2 rank 1 on h1 (3.00x the others' own step time) slowed the others" in text
+    assert "Straggler: on 2 devices rank 1 on h1 (3.00x the others' own step time) slowed the others" in text
     assert "not the network" in text

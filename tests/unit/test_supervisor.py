@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from scaletrain.launchers.supervisor import Supervisor, first_failure, forward_interrupts
+from scaletrain.driver.launchers.supervisor import Supervisor, first_failure, forward_interrupts
 
 
 def python(code: str) -> list[str]:

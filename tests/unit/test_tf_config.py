@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from scaletrain.env import ClusterEnv, detect
-from scaletrain.errors import ClusterEnvError, ConfigError
+from scaletrain.contract.env import ClusterEnv, detect
+from scaletrain.contract.errors import ClusterEnvError, ConfigError
 from scaletrain.strategies import tf_config
 
 LOCAL_2 = ClusterEnv(

@@ -1,4 +1,4 @@
-"""The tf.data training stream (loops/tf_dataset.py): one distributed iterator through the epochs, in the same
+"""The tf.data training stream (rank/loops/tf_dataset.py): one distributed iterator through the epochs, in the same
 order as a seeded shuffle per epoch, resumable at any step."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ ROWS, BATCH, BUFFER = 40, 8, 100  # 5 steps an epoch
 
 @pytest.fixture(scope="module")
 def strategy():
-    from scaletrain.strategies.tf_base import import_tensorflow
+    from scaletrain.rank.strategies.tf_base import import_tensorflow
 
     return import_tensorflow().distribute.MirroredStrategy(["/cpu:0"])
 
@@ -43,7 +43,7 @@ def _per_epoch(seed: int, epoch: int) -> list[list[int]]:
 
 
 def _batches(strategy, seed: int, epochs: int | None = 4):
-    from scaletrain.loops.tf_dataset import DatasetBatches
+    from scaletrain.rank.loops.tf_dataset import DatasetBatches
 
     return DatasetBatches(_rows(), strategy, BATCH, seed, BUFFER, epochs=epochs)
 

@@ -14,11 +14,13 @@ from conftest import child_env
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from scaletrain import config, strategies, worker
-from scaletrain import config as config_module
-from scaletrain.context import RunContext
-from scaletrain.env import detect
-from scaletrain.errors import ConfigError
+from scaletrain.contract import config
+from scaletrain.contract import config as config_module
+from scaletrain.contract.env import detect
+from scaletrain.contract.errors import ConfigError
+from scaletrain.rank import strategies as rank_strategies
+from scaletrain.rank import worker
+from scaletrain.rank.context import RunContext
 from scaletrain.strategies import tpu
 from scaletrain.strategies.plugin import Placement
 
@@ -90,7 +92,7 @@ def test_image_readers_feed_the_keras_cnn_channels_last(tmp_path, name):
 
 def _fit(job: config.Job) -> dict:
     env = detect({})
-    strategy = strategies.create(job.strategy, env)
+    strategy = rank_strategies.create(job.strategy, env)
     strategy.setup()
     ctx = RunContext(job, env, strategy)
     try:
@@ -154,31 +156,23 @@ def test_preflight_predicts_tensorflows_failure_for_a_tpu_name_without_its_api_c
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(**tpu.resolver_kwargs(config))
     with pytest.raises(RuntimeError, match="cloud-tpu-client"):
         resolver.master()  # the first call that asks the Cloud TPU API where the TPU is
-    job = _job_for_tpu(config)
     with pytest.raises(ConfigError, match="whose client is not installed; pip install cloud-tpu-client"):
-        tpu.PLUGIN.preflight(job, Placement(nodes=1, procs_per_node=1))
-
-
-def _job_for_tpu(config: tpu.Config):
-    class Job:  # preflight reads only job.strategy and job.train's precision
-        strategy = config
-        train = config_module.TrainConfig()
-
-    return Job()
+        tpu.PLUGIN.preflight(config, config_module.TrainConfig(), Placement(nodes=1, procs_per_node=1))
 
 
 # One attempt per process, as in a real rank: an abandoned connection attempt keeps TensorFlow's context busy.
 _RANK_SIDE = """
 import os, sys, time
-from scaletrain.env import detect
-from scaletrain.errors import LaunchError
+from scaletrain.contract.env import detect
+from scaletrain.contract.errors import LaunchError
 from scaletrain.strategies import tpu
-from scaletrain.strategies.tf_base import import_tensorflow
+from scaletrain.rank import strategies as rank_strategies
+from scaletrain.rank.strategies.tf_base import import_tensorflow
 import_tensorflow()  # seconds of its own: the clock below times the strategy alone
 config = tpu.Config(tpu=sys.argv[1], init_timeout_s=3)
 started = time.monotonic()
 try:
-    tpu.PLUGIN.create(config, detect({})).setup()
+    rank_strategies.create(config, detect({})).setup()
     print("NO ERROR")
 except LaunchError as exc:
     print(f"{time.monotonic() - started:.1f}|{exc}")

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from test_config import compose_job
 
-from scaletrain import hardware, launchers, run, strategies
-from scaletrain.env import detect
-from scaletrain.errors import ConfigError
-from scaletrain.loops.tf_data import ReplicaBatches
+from scaletrain import strategies
+from scaletrain.common import hardware
+from scaletrain.contract.env import detect
+from scaletrain.contract.errors import ConfigError
+from scaletrain.driver import launchers, run
+from scaletrain.rank import strategies as rank_strategies
+from scaletrain.rank.loops.tf_data import ReplicaBatches
 from scaletrain.strategies import mirrored, tpu
 from scaletrain.strategies.plugin import Placement
 
@@ -35,25 +38,25 @@ def test_local_launcher_gives_every_rank_its_own_free_port_for_tf_config():
     assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
     assert "127.0.0.1:29500" not in addresses
     env = launcher.rank_env(2, 29500, addresses)
-    config = json.loads(mirrored.PLUGIN.worker_env(launcher.job, env)["TF_CONFIG"])
+    config = json.loads(mirrored.PLUGIN.worker_env(launcher.job.strategy, env)["TF_CONFIG"])
     assert config == {"cluster": {"worker": list(addresses)}, "task": {"type": "worker", "index": 2}}
 
 
 def test_one_process_gets_no_tf_config_and_ddp_never_does():
     job = compose_job("+strategy=mirrored")
-    assert mirrored.PLUGIN.worker_env(job, detect({})) == {}
+    assert mirrored.PLUGIN.worker_env(job.strategy, detect({})) == {}
     launcher = launchers.create(compose_job("+strategy=ddp", "launcher.nproc_per_node=2"))
     with launcher.ports() as (port, addresses):
         env = launcher.rank_env(0, port, addresses)
-    assert strategies.of(launcher.job).worker_env(launcher.job, env) == {}
+    assert strategies.of(launcher.job).worker_env(launcher.job.strategy, env) == {}
 
 
 def test_replicas_count_devices_per_process_and_batch_must_split_over_them():
     job = compose_job("+strategy=mirrored", "strategy.cpu_devices=2")
-    assert mirrored.PLUGIN.replicas(job, 1) == 2
+    assert mirrored.PLUGIN.replicas(job.strategy, 1) == 2
     with pytest.raises(ConfigError, match="strategy.cpu_devices=2 works in one process only"):
-        mirrored.PLUGIN.replicas(job, 2)
-    assert strategies.of(compose_job("+strategy=ddp")).replicas(compose_job("+strategy=ddp"), 4) == 4
+        mirrored.PLUGIN.replicas(job.strategy, 2)
+    assert strategies.of(compose_job("+strategy=ddp")).replicas(compose_job("+strategy=ddp").strategy, 4) == 4
     odd = compose_job("+strategy=mirrored", "strategy.cpu_devices=2", "train.global_batch_size=5")
     with pytest.raises(
         ConfigError, match="global_batch_size=5 is not divisible by the 2 replicas; use a multiple of 2"
@@ -69,10 +72,10 @@ def test_handed_in_tf_config_supplies_the_worker_list(monkeypatch):
     job = compose_job("+strategy=mirrored", "launcher.nnodes=2", "launcher.master_port=29500", "launcher.node_rank=1")
     run.preflight_point(job)  # several hosts are fine: TF_CONFIG names them
     env = launchers.create(job).rank_env(0, 29500)
-    assert json.loads(mirrored.PLUGIN.worker_env(job, env)["TF_CONFIG"])["task"]["index"] == 1
+    assert json.loads(mirrored.PLUGIN.worker_env(job.strategy, env)["TF_CONFIG"])["task"]["index"] == 1
     single = compose_job("+strategy=mirrored")
     with pytest.raises(ConfigError, match="lists 2 process"):
-        mirrored.PLUGIN.worker_env(single, detect({}))
+        mirrored.PLUGIN.worker_env(single.strategy, detect({}))
 
 
 @pytest.mark.parametrize(
@@ -105,10 +108,11 @@ def test_tpu_resolver_arguments_come_from_config():
 def test_tpu_local_preflight_passes_with_faked_tpu_device_files(tmp_path, monkeypatch):
     (tmp_path / "accel0").touch()
     monkeypatch.setattr(tpu, "TPU_DEVICE_PATTERNS", (str(tmp_path / "accel*"),))
-    tpu.PLUGIN.preflight(compose_job("+strategy=tpu"), ONE_HOST)
+    job = compose_job("+strategy=tpu")
+    tpu.PLUGIN.preflight(job.strategy, job.train, ONE_HOST)
     monkeypatch.setattr(tpu, "TPU_DEVICE_PATTERNS", (str(tmp_path / "vfio" / "[0-9]*"),))
     with pytest.raises(ConfigError, match="found none"):
-        tpu.PLUGIN.preflight(compose_job("+strategy=tpu"), ONE_HOST)
+        tpu.PLUGIN.preflight(job.strategy, job.train, ONE_HOST)
 
 
 def test_tpu_metadata_endpoint_follows_the_variables_tensorflow_reads():
@@ -131,7 +135,7 @@ def test_replica_batches_shard_every_sample_like_distributed_sampler():
 
 
 def test_checkpoint_state_round_trips_without_pickle():
-    strategy = mirrored.PLUGIN.create(mirrored.Config(), detect({}))
+    strategy = rank_strategies.create(mirrored.Config(), detect({}))
     state = {
         "model": [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3)],
         "optimizer": [np.array(7, dtype=np.int64)],

@@ -8,13 +8,15 @@ from types import SimpleNamespace
 import pytest
 from wandb_files import offline_runs, read_run
 
-from scaletrain import hardware, tracking
-from scaletrain.env import ClusterEnv
-from scaletrain.scaling import charts
+from scaletrain.common import hardware
+from scaletrain.contract.env import ClusterEnv
+from scaletrain.driver import tracking as driver_tracking
+from scaletrain.driver.scaling import charts
+from scaletrain.rank import tracking
 from scaletrain.strategies import ddp, mirrored, xla
 
 MEASURED = {
-    "world_size": 1,
+    "devices": 1,
     "samples_per_s": 100.0,
     "step_time_s": 0.5,
     "efficiency": 1.0,
@@ -23,13 +25,13 @@ MEASURED = {
     "data_fraction": 0.1,
     "compute_time_s": 0.45,
 }
-TWO = {**MEASURED, "world_size": 2, "samples_per_s": 160.0, "step_time_s": 0.625, "efficiency": 0.8}
+TWO = {**MEASURED, "devices": 2, "samples_per_s": 160.0, "step_time_s": 0.625, "efficiency": 0.8}
 TWO.update(predicted_efficiency=0.9, comm_fraction=0.2, data_fraction=0.08, compute_time_s=0.45)
-FAILED = {"world_size": 4, "status": "failed", "efficiency": None, "samples_per_s": None}
+FAILED = {"devices": 4, "status": "failed", "efficiency": None, "samples_per_s": None}
 
 
 def test_efficiency_series_has_measured_ideal_and_predicted_and_skips_a_failed_point():
-    no_prediction = {**TWO, "world_size": 3, "predicted_efficiency": None}
+    no_prediction = {**TWO, "devices": 3, "predicted_efficiency": None}
     assert charts.efficiency_series([TWO, FAILED, MEASURED, no_prediction]) == [
         [1, "measured", 1.0],
         [1, "ideal", 1.0],
@@ -78,10 +80,10 @@ def test_scaling_table_takes_every_column_of_any_row():
 
 
 def test_measured_config_takes_devices_and_the_alpha_beta_fit_from_the_summary():
-    fit = {"alpha_s": 1e-5, "beta_s_per_byte": 1e-9, "bandwidth_gbit_per_s": 8.0, "world_size": 4}
+    fit = {"alpha_s": 1e-5, "beta_s_per_byte": 1e-9, "bandwidth_gbit_per_s": 8.0, "devices": 4}
     assert tracking.measured_config({"replicas": 4, "allreduce": fit, "loss": 1.0}) == {
-        "world_size": 4,
-        "network": {"alpha_s": 1e-5, "beta_s_per_byte": 1e-9, "bandwidth_gbit_per_s": 8.0, "alpha_beta_world_size": 4},
+        "devices": 4,
+        "network": {"alpha_s": 1e-5, "beta_s_per_byte": 1e-9, "bandwidth_gbit_per_s": 8.0, "alpha_beta_devices": 4},
     }
     assert tracking.measured_config({"world_size": 2}) == {}
     infinite = tracking.alpha_beta_config({**fit, "beta_s_per_byte": 0.0, "bandwidth_gbit_per_s": math.inf})
@@ -105,7 +107,7 @@ def test_network_config_names_the_hosts_and_the_interface_picked_or_set():
     assert tracking.network_config(job, None, environ={}) == {"hosts": 3, "interface": None}  # the sweep driver
 
 
-def test_world_size_in_the_config_counts_devices(monkeypatch):
+def test_devices_in_the_config_count_devices(monkeypatch):
     monkeypatch.setattr(hardware, "gpu_count", lambda environ=None: 0)
     assert tracking.devices(SimpleNamespace(strategy=ddp.Config()), 4) == 4
     assert tracking.devices(SimpleNamespace(strategy=xla.Config(device="CPU", num_devices=4)), 1) == 4
@@ -144,19 +146,19 @@ def test_summary_run_of_a_sweep_with_a_failed_point_logs_its_charts(tmp_path, mo
         output_dir=str(tmp_path),
         to_dict=lambda: {"seed": 0},
     )
-    fit = {"alpha_s": 2e-5, "beta_s_per_byte": 1e-9, "bandwidth_gbit_per_s": 8.0, "fitted_at_world_size": 2}
+    fit = {"alpha_s": 2e-5, "beta_s_per_byte": 1e-9, "bandwidth_gbit_per_s": 8.0, "fitted_at_devices": 2}
     analysis = {"mode": "weak", "rows": [MEASURED, TWO, FAILED], "alpha_beta": fit}
-    tracking.log_sweep(job, analysis, plot_path=None)  # returns once the run file is flushed and closed
+    driver_tracking.log_sweep(job, analysis, plot_path=None)  # returns once the run file is flushed and closed
     (path,) = offline_runs(tmp_path)
     run = read_run(path)
     assert run.group == "g-unit" and run.job_type == "scaling-summary"
-    assert run.config["world_sizes"] == [1, 2, 4] and "world_size" not in run.config
-    assert run.config["network"]["alpha_s"] == 2e-5 and run.config["network"]["alpha_beta_world_size"] == 2
+    assert run.config["device_counts"] == [1, 2, 4] and "devices" not in run.config
+    assert run.config["network"]["alpha_s"] == 2e-5 and run.config["network"]["alpha_beta_devices"] == 2
     assert [r["status"] for r in run.table("scaling_table")] == [None, None, "failed"]
     efficiency = run.table("efficiency_chart_table")
-    assert {r["world_size"] for r in efficiency} == {1, 2}  # the failed point is not plotted
+    assert {r["devices"] for r in efficiency} == {1, 2}  # the failed point is not plotted
     chart = run.chart("efficiency_chart")
     assert chart["panelDefId"] == "wandb/lineseries/v0"
-    assert chart["fieldSettings"] == {"step": "world_size", "lineKey": "series", "lineVal": "efficiency"}
+    assert chart["fieldSettings"] == {"step": "devices", "lineKey": "series", "lineVal": "efficiency"}
     assert run.chart("time_split_bars")["panelDefId"] == "wandb/bar/v0"
     assert "scaling_plot/_type" not in run.summary  # no image without a plot

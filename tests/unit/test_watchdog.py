@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from scaletrain.beacon import Beacon, Position, read_all
-from scaletrain.launchers.watchdog import (
+from scaletrain.common.watchdog import (
     HangReport,
     LocalProbe,
     StackDump,
@@ -15,6 +14,7 @@ from scaletrain.launchers.watchdog import (
     diagnose,
     process_state,
 )
+from scaletrain.contract.beacon import Beacon, Position, read_all
 
 NOW = 1_000_000.0
 
@@ -142,7 +142,7 @@ def test_the_verdict_reads_every_rank_again_so_a_lagging_relay_never_hides_the_f
 
 
 def test_a_hang_before_the_first_step_is_named_once_no_step_came_for_the_first_step_timeout():
-    from scaletrain.launchers import watchdog as module
+    from scaletrain.common import watchdog as module
 
     # rank 1 never got its first batch; rank 0 waits in the first all-reduce
     watchdog = Watchdog(_Probe({0: _at(0, 0, "communication"), 1: _at(1, 0, "data")}), timeout_s=None)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scaletrain import hardware
-from scaletrain.env import ClusterEnv
-from scaletrain.errors import ConfigError
+from scaletrain.common import hardware
+from scaletrain.contract.env import ClusterEnv
+from scaletrain.contract.errors import ConfigError
 from scaletrain.strategies import xla
 
 
@@ -90,10 +90,14 @@ def _env(world_size: int) -> ClusterEnv:
 
 
 def test_worker_env_sets_the_pjrt_device_and_cpu_device_count():
-    job = type("Job", (), {"strategy": xla.Config(device="CPU", num_devices=3)})()
-    assert xla.PLUGIN.worker_env(job, _env(1)) == {"PJRT_DEVICE": "CPU", "CPU_NUM_DEVICES": "3"}
-    job.strategy = xla.Config(device="CUDA")
-    assert xla.PLUGIN.worker_env(job, _env(2)) == {"PJRT_DEVICE": "CUDA", "XLA_COORDINATOR_PORT": "29501"}
+    assert xla.PLUGIN.worker_env(xla.Config(device="CPU", num_devices=3), _env(1)) == {
+        "PJRT_DEVICE": "CPU",
+        "CPU_NUM_DEVICES": "3",
+    }
+    assert xla.PLUGIN.worker_env(xla.Config(device="CUDA"), _env(2)) == {
+        "PJRT_DEVICE": "CUDA",
+        "XLA_COORDINATOR_PORT": "29501",
+    }
     assert xla.PLUGIN.procs_per_node == 1 and xla.PLUGIN.procs_per_node_required
 
 
@@ -101,7 +105,7 @@ def _job(*overrides: str):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from scaletrain import config
+    from scaletrain.contract import config
 
     with initialize_config_dir(config_dir=str(config.conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=["+strategy=xla", *overrides, "checkpoint.dir=/tmp/x", "output_dir=/tmp/x"])
@@ -109,7 +113,7 @@ def _job(*overrides: str):
 
 
 def test_local_launcher_starts_one_process_per_host_for_xla():
-    from scaletrain.launchers.local import LocalLauncher
+    from scaletrain.driver.launchers.local import LocalLauncher
 
     launcher = LocalLauncher(_job("launcher.nnodes=3", "launcher.master_port=29500"))
     assert launcher.nproc == 1 and launcher.world_size == 3

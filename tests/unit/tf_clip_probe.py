@@ -15,7 +15,7 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 
-from scaletrain.loops.tf_steps import Steps  # noqa: E402
+from scaletrain.rank.loops.tf_steps import Steps  # noqa: E402
 
 CLIP = 0.5
 rng = np.random.default_rng(0)

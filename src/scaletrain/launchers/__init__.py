@@ -1,16 +1,2 @@
-"""Where the processes run. One module per launcher, registered in ``scaletrain.registry``: its ``Config`` and its
-``Launcher`` subclass as ``PLUGIN`` (launchers/base.py: the seam, with ``sweep_point`` for scaling sweeps)."""
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from scaletrain import registry
-
-if TYPE_CHECKING:
-    from scaletrain.config import Job
-    from scaletrain.launchers.base import Launcher
-
-
-def create(job: Job) -> Launcher:
-    return registry.launcher(job.launcher.name)(job)
+"""Each launcher's settings: the job schema's ``launcher`` section, which job.json carries to every rank (a SLURM
+task reads its stop signal there). The launchers themselves are driver-side: driver/launchers/."""

@@ -1,8 +1,8 @@
-"""``python -m scaletrain.netcheck``: see the package's docstring, and ``--help``."""
+"""``python -m scaletrain.netcheck``: runs scaletrain.driver.netcheck's command line."""
 
 import sys
 
-from scaletrain.netcheck.cli import main
+from scaletrain.driver.netcheck.__main__ import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,1 +1,1 @@
-"""Scaling efficiency: run a job at several world sizes, measure, and explain the gap with an α-β model."""
+"""``python -m scaletrain.scaling``: the user's command; the code is scaletrain.driver.scaling (driver-side)."""

@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from scaletrain import hardware, precision
-from scaletrain.env import ClusterEnv
-from scaletrain.errors import ConfigError
+from scaletrain.common import hardware
+from scaletrain.contract.env import ClusterEnv
+from scaletrain.contract.errors import ConfigError
+from scaletrain.rank import precision
 from scaletrain.strategies import tf_config
 from scaletrain.strategies.plugin import Placement, StrategyPlugin
-from scaletrain.strategies.tf_base import TensorFlowStrategy, import_tensorflow, log
 
 COMMUNICATIONS = ("auto", "ring", "nccl")
 
@@ -70,74 +70,7 @@ def _size_mismatch(handed_in: tf_config.TFCluster, world_size: int) -> ConfigErr
     )
 
 
-class MirroredStrategy(TensorFlowStrategy):
-    def build(self) -> Any:
-        tf = import_tensorflow()
-        devices = self._local_devices(tf)
-        if self.env.world_size == 1:
-            return tf.distribute.MirroredStrategy(devices)
-        cluster = self._cluster()
-        # The addresses the workers reach each other at (host names resolve on each host): the first thing to look
-        # at when a job across hosts cannot connect.
-        log.info("MultiWorkerMirroredStrategy: TF_CONFIG workers %s; this process is worker %d",
-                 ", ".join(cluster.workers), cluster.task_index)  # fmt: skip
-        implementation = {
-            "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
-            "ring": tf.distribute.experimental.CommunicationImplementation.RING,
-            "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
-        }[self.config.communication]
-        gpus = sum(1 for d in devices if "GPU" in d)
-        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-            tf.train.ClusterSpec({"worker": list(cluster.workers)}),
-            task_type="worker",
-            task_id=cluster.task_index,
-            num_accelerators={"GPU": gpus} if gpus else None,
-            rpc_layer="grpc",
-        )
-        options = tf.distribute.experimental.CommunicationOptions(
-            implementation=implementation, timeout_seconds=self.config.timeout_s
-        )
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
-
-    def _cluster(self) -> tf_config.TFCluster:
-        """This rank's TF_CONFIG (written by the launcher) checked against its ClusterEnv, or built from it."""
-        raw = os.environ.get("TF_CONFIG")
-        if not raw:
-            return tf_config.for_rank(self.env)
-        cluster = tf_config.parse(raw)
-        tf_config.check_matches(cluster, self.env)
-        return cluster
-
-    def _local_devices(self, tf: Any) -> list[str]:
-        """This process's devices: its share of the host's GPUs, else ``cpu_devices`` logical CPU devices."""
-        physical_gpus = tf.config.list_physical_devices("GPU")
-        procs = self.env.local_world_size
-        want = gpus_per_process(self.config, len(physical_gpus), procs)
-        if want > len(physical_gpus) // max(1, procs):
-            raise ConfigError(
-                f"strategy.gpus={want} asks for {want} GPU(s) per process but TensorFlow sees {len(physical_gpus)} "
-                f"for {procs} process(es) on this host; use strategy.gpus=auto."
-            )
-        if want:
-            mine = physical_gpus[self.env.local_rank * want : (self.env.local_rank + 1) * want]
-            _set_visible_gpus(tf, mine)
-            return [f"/gpu:{i}" for i in range(want)]
-        _set_visible_gpus(tf, [])
-        count = self.config.cpu_devices if self.env.world_size == 1 else 1
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        if count > 1 and len(tf.config.get_logical_device_configuration(cpu) or []) != count:
-            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
-        return [f"/cpu:{i}" for i in range(count)]
-
-
-def _set_visible_gpus(tf: Any, gpus: list) -> None:
-    # Changing visibility after TensorFlow initialised its devices raises, even to the same value.
-    if tf.config.list_physical_devices("GPU") and tf.config.get_visible_devices("GPU") != gpus:
-        tf.config.set_visible_devices(gpus, "GPU")
-
-
 class Mirrored(StrategyPlugin):
-    name = "mirrored"
     framework = "tensorflow"
     Config = Config
 
@@ -149,8 +82,7 @@ class Mirrored(StrategyPlugin):
 
     procs_per_node = 1  # MirroredStrategy drives all of the host's devices from one process
 
-    def preflight(self, job: Any, placement: Placement) -> None:
-        config = job.strategy
+    def preflight(self, config: Config, train: Any, placement: Placement, script: str | None = None) -> None:
         if importlib.util.find_spec("tensorflow") is None:
             raise ConfigError(
                 "+strategy=mirrored needs TensorFlow, which is not installed; pip install 'scaletrain[tf]'."
@@ -170,15 +102,15 @@ class Mirrored(StrategyPlugin):
                 )
             if config.communication == "nccl":
                 raise ConfigError("strategy.communication=nccl needs GPUs and this job uses none; use auto or ring.")
-        precision.check(job.train.precision, "mirrored", "CUDA" if gpus_per_process(config, gpus) else "CPU")
+        precision.check(train.precision, "mirrored", "CUDA" if gpus_per_process(config, gpus) else "CPU")
         handed_in_tf_config()  # a TF_CONFIG of your own is checked before anything starts
 
-    def describe(self, job: Any, placement: Placement) -> str:
-        count, kind = devices_per_process(job.strategy, hardware.gpu_count())
+    def describe(self, config: Config, placement: Placement) -> str:
+        count, kind = devices_per_process(config, hardware.gpu_count())
         found = f"{hardware.gpu_count()} GPU(s) found" if hardware.gpu_count() else "no GPU found"
         return f"mirrored: TensorFlow MirroredStrategy over {count} {kind} device(s) per process ({found})"
 
-    def worker_env(self, job: Any, env: ClusterEnv) -> dict[str, str]:
+    def worker_env(self, config: Config, env: ClusterEnv) -> dict[str, str]:
         """TF_CONFIG for ranks of a multi-process job, so MultiWorkerMirroredStrategy (and user scripts) find peers."""
         handed_in = handed_in_tf_config()
         if handed_in is not None:
@@ -189,9 +121,8 @@ class Mirrored(StrategyPlugin):
             return {}
         return {"TF_CONFIG": tf_config.for_rank(env).to_json()}
 
-    def replicas(self, job: Any, world_size: int) -> int:
+    def replicas(self, config: Config, world_size: int) -> int:
         """Replicas in sync for a job of ``world_size`` processes (each process mirrors over its devices)."""
-        config = job.strategy
         count, kind = devices_per_process(config, hardware.gpu_count())
         if world_size > 1 and kind == "CPU" and count > 1:
             raise ConfigError(
@@ -210,9 +141,6 @@ class Mirrored(StrategyPlugin):
         if config.cpu_devices > 1:
             return dataclasses.replace(config, cpu_devices=world_size), 1
         return config, world_size
-
-    def create(self, config: Config, env: ClusterEnv) -> MirroredStrategy:
-        return MirroredStrategy(config, env)
 
 
 PLUGIN = Mirrored()

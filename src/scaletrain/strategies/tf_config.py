@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scaletrain.env import ClusterEnv
-from scaletrain.errors import ClusterEnvError, ConfigError
+from scaletrain.contract.env import ClusterEnv
+from scaletrain.contract.errors import ClusterEnvError, ConfigError
 
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 _EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'

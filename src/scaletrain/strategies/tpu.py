@@ -15,16 +15,13 @@ import importlib.util
 import os
 import socket
 import threading
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from scaletrain import precision
-from scaletrain.env import ClusterEnv
-from scaletrain.errors import ConfigError, LaunchError
+from scaletrain.contract.errors import ConfigError, LaunchError
+from scaletrain.rank import precision
 from scaletrain.strategies.plugin import Placement, StrategyPlugin
-from scaletrain.strategies.tf_base import TensorFlowStrategy, import_tensorflow
 
 T = TypeVar("T")
 # TPU v2-v4 chips appear as /dev/accel*; v5e, v5p and v6e as VFIO groups /dev/vfio/N.
@@ -75,25 +72,6 @@ def metadata_endpoint(environ=os.environ) -> str:
     return f"http://{host}/computeMetadata/v1/"
 
 
-class TPUStrategy(TensorFlowStrategy):
-    def build(self) -> Any:
-        tf = import_tensorflow()
-        c = self.config
-        what = "this VM's TPU" if c.tpu == "local" else f"TPU {c.tpu}"
-        resolver = bounded(
-            lambda: tf.distribute.cluster_resolver.TPUClusterResolver(**resolver_kwargs(c)),
-            c.timeout_s,
-            f"looking for {what}",
-        )
-
-        def connect() -> None:
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-
-        bounded(connect, c.init_timeout_s, f"connecting to {what} and initialising its TPU system")
-        return tf.distribute.TPUStrategy(resolver)
-
-
 def bounded(fn: Callable[[], T], timeout_s: float, doing: str) -> T:
     """``fn()``, or a one-sentence LaunchError when it raises or has not returned within ``timeout_s``."""
     finished, value, error = _call_within(fn, timeout_s)
@@ -130,6 +108,8 @@ def _reason(exc: Exception) -> str:
 
 
 def _probe_metadata(timeout_s: float) -> str | None:
+    import urllib.request  # 20 ms of imports: only when the driver probes a TPU VM's metadata server
+
     request = urllib.request.Request(metadata_endpoint() + "project/project-id", headers={"Metadata-Flavor": "Google"})
     return _within(lambda: urllib.request.urlopen(request, timeout=timeout_s).close(), timeout_s)
 
@@ -147,14 +127,12 @@ def _within(fn: Callable[[], None], timeout_s: float) -> str | None:
 
 
 class TPU(StrategyPlugin):
-    name = "tpu"
     framework = "tensorflow"
     Config = Config
     procs_per_node = 1  # one process drives every TPU chip it is attached to
 
-    def preflight(self, job: Any, placement: Placement) -> None:
-        config = job.strategy
-        precision.check(job.train.precision, "tpu", "TPU")
+    def preflight(self, config: Config, train: Any, placement: Placement, script: str | None = None) -> None:
+        precision.check(train.precision, "tpu", "TPU")
         if importlib.util.find_spec("tensorflow") is None:
             raise ConfigError("+strategy=tpu needs TensorFlow, which is not installed; pip install 'scaletrain[tf]'.")
         timeout = config.timeout_s
@@ -194,8 +172,8 @@ class TPU(StrategyPlugin):
                 f"answer within {timeout:g} s ({problem}); check this host's network access to Google Cloud."
             )
 
-    def describe(self, job: Any, placement: Placement) -> str:
-        c = job.strategy
+    def describe(self, config: Config, placement: Placement) -> str:
+        c = config
         where = "this TPU VM's chips" if c.tpu == "local" else f"TPU {c.tpu}" + (f" in {c.zone}" if c.zone else "")
         return f"tpu: TensorFlow TPUStrategy on {where}"
 
@@ -205,9 +183,6 @@ class TPU(StrategyPlugin):
             "scaling sweeps with +strategy=tpu are not supported: TPUStrategy always trains on every chip of its TPU; "
             "sweep over TPU sizes with one run per size (-m), or sweep +strategy=xla on XLA's CPU device."
         )
-
-    def create(self, config: Config, env: ClusterEnv) -> TPUStrategy:
-        return TPUStrategy(config, env)
 
 
 PLUGIN = TPU()

@@ -14,15 +14,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from scaletrain import hardware
-from scaletrain.env import ClusterEnv
-from scaletrain.errors import ConfigError
+from scaletrain.common import hardware
+from scaletrain.contract.env import ClusterEnv
+from scaletrain.contract.errors import ConfigError
 from scaletrain.strategies.plugin import Placement, StrategyPlugin
-
-if TYPE_CHECKING:
-    from scaletrain.strategies.xla_runtime import XLAStrategy
+from scaletrain.strategies.xla_mesh import batch_mismatch, mesh_mismatch
 
 DEVICES = ("auto", "TPU", "CPU", "CUDA")
 INSTALL_HINT = "pip install 'scaletrain[xla]' (torch==2.9.0 with torch-xla==2.9.0)"
@@ -91,9 +89,9 @@ def check_versions(version: Callable[[str], str] = metadata.version) -> None:
         )
 
 
-def _known_device_count(job: Any, placement: Placement, device: str) -> tuple[int, str] | None:
+def _known_device_count(config: Config, placement: Placement, device: str) -> tuple[int, str] | None:
     if device == "CPU":
-        return cpu_devices(job.strategy), f"strategy.num_devices={cpu_devices(job.strategy)}"
+        return cpu_devices(config), f"strategy.num_devices={cpu_devices(config)}"
     if device == "CUDA":
         hosts = placement.nodes or 1  # a launcher that learns its hosts later: the worker checks the mesh then
         gpus = hardware.gpu_count() * hosts
@@ -101,31 +99,14 @@ def _known_device_count(job: Any, placement: Placement, device: str) -> tuple[in
     return None
 
 
-def mesh_mismatch(shape: list[int], count: int, where: str) -> str:
-    return (
-        f"strategy.mesh_shape={list(shape)} spans {math.prod(shape)} devices but the job has {count} ({where}); "
-        f"give a shape whose sizes multiply to {count}, such as [{count}]."
-    )
-
-
-def batch_mismatch(batch: int, count: int) -> str:
-    fit = count * max(1, round(batch / count))
-    return (
-        f"train.global_batch_size={batch} cannot be split evenly over the {count} XLA devices of the mesh; "
-        f"use a multiple of {count} such as {fit}."
-    )
-
-
 class XLA(StrategyPlugin):
-    name = "xla"
     framework = "torch"
     Config = Config
     procs_per_node = 1  # SPMD: one process owns every device of its host
     procs_per_node_required = True  # a second process on the host could not reach the devices
 
-    def preflight(self, job: Any, placement: Placement) -> None:
+    def preflight(self, config: Config, train: Any, placement: Placement, script: str | None = None) -> None:
         check_versions()
-        config, train = job.strategy, job.train
         device, chosen_by = resolve_device(config)
         if train.precision == "fp16":
             raise ConfigError(
@@ -145,35 +126,35 @@ class XLA(StrategyPlugin):
                 f"{placement.nodes_from}={placement.nodes} cannot be used with XLA's CPU device, which serves one "
                 f"process only; run on one host ({placement.nodes_from}=1), or on TPU or CUDA devices."
             )
-        known = _known_device_count(job, placement, device)
+        known = _known_device_count(config, placement, device)
         if known is None:
             return  # TPU: the runtime counts its devices; the worker checks the mesh and the batch then
         count, where = known
         if config.mesh_shape is not None and math.prod(config.mesh_shape) != count:
             raise ConfigError(mesh_mismatch(config.mesh_shape, count, where))
-        if job.script is None and train.global_batch_size % count:
+        if script is None and train.global_batch_size % count:
             raise ConfigError(batch_mismatch(train.global_batch_size, count))
 
-    def describe(self, job: Any, placement: Placement) -> str:
-        device, chosen_by = resolve_device(job.strategy)
-        count = _known_device_count(job, placement, device)
+    def describe(self, config: Config, placement: Placement) -> str:
+        device, chosen_by = resolve_device(config)
+        count = _known_device_count(config, placement, device)
         devices = f"{count[0]} {device} device(s)" if count else f"every {device} device"
         return f"xla with SPMD over {devices} per process, one process per host ({chosen_by})"
 
-    def worker_env(self, job: Any, env: ClusterEnv) -> dict[str, str]:
-        device, _ = resolve_device(job.strategy)
+    def worker_env(self, config: Config, env: ClusterEnv) -> dict[str, str]:
+        device, _ = resolve_device(config)
         out = {"PJRT_DEVICE": device}
         if device == "CPU":
-            out["CPU_NUM_DEVICES"] = str(cpu_devices(job.strategy))
+            out["CPU_NUM_DEVICES"] = str(cpu_devices(config))
         if device == "CUDA" and env.world_size > 1:
             # XLA's GPU client meets its peers at MASTER_ADDR:XLA_COORDINATOR_PORT; MASTER_PORT is gloo's.
             out["XLA_COORDINATOR_PORT"] = str(env.master_port + 1)
         return out
 
-    def devices(self, job: Any, processes: int) -> int:
+    def devices(self, config: Config, processes: int) -> int:
         """Its XLA devices: the CPU device's count, the host's GPUs, or its TPU chips, in every process."""
-        device = resolve_device(job.strategy)[0]
-        per_process = {"CPU": cpu_devices(job.strategy), "CUDA": hardware.gpu_count()}.get(device)
+        device = resolve_device(config)[0]
+        per_process = {"CPU": cpu_devices(config), "CUDA": hardware.gpu_count()}.get(device)
         return processes * (per_process or hardware.tpu_chip_count() or 1)
 
     def sweep_point(self, config: Config, world_size: int) -> tuple[Config, int]:
@@ -194,11 +175,6 @@ class XLA(StrategyPlugin):
                 "strategy.mesh_shape so that each point gets one data axis over its devices."
             )
         return dataclasses.replace(config, num_devices=world_size), 1
-
-    def create(self, config: Config, env: ClusterEnv) -> XLAStrategy:
-        from scaletrain.strategies import xla_runtime  # the class itself: workers only
-
-        return xla_runtime.XLAStrategy(config, env)
 
 
 PLUGIN = XLA()

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from scaletrain import registry
-from scaletrain.errors import ConfigError
+from scaletrain.contract import registry
+from scaletrain.contract.errors import ConfigError
 
 if TYPE_CHECKING:
-    from scaletrain.config import Job
+    from scaletrain.contract.config import Job
 
 
 def preflight(job: Job) -> None:

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import socket
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaletrain.errors import ConfigError
-from scaletrain.flops import cache_file
+from scaletrain.contract import atomic
+from scaletrain.contract.errors import ConfigError
+from scaletrain.rank.flops import cache_file
+from scaletrain.workloads.byte_windows import tf_windows
 from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask
 
@@ -120,35 +121,14 @@ def prepared(config: Config) -> tuple[Path, Path]:
     for path, part in zip(paths, split(files, config.val_every_nth_file), strict=True):
         if not path.is_file():
             directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            with open(tmp, "wb") as out:
+            # ranks of one host building it at once: each renames a whole file
+            with atomic.replacing(path, "wb") as out:
                 for name in part:
                     out.write((root / name).read_bytes())
-            os.replace(tmp, path)  # ranks of one host building it at once: each renames a whole file
     return paths
 
 
-def windows(path: Path, seq_len: int, limit: int | None = None) -> int:
-    """How many non-overlapping windows of seq_len + 1 bytes the file holds (at most ``limit``)."""
-    count = path.stat().st_size // (seq_len + 1)
-    return count if limit is None else min(count, limit)
-
-
-def tf_windows(tf: Any, path: Path, seq_len: int, limit: int | None = None) -> Any:
-    """The same windows as a tf.data.Dataset of (x, y) int32 rows (no Python in the pipeline)."""
-    count = windows(path, seq_len, limit)
-
-    def pair(record: Any) -> tuple[Any, Any]:
-        window = tf.cast(tf.io.decode_raw(record, tf.uint8), tf.int32)
-        return window[:-1], window[1:]
-
-    rest = path.stat().st_size % (seq_len + 1)  # the bytes after the last whole window
-    records = tf.data.FixedLengthRecordDataset(str(path), seq_len + 1, footer_bytes=rest).take(count)
-    return records.map(pair).apply(tf.data.experimental.assert_cardinality(count))
-
-
 class CharLM(WorkloadPlugin):
-    name = "charlm"
     Config = Config
 
     def preflight(self, config: Config) -> None:
@@ -178,7 +158,7 @@ class CharLM(WorkloadPlugin):
         )
 
     def build_tensorflow(self, config: Config, seed: int) -> TFTask:
-        from scaletrain.loops.tf_steps import tf
+        from scaletrain.rank.loops.tf_steps import tf
         from scaletrain.workloads import gpt_keras, keras_models
 
         train, val = prepared(config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scaletrain.workloads import image_files, image_records, readers
+from scaletrain.workloads import image_files
 from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask
 
@@ -16,18 +16,23 @@ class Config(image_files.ImageFilesConfig):
 
 
 class Cifar10(WorkloadPlugin):
-    name = "cifar10"
     Config = Config
 
     def preflight(self, config: Config) -> None:
+        from scaletrain.workloads import readers  # NumPy: not at the top, the driver registers every workload
+
         readers.check_cifar10_files(image_files.check_dir(config))
 
     def build_torch(self, config: Config, seed: int) -> TorchTask:
+        from scaletrain.workloads import image_records
+
         return image_files.torch_task(
             image_records.cifar10(config.data_dir), config, seed, in_channels=3, image_size=32
         )
 
     def build_tensorflow(self, config: Config, seed: int) -> TFTask:
+        from scaletrain.workloads import image_records
+
         records = image_records.cifar10(config.data_dir)
         return image_files.tf_task(records, config, seed, in_channels=3, image_size=32)
 

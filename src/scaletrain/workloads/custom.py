@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
 from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask, check_worker_start_method, is_tf_dataset, is_torch_dataset
 
@@ -164,7 +164,6 @@ def _optimizer(config: Config) -> Any:
 
 
 class Custom(WorkloadPlugin):
-    name = "custom"
     Config = Config
 
     def frameworks(self, config: Config) -> tuple[str, ...]:

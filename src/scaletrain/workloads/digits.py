@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
 from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask
 
@@ -57,7 +57,6 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
 
 
 class Digits(WorkloadPlugin):
-    name = "digits"
     Config = Config
 
     def build_torch(self, config: Config, seed: int) -> TorchTask:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
 from scaletrain.workloads.plugin import WorkloadPlugin
 
 
@@ -37,7 +37,6 @@ def locate(target: str, setting: str) -> None:
 
 
 class Function(WorkloadPlugin):
-    name = "function"
     Config = Config
     trains_itself = True
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaletrain.workloads.charlm import windows
+from scaletrain.workloads.byte_windows import windows
 
 INIT_STD = 0.02
 LN_EPS = 1e-5

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scaletrain.errors import ConfigError
-from scaletrain.workloads.image_records import ImageRecords
+from scaletrain.contract.errors import ConfigError
 from scaletrain.workloads.task import TFTask, TorchTask, check_worker_start_method
+
+if TYPE_CHECKING:
+    from scaletrain.workloads.image_records import ImageRecords
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
 from scaletrain.workloads import readers
 
 TF_CHUNK = 1024  # rows decoded and scaled together by tf.data
@@ -186,12 +186,15 @@ class ImageRecords:
         j = index - int(self.starts[k])
         return images[j], int(labels[j])
 
-    def torch_dataset(self) -> TorchImages:
+    def torch_dataset(self) -> Any:
+        """These records as a torch Dataset (workloads/torch_images.py, imported here: the driver never loads torch)."""
+        from scaletrain.workloads.torch_images import TorchImages
+
         return TorchImages(self)
 
     def tf_dataset(self) -> Any:
         """A tf.data.Dataset of (float32 image (H, W, C) in [0, 1], int32 label) rows, with a known length."""
-        from scaletrain.strategies.tf_base import import_tensorflow
+        from scaletrain.rank.strategies.tf_base import import_tensorflow
 
         tf = import_tensorflow()
         chunks = reduce(lambda a, b: a.concatenate(b), [part.tf_chunks(tf, self.shape) for part in self.parts])
@@ -203,29 +206,6 @@ class ImageRecords:
         if self.length < int(self.starts[-1]):
             rows = rows.take(self.length)
         return rows.apply(tf.data.experimental.assert_cardinality(self.length))
-
-
-try:
-    import torch
-    from torch.utils.data import Dataset
-
-    class TorchImages(Dataset):
-        """``ImageRecords`` as a torch map-style Dataset: (float32 image (C, H, W) in [0, 1], label)."""
-
-        def __init__(self, records: ImageRecords) -> None:
-            self.records = records
-
-        def __len__(self) -> int:
-            return len(self.records)
-
-        def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-            image, label = self.records.item(int(index))
-            pixels = np.array(image, dtype=np.float32)  # a copy out of the map
-            pixels /= 255.0
-            return torch.from_numpy(pixels), label
-
-except ImportError:  # a TensorFlow-only install
-    pass
 
 
 def mnist(data_dir: Path) -> tuple[ImageRecords, ImageRecords]:

@@ -45,7 +45,6 @@ def report(weight: float, bias: float, prediction_x6: float) -> dict[str, float]
 
 
 class Linear(WorkloadPlugin):
-    name = "linear"
     Config = Config
 
     def build_torch(self, config: Config, seed: int) -> TorchTask:

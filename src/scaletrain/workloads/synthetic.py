@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
 from scaletrain.workloads.plugin import WorkloadPlugin
 from scaletrain.workloads.task import TFTask, TorchTask
 
@@ -35,7 +35,6 @@ def data(config: Config, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Synthetic(WorkloadPlugin):
-    name = "synthetic"
     Config = Config
 
     def build_torch(self, config: Config, seed: int) -> TorchTask:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaletrain.errors import ConfigError
+from scaletrain.contract.errors import ConfigError
 
 # How a rank's DataLoader workers start; forkserver by default, see loops/torch_loader.worker_context.
 WORKER_START_METHODS = ("forkserver", "spawn", "fork")

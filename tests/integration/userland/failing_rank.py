@@ -1,8 +1,8 @@
 """A user's function that trains through scaletrain's driver (DDP's all-reduce in every step) and raises on one rank
 at a given step: the other ranks then fail inside a collective, and the launcher must name this rank, not them."""
 
-from scaletrain.loops import driver
-from scaletrain.loops.torch_stepper import TorchStepper
+from scaletrain.rank.loops import driver
+from scaletrain.rank.loops.torch_stepper import TorchStepper
 from scaletrain.workloads import synthetic
 
 

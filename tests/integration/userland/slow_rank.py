@@ -4,16 +4,16 @@ in every step: a straggler made from inside, as a slower device (``phase="comput
 
 import time
 
-from scaletrain.loops import driver
+from scaletrain.rank.loops import driver
 from scaletrain.workloads import synthetic
 
 
 def main(ctx, slow_rank: int = 1, sleep_s: float = 0.02, phase: str = "compute", width: int = 64):
     task_config = synthetic.Config(num_samples=4096, input_dim=width // 2, width=width, depth=2)
     if ctx.strategy.framework == "torch":
-        from scaletrain.loops.torch_stepper import TorchStepper as Stepper
+        from scaletrain.rank.loops.torch_stepper import TorchStepper as Stepper
     else:
-        from scaletrain.loops.tf_stepper import TFStepper as Stepper
+        from scaletrain.rank.loops.tf_stepper import TFStepper as Stepper
     stepper = Stepper(ctx, synthetic.PLUGIN.build(ctx.strategy.framework, task_config, ctx.job.seed))
     if ctx.rank == slow_rank and sleep_s > 0:
         if phase == "compute":
