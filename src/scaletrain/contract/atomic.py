@@ -30,11 +30,16 @@ def replacing(path: Path | str, mode: str = "w", *, durable: bool = False) -> It
         Path(tmp).unlink(missing_ok=True)
         raise
     if durable:
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path | str) -> None:
+    """Sync a directory's entries to disk: a rename into it survives a crash of the machine."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write(path: Path | str, data: str | bytes, *, durable: bool = False) -> Path:

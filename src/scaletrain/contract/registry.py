@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from scaletrain.contract.errors import ConfigError
 
@@ -40,6 +40,18 @@ WORKLOADS = {
     "charlm": "scaletrain.workloads.charlm",
 }
 GROUPS = {"strategy": STRATEGIES, "launcher": LAUNCHERS, "workload": WORKLOADS}
+
+
+class NamedByConfig:
+    """A plugin class (strategy, launcher, workload) named by its settings: its ``name`` is its ``Config``'s ``name``
+    default, so the name is written once in code, in the ``Config``."""
+
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" in vars(cls):
+            cls.name = cls.Config.name
 
 
 def module(group: str, name: str) -> ModuleType:

@@ -60,7 +60,7 @@ def save(
         if full:
             raise DiskFullError(directory, step, _needed_bytes(directory, written)) from None
         raise
-    _fsync_dir(directory)
+    atomic.fsync_dir(directory)
     _retain(directory, keep_last)
     return final
 
@@ -208,11 +208,3 @@ def step_of(path: Path) -> int:
     if match is None:
         raise ValueError(f"{path} is not a checkpoint file name")
     return int(match.group(1))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

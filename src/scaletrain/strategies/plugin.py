@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from scaletrain.contract.registry import NamedByConfig
+
 if TYPE_CHECKING:
     from scaletrain.contract.env import ClusterEnv
 
@@ -33,7 +35,7 @@ class Placement:
         return self.nodes * self.procs_per_node
 
 
-class StrategyPlugin:
+class StrategyPlugin(NamedByConfig):
     """The hooks the driver calls for the job's strategy; each default suits a one-process-per-device strategy."""
 
     name: ClassVar[str]  # its Config's name (set from it, below)
@@ -42,12 +44,6 @@ class StrategyPlugin:
     worker_addresses: ClassVar[bool] = False  # ranks name every peer's address before they start (TF_CONFIG)
     procs_per_node: ClassVar[int | None] = None  # processes per host it wants for nproc_per_node=auto; None: any
     procs_per_node_required: ClassVar[bool] = False  # it cannot run any other number per host
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """The plugin's name is its settings' ``name`` default: written once, in its ``Config``."""
-        super().__init_subclass__(**kwargs)
-        if "Config" in vars(cls):
-            cls.name = cls.Config.name
 
     def preflight(self, config: Any, train: Any, placement: Placement, script: str | None = None) -> None:
         """Checks before anything starts (a GPU backend on a host without GPUs, a missing framework), from the

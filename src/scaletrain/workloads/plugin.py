@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from scaletrain.contract.errors import ConfigError
+from scaletrain.contract.registry import NamedByConfig
 
 if TYPE_CHECKING:
     from scaletrain.workloads.task import TFTask, TorchTask
@@ -20,18 +21,12 @@ if TYPE_CHECKING:
 FRAMEWORKS = ("torch", "tensorflow")
 
 
-class WorkloadPlugin:
+class WorkloadPlugin(NamedByConfig):
     """The hooks called for the job's workload; each default suits a built-in model with its data in memory."""
 
     name: ClassVar[str]  # its Config's name (set from it, below)
     Config: ClassVar[type]  # the workload's settings (``workload.*``), validated by its ``validate``
     trains_itself: ClassVar[bool] = False  # ``run(ctx)`` drives training itself; the worker calls it on every rank
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """The plugin's name is its settings' ``name`` default: written once, in its ``Config``."""
-        super().__init_subclass__(**kwargs)
-        if "Config" in vars(cls):
-            cls.name = cls.Config.name
 
     def frameworks(self, config: Any) -> tuple[str, ...]:
         """The frameworks it can train under with these settings: those it builds a task for (any, when it trains

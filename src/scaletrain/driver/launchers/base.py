@@ -8,21 +8,16 @@ from typing import Any, ClassVar
 
 from scaletrain.contract.config import Job
 from scaletrain.contract.errors import ConfigError
+from scaletrain.contract.registry import NamedByConfig
 from scaletrain.strategies.plugin import Placement
 
 
-class Launcher(ABC):
+class Launcher(NamedByConfig, ABC):
     """Starts the job's ranks somewhere, supervises them and returns the job's exit code. A launcher module exports
     its ``Config`` and its class as ``PLUGIN`` (registry.LAUNCHERS); the class is built with the job."""
 
     name: ClassVar[str]  # the launcher=<name> that picks it: its Config's name (set from it, below)
     Config: ClassVar[type]  # its settings (launchers/<name>.py)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """The plugin's name is its settings' ``name`` default: written once, in its ``Config``."""
-        super().__init_subclass__(**kwargs)
-        if "Config" in vars(cls):
-            cls.name = cls.Config.name
 
     def __init__(self, job: Job) -> None:
         self.job = job
